@@ -1,0 +1,1 @@
+"""One Faust agent per pipeline stage, found by the app's autodiscovery."""

@@ -1,0 +1,52 @@
+"""ingest: validate, drop channel duplicates, store, and attach conversation memory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+
+from agents import guard
+from agents.memory import conversation_memory, remember_turn, snapshot
+from clawdesk import db, metrics
+from clawdesk.app import app
+from clawdesk.services import current, ready
+from schemas import AcceptedMessage, InboundMessage
+from topics.streams import accepted_topic, inbound_topic
+
+log = logging.getLogger(__name__)
+STAGE = "ingest"
+
+
+async def accept(raw: bytes) -> None:
+    """Process one inbound event (raises on failure; `guard` routes the error)."""
+    msg = InboundMessage.from_bytes(raw)
+    services = current()
+    if not await db.tenant_exists(services.pool, msg.tenant_id):
+        raise guard.Rejected(f"unknown tenant {msg.tenant_id!r}")
+    outcome = await db.record_inbound(services.pool, msg)
+    if outcome is db.Inbound.DUPLICATE:
+        metrics.DUPLICATES.labels(STAGE).inc()
+        log.info("duplicate channel message dropped", extra={"id": msg.channel_message_id})
+        return
+    stored = conversation_memory[msg.conversation_id]
+    memory = snapshot(stored)  # what the conversation looked like before this message
+    conversation_memory[msg.conversation_id] = remember_turn(
+        stored,
+        "customer",
+        msg.text,
+        msg.received_at,
+        msg.event_id,
+        services.settings.memory_turns,
+    )
+    if memory.handoff:
+        return  # a human owns this conversation: the bot stays quiet
+    accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=memory)
+    await accepted_topic.send(key=msg.conversation_id.encode(), value=accepted.to_bytes())
+
+
+@app.agent(inbound_topic)
+async def accept_messages(messages: AsyncIterable[bytes]) -> None:
+    """Accept each inbound customer message."""
+    await ready()
+    async for raw in messages:
+        await guard.process(STAGE, raw, accept)

@@ -1,0 +1,75 @@
+"""Conversation memory: a Faust table (RocksDB + changelog) keyed by conversation id.
+
+Every stage that writes it consumes a topic keyed by conversation id with the same
+partition count, so the writes stay on the partition that owns the conversation.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from clawdesk.app import app
+from clawdesk.settings import app_settings
+from schemas import ConversationSnapshot, Entity, Turn
+
+conversation_memory = app.Table(
+    "conversation-memory", default=None, partitions=app_settings().topic_partitions
+)
+
+SEEN_LIMIT = 200  # event ids remembered per conversation to spot redeliveries
+SLOT_KINDS = {
+    "order_number": "order_number",
+    "tracking_number": "tracking_number",
+    "email": "email",
+}
+
+
+def snapshot(raw: dict[str, Any] | None) -> ConversationSnapshot:
+    """The stored memory as a snapshot (empty for a new conversation)."""
+    if not raw:
+        return ConversationSnapshot()
+    return ConversationSnapshot.model_validate(
+        {k: raw[k] for k in ("turns", "slots", "language", "handoff") if k in raw}
+    )
+
+
+def remember_turn(
+    raw: dict[str, Any] | None,
+    role: str,
+    text: str,
+    at: datetime,
+    event_id: str,
+    max_turns: int,
+) -> dict[str, Any]:
+    """Memory with one more turn (idempotent per event id) trimmed to `max_turns`."""
+    memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
+    seen = list(memory.get("seen", []))
+    if event_id in seen:
+        return memory
+    turn = Turn(role=role, text=text, at=at)  # type: ignore[arg-type]
+    memory["turns"] = [*memory.get("turns", []), turn.model_dump(mode="json")][-max_turns:]
+    memory["seen"] = [*seen, event_id][-SEEN_LIMIT:]
+    return memory
+
+
+def remember_slots(
+    raw: dict[str, Any] | None, entities: list[Entity], language: str | None
+) -> dict[str, Any]:
+    """Memory with slots filled from entities (latest wins) and the language."""
+    memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
+    slots = dict(memory.get("slots", {}))
+    for entity in entities:
+        if entity.kind in SLOT_KINDS:
+            slots[SLOT_KINDS[entity.kind]] = entity.value
+    memory["slots"] = slots
+    if language:
+        memory["language"] = language
+    return memory
+
+
+def with_handoff(raw: dict[str, Any] | None, handoff: bool) -> dict[str, Any]:
+    """Memory with the handoff flag set or cleared."""
+    memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
+    memory["handoff"] = handoff
+    return memory

@@ -1,0 +1,94 @@
+"""nlu: intent with a calibrated confidence, entities and language, in batches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable
+
+from clawdesk.nlu import IntentPrediction
+from clawdesk.nlu.entities import extract_entities
+from clawdesk.nlu.language import detect_language
+from pydantic import ValidationError
+
+from agents import guard
+from agents.memory import conversation_memory, remember_slots
+from clawdesk import db
+from clawdesk.app import app
+from clawdesk.services import current, ready
+from schemas import AcceptedMessage, Entity, NluResult
+from topics.streams import accepted_topic, nlu_topic
+
+STAGE = "nlu"
+BATCH = 32
+
+
+def understand(
+    accepted: AcceptedMessage, prediction: IntentPrediction, model_version: str
+) -> NluResult:
+    """The NLU result of one message from its intent prediction."""
+    text = accepted.message.text
+    entities = [
+        Entity(kind=e.kind, value=e.value, start=e.start, end=e.end) for e in extract_entities(text)
+    ]
+    return NluResult(
+        **accepted.lineage(),
+        accepted=accepted,
+        intent=prediction.intent,
+        confidence=round(float(prediction.confidence), 4),
+        entities=entities,
+        language=detect_language(text),
+        model_version=model_version,
+    )
+
+
+async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPrediction]]:
+    """Run the tenant's classifier in a thread so the loop keeps serving the consumer."""
+    nlu = current().nlu
+    return await asyncio.get_running_loop().run_in_executor(None, nlu.predict, tenant_id, texts)
+
+
+async def emit(result: NluResult) -> None:
+    """Store the verdict, remember slots, and pass the result on."""
+    conv = result.conversation_id
+    conversation_memory[conv] = remember_slots(
+        conversation_memory[conv], result.entities, result.language
+    )
+    await db.record_intent(current().pool, result)
+    await nlu_topic.send(key=conv.encode(), value=result.to_bytes())
+
+
+async def classify_batch(raws: list[bytes]) -> None:
+    """Classify a batch with one model call per tenant; each event fails on its own."""
+    parsed: list[tuple[bytes, AcceptedMessage]] = []
+    for raw in raws:
+        try:
+            parsed.append((raw, AcceptedMessage.from_bytes(raw)))
+        except ValidationError as exc:
+            await guard.dead_letter(STAGE, raw, exc, 1)
+    results: dict[int, tuple[str, IntentPrediction]] = {}
+    for tenant in {acc.tenant_id for _, acc in parsed}:
+        idx = [i for i, (_, acc) in enumerate(parsed) if acc.tenant_id == tenant]
+        try:
+            version, preds = await predict(tenant, [parsed[i][1].message.text for i in idx])
+            results.update({i: (version, p) for i, p in zip(idx, preds, strict=True)})
+        except Exception:
+            pass
+    for i, (raw, acc) in enumerate(parsed):
+
+        async def work(_: bytes, i: int = i, acc: AcceptedMessage = acc) -> None:
+            if i in results:
+                version, prediction = results[i]
+            else:
+                version, preds = await predict(acc.tenant_id, [acc.message.text])
+                prediction = preds[0]
+            await emit(understand(acc, prediction, version))
+
+        await guard.process(STAGE, raw, work)
+
+
+@app.agent(accepted_topic)
+async def classify_intent(messages: AsyncIterable[bytes]) -> None:
+    """Classify accepted messages in small batches."""
+    await ready()
+    async for batch in messages.take(BATCH, within=0.01):  # type: ignore[attr-defined]
+        await classify_batch(batch)

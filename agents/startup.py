@@ -1,0 +1,39 @@
+"""Build the shared services when a worker starts, off the event loop's critical path."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from clawdesk import services
+from clawdesk.app import app
+from clawdesk.settings import app_settings, connection_settings
+
+log = logging.getLogger(__name__)
+_started = time.monotonic()
+
+
+@app.task
+async def start_services() -> None:
+    """Open connections and load models while the consumer group is joining."""
+    built = await services.build(app_settings(), connection_settings())
+    services.install(built)
+    log.info("services ready", extra={"seconds": round(time.monotonic() - _started, 2)})
+    settings = app_settings()
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.metrics_port, addr="127.0.0.1")
+        except OSError:
+            log.warning("metrics port in use", extra={"port": settings.metrics_port})
+
+
+@app.on_partitions_assigned.connect  # type: ignore[arg-type]
+async def log_assignment(sender: object, assigned: set[object], **_: object) -> None:
+    """Log which inbound partitions this worker owns (ops and tests read it)."""
+    from topics import inbound_spec
+
+    name = inbound_spec.name(app_settings())
+    partitions = sorted(tp.partition for tp in assigned if tp.topic == name)  # type: ignore[attr-defined]
+    log.info("inbound partitions assigned", extra={"partitions": partitions})

@@ -1,0 +1,60 @@
+"""The one Faust app, built from settings. Start a worker with `clawdesk worker`
+(or `faust -A clawdesk.app worker -l info`)."""
+
+from __future__ import annotations
+
+import logging
+
+import faust
+
+from clawdesk.logs import configure_logging
+from clawdesk.settings import app_settings, connection_settings
+
+log = logging.getLogger(__name__)
+
+# Why these consumer-group timings: the Tansu broker completes a JoinGroup only after
+# half the session timeout has passed (waiting for other members), so Faust's default
+# 60 s session made every worker start take ~30 s, and a worker restarted after a crash
+# waited for its dead predecessor's 60 s session to expire. 6 s is Kafka's minimum
+# allowed session (group.min.session.timeout.ms); heartbeats run in the consumer
+# thread, so a busy event loop does not get the worker evicted.
+SESSION_TIMEOUT_S = 6.0
+HEARTBEAT_INTERVAL_S = 1.0
+REBALANCE_TIMEOUT_S = 10.0
+
+
+def create_app() -> faust.App:
+    """Build the Faust app from the environment's settings."""
+    settings = app_settings()
+    conn = connection_settings()
+    configure_logging(settings.log_level)
+    if not conn.kafka_bootstrap_servers:
+        raise RuntimeError(
+            "KAFKA_BOOTSTRAP_SERVERS is not set: start the whole system with `clawdesk up`"
+        )
+    brokers = [f"kafka://{b.strip()}" for b in conn.kafka_bootstrap_servers.split(",")]
+    return faust.App(
+        settings.app_id,
+        broker=brokers,
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "faust"),
+        autodiscover=["agents"],
+        origin="clawdesk",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replicas,
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
+        broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        # at-least-once: offsets commit after processing; effects are idempotent
+        processing_guarantee="at_least_once",
+        broker_commit_interval=1.0,
+        web_enabled=settings.worker_web_port > 0,
+        web_port=settings.worker_web_port or 6066,
+        web_host="127.0.0.1",
+        stream_wait_empty=False,
+    )
+
+
+app = create_app()

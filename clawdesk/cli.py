@@ -1,0 +1,199 @@
+"""The `clawdesk` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from clawdesk.logs import configure_logging
+from clawdesk.settings import app_settings, connection_settings
+
+cli = typer.Typer(
+    help="clawdesk: 7x24 AI customer service on a Kafka pipeline.", no_args_is_help=True
+)
+kb_cli = typer.Typer(help="Knowledge-base commands.", no_args_is_help=True)
+schemas_cli = typer.Typer(help="Event schema commands.", no_args_is_help=True)
+eval_cli = typer.Typer(help="Evaluate the NLU and retrieval.", no_args_is_help=True)
+cli.add_typer(kb_cli, name="kb")
+cli.add_typer(schemas_cli, name="schemas")
+cli.add_typer(eval_cli, name="eval")
+console = Console(stderr=True)
+
+
+@cli.command()
+def up(
+    workers: Annotated[int, typer.Option(help="worker processes in the consumer group")] = 1,
+) -> None:
+    """Run the whole system on embedded parts (or configured URLs) until Ctrl-C."""
+    from clawdesk.stack import (
+        Infrastructure,
+        reset_worker_state,
+        spawn_gateway,
+        spawn_worker,
+        stop_process,
+    )
+
+    settings = app_settings()
+    configure_logging("WARNING")
+    logs = settings.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    console.print("[bold]clawdesk[/]: starting broker, Postgres, Redis…")
+    infra = Infrastructure(settings.data_dir, connection_settings()).start()
+    procs = []
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        names = [f"worker-{i + 1}" for i in range(workers)]
+        for name in names:
+            if infra.fresh_broker:
+                reset_worker_state(settings.data_dir / "workers" / name)
+            procs.append(spawn_worker(name, settings, infra.env(), logs / f"{name}.log"))
+        procs.append(spawn_gateway(settings, infra.env(), logs / "gateway.log"))
+        url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
+        console.print(f"  broker   {infra.bootstrap_servers}")
+        console.print(f"  postgres {infra.database_url}")
+        console.print(f"  redis    {infra.redis_url}")
+        console.print(f"  logs     {logs}/")
+        console.print(f"[bold green]Chat with the demo shop at {url}[/]  (Ctrl-C stops everything)")
+        while not stopping:
+            for proc in procs:
+                if proc.poll() is not None:
+                    console.print(f"[red]a process exited ({proc.args!r}); see {logs}/[/]")
+                    stopping = True
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print("stopping…")
+        for proc in reversed(procs):
+            stop_process(proc)
+        infra.stop()
+        console.print("stopped.")
+
+
+@cli.command()
+def worker() -> None:
+    """Run one Faust worker (all stages) against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL."""
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "faust", "-A", "clawdesk.app", "worker", "-l", "info"],
+    )
+
+
+@cli.command()
+def gateway() -> None:
+    """Run the HTTP gateway (webhooks, web chat page, APIs)."""
+    from clawdesk.gateway.server import serve
+
+    settings, conn = app_settings(), connection_settings()
+    configure_logging(settings.log_level)
+    if not conn.kafka_bootstrap_servers or not conn.database_url:
+        console.print("[red]set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (or use `clawdesk up`)[/]")
+        raise typer.Exit(2)
+    asyncio.run(serve(settings, conn.kafka_bootstrap_servers, conn.database_url))
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending Postgres migrations to DATABASE_URL."""
+    from clawdesk.db import apply_migrations
+
+    url = connection_settings().database_url
+    if not url:
+        console.print("[red]DATABASE_URL is not set[/]")
+        raise typer.Exit(2)
+    applied = apply_migrations(url)
+    console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+
+
+@kb_cli.command("ingest")
+def kb_ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="files or folders (md, html, txt, csv, jsonl)")
+    ],
+    tenant: Annotated[str, typer.Option(help="tenant id")] = "",
+) -> None:
+    """Make the tenant's knowledge base match PATHS (adds, updates, removes documents)."""
+    from clawdesk.embeddings import shared_embedder
+    from clawdesk.kb.store import KnowledgeBase, open_qdrant
+
+    settings, conn = app_settings(), connection_settings()
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        console.print(f"[red]no such file or folder: {', '.join(missing)}[/]")
+        raise typer.Exit(2)
+    key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
+    client = open_qdrant(conn.qdrant_url, settings.data_dir / "qdrant", key)
+    kb = KnowledgeBase(client, shared_embedder(settings.embedding_model))
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
+    ) as bar:
+        task = bar.add_task("ingesting", total=None)
+        report = kb.sync(
+            tenant or settings.default_tenant,
+            paths,
+            lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(
+        f"added {report.added}, updated {report.updated}, removed {report.removed}, "
+        f"unchanged {report.unchanged} documents; {report.chunks} chunks"
+    )
+
+
+@schemas_cli.command("export")
+def schemas_export(
+    out: Annotated[Path, typer.Argument(help="output folder")] = Path("schemas/json"),
+) -> None:
+    """Write each event's JSON Schema to OUT."""
+    from schemas import export_json_schemas
+
+    for path in export_json_schemas(out):
+        console.print(str(path))
+
+
+@cli.command()
+def bench(
+    n: Annotated[int, typer.Option(help="unique questions to push")] = 500,
+    embed_n: Annotated[int, typer.Option(help="sentences for the raw embedding run")] = 2000,
+    repeat: Annotated[float, typer.Option(help="share of repeated questions, 0..1")] = 0.0,
+) -> None:
+    """Push N questions through the running pipeline; print msgs/s, latency percentiles,
+    raw batched embedding throughput and their ratio."""
+    from clawdesk.bench import run_bench
+
+    run_bench(n=n, embed_n=embed_n, repeat=repeat, console=console)
+
+
+def _register_optional() -> None:
+    try:
+        from clawdesk.nlu.cli import app as nlu_eval
+    except ImportError:  # pragma: no cover - the NLU package is part of the install
+        return
+    for command in nlu_eval.registered_commands:
+        eval_cli.registered_commands.append(command)
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Entry point of the `clawdesk` script."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

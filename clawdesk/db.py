@@ -1,0 +1,242 @@
+"""Postgres: migrations and the queries the stages and the gateway run.
+
+Every write is idempotent (keyed by channel message id or reply id) because the
+pipeline runs at-least-once: a redelivered event must not store or send twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from schemas import DeliveryStatus, InboundMessage, NluResult, Reply
+
+log = logging.getLogger(__name__)
+
+# Any constant works; it only has to be the same in every process that migrates.
+_MIGRATION_LOCK = 0x0C1A_3DE5
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """The packaged migrations as (version, sql), in order."""
+    root = resources.files("clawdesk") / "migrations"
+    files = sorted((p for p in root.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
+    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+
+
+def apply_migrations(url: str) -> list[str]:
+    """Apply pending migrations under an advisory lock; return the versions applied."""
+    applied: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(sql.encode())
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                log.info("applied migration", extra={"version": version})
+                applied.append(version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied
+
+
+async def open_pool(url: str, *, max_size: int = 8) -> AsyncConnectionPool:
+    """An open async connection pool (dict rows)."""
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+    )
+    await pool.open(wait=True, timeout=15)
+    return pool
+
+
+async def tenant_exists(pool: AsyncConnectionPool, tenant_id: str) -> bool:
+    """Whether the tenant is known."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT 1 FROM tenants WHERE id = %s", (tenant_id,))
+        return await cur.fetchone() is not None
+
+
+class Inbound(StrEnum):
+    """What `record_inbound` found."""
+
+    NEW = "new"
+    REDELIVERED = "redelivered"  # the same event again (a Kafka redelivery): process again
+    DUPLICATE = "duplicate"  # the same channel message in another event: drop it
+
+
+async def record_inbound(pool: AsyncConnectionPool, msg: InboundMessage) -> Inbound:
+    """Store a customer message once per channel message id."""
+    async with pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO inbound_dedupe (tenant_id, channel, channel_message_id, event_id)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING event_id",
+            (msg.tenant_id, msg.channel.value, msg.channel_message_id, msg.event_id),
+        )
+        if await cur.fetchone() is None:
+            cur = await conn.execute(
+                "SELECT event_id FROM inbound_dedupe WHERE tenant_id = %s AND channel = %s"
+                " AND channel_message_id = %s",
+                (msg.tenant_id, msg.channel.value, msg.channel_message_id),
+            )
+            row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+            same = row is not None and row["event_id"] == msg.event_id
+            return Inbound.REDELIVERED if same else Inbound.DUPLICATE
+        await conn.execute(
+            "INSERT INTO conversations (id, tenant_id, channel, customer_id)"
+            " VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET updated_at = now()",
+            (msg.conversation_id, msg.tenant_id, msg.channel.value, msg.customer_id),
+        )
+        await conn.execute(
+            "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction, author,"
+            ' channel, channel_message_id, text, "timestamp")'
+            " VALUES (%s, %s, %s, %s, 'in', 'customer', %s, %s, %s, %s)",
+            (
+                msg.event_id,
+                msg.conversation_id,
+                msg.tenant_id,
+                msg.customer_id,
+                msg.channel.value,
+                msg.channel_message_id,
+                msg.text,
+                msg.received_at,
+            ),
+        )
+        return Inbound.NEW
+
+
+async def record_intent(pool: AsyncConnectionPool, nlu: NluResult) -> None:
+    """Store the NLU verdict for a message (idempotent)."""
+    msg = nlu.accepted.message
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO intents (message_id, conversation_id, tenant_id, intent, confidence,"
+            " model_version) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (
+                msg.event_id,
+                msg.conversation_id,
+                msg.tenant_id,
+                nlu.intent,
+                nlu.confidence,
+                nlu.model_version,
+            ),
+        )
+        await conn.execute(
+            "UPDATE conversations SET language = %s WHERE id = %s",
+            (nlu.language, msg.conversation_id),
+        )
+
+
+_FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)
+
+
+async def claim_delivery(pool: AsyncConnectionPool, reply: Reply) -> bool:
+    """Record a reply as queued. False if it was already sent (a redelivery)."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO deliveries (reply_id, conversation_id, tenant_id, channel, status)"
+            " VALUES (%s, %s, %s, %s, 'queued') ON CONFLICT DO NOTHING",
+            (reply.reply_id, reply.conversation_id, reply.tenant_id, reply.channel.value),
+        )
+        cur = await conn.execute(
+            "UPDATE deliveries SET attempts = attempts + 1, updated_at = now()"
+            " WHERE reply_id = %s RETURNING status",
+            (reply.reply_id,),
+        )
+        row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+        return row is not None and row["status"] not in [s.value for s in _FINAL]
+
+
+async def record_sent(
+    pool: AsyncConnectionPool,
+    reply: Reply,
+    status: DeliveryStatus,
+    provider_message_id: str | None,
+    detail: str = "",
+) -> None:
+    """Mark a reply's delivery status and store it as an outbound message."""
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE deliveries SET status = %s, provider_message_id = %s, detail = %s,"
+            " updated_at = now() WHERE reply_id = %s",
+            (status.value, provider_message_id, detail, reply.reply_id),
+        )
+        if status in _FINAL:
+            await conn.execute(
+                "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction,"
+                ' author, channel, text, intent, confidence, "timestamp")'
+                " VALUES (%s, %s, %s, %s, 'out', 'bot', %s, %s, %s, %s, now())"
+                " ON CONFLICT DO NOTHING",
+                (
+                    reply.reply_id,
+                    reply.conversation_id,
+                    reply.tenant_id,
+                    reply.customer_id,
+                    reply.channel.value,
+                    reply.text,
+                    reply.intent,
+                    reply.confidence,
+                ),
+            )
+
+
+async def record_dead_letter(
+    pool: AsyncConnectionPool, stage: str, error: str, attempts: int, event: str
+) -> None:
+    """Keep a dead letter in Postgres too, where ops can query it."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO dead_letters (stage, error, attempts, event) VALUES (%s, %s, %s, %s)",
+            (stage, error, attempts, event),
+        )
+
+
+async def set_conversation_status(
+    pool: AsyncConnectionPool, conversation_id: str, status: str
+) -> None:
+    """Move a conversation between bot, human and closed."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE conversations SET status = %s, updated_at = now() WHERE id = %s",
+            (status, conversation_id),
+        )
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as the history shows it."""
+
+    id: str
+    author: str
+    text: str
+    timestamp: datetime
+
+
+async def fetch_history(
+    pool: AsyncConnectionPool, conversation_id: str, limit: int = 100
+) -> list[StoredMessage]:
+    """The conversation's messages, oldest first."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            'SELECT id, author, text, "timestamp" FROM messages WHERE conversation_id = %s'
+            ' ORDER BY "timestamp" DESC LIMIT %s',
+            (conversation_id, limit),
+        )
+        rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+    return [StoredMessage(r["id"], r["author"], r["text"], r["timestamp"]) for r in rows[::-1]]

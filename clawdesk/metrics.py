@@ -1,0 +1,41 @@
+"""Prometheus metrics. Names follow the seed article's (openclaw_* → clawdesk_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+MESSAGES_PROCESSED = Counter(
+    "clawdesk_messages_processed", "Events a stage finished processing", ["stage"]
+)
+ERRORS = Counter("clawdesk_errors", "Events a stage failed on", ["stage", "reason"])
+DEAD_LETTERS = Counter("clawdesk_dead_letters", "Events sent to the dead-letter topic", ["stage"])
+DUPLICATES = Counter("clawdesk_duplicates", "Redelivered events recognised and skipped", ["stage"])
+RESPONSE_TIME = Histogram(
+    "clawdesk_response_time_seconds",
+    "Ingress-to-dispatch latency of a reply",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+STAGE_LATENCY = Histogram(
+    "clawdesk_stage_seconds",
+    "Time a stage spends on one event",
+    ["stage"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+CONSUMER_LAG = Gauge(
+    "clawdesk_consumer_lag", "Messages behind the high watermark", ["topic", "partition"]
+)
+HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
+
+# Every metric name as Prometheus exposes it (counters get `_total`), for the alert rules.
+METRIC_NAMES: tuple[str, ...] = (
+    "clawdesk_messages_processed_total",
+    "clawdesk_errors_total",
+    "clawdesk_dead_letters_total",
+    "clawdesk_duplicates_total",
+    "clawdesk_response_time_seconds",
+    "clawdesk_response_time_seconds_bucket",
+    "clawdesk_stage_seconds",
+    "clawdesk_stage_seconds_bucket",
+    "clawdesk_consumer_lag",
+    "clawdesk_handoffs_total",
+)

@@ -1,0 +1,51 @@
+"""Per-tenant intent models for the nlu stage: load the stored version or train one."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from clawdesk.embeddings import Embedder
+from clawdesk.nlu import IntentClassifier, IntentPrediction, load_examples
+from clawdesk.nlu.store import list_versions, load_model, save_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A tenant's classifier and its version."""
+
+    version: str
+    classifier: IntentClassifier
+
+
+class TenantNlu:
+    """Holds one loaded classifier per tenant; thread-safe for executor calls."""
+
+    def __init__(self, root: Path, embedder: Embedder, min_confidence: float) -> None:
+        self.root = root
+        self.embedder = embedder
+        self.min_confidence = min_confidence
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def ensure(self, tenant_id: str, intents_file: Path, version: str | None = None) -> str:
+        """Load `version` (default: latest) for the tenant, training from the file if none."""
+        with self._lock:
+            if not list_versions(self.root, tenant_id):
+                log.info("training intent model", extra={"tenant": tenant_id})
+                clf = IntentClassifier(embedder=self.embedder.model, fine_tune=False)
+                clf.fit(load_examples(intents_file))
+                save_model(self.root, tenant_id, clf)
+            clf = load_model(self.root, tenant_id, version, embedder=self.embedder.model)
+            chosen = version or list_versions(self.root, tenant_id)[-1]
+            self._models[tenant_id] = LoadedModel(chosen, clf)
+            return chosen
+
+    def predict(self, tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPrediction]]:
+        """The tenant's model version and one prediction per text."""
+        model = self._models[tenant_id]
+        return model.version, model.classifier.predict(texts)

@@ -1,0 +1,1 @@
+"""Embedded infrastructure: the parts `make up` and the tests start on this machine."""

@@ -1,0 +1,180 @@
+"""The events of every hop of the pipeline.
+
+Each downstream event embeds the one it was derived from, so a stage needs no
+lookups to do its work and a replayed topic carries its whole lineage.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.base import Event, Record, utc_now
+
+
+class Turn(Record):
+    """One utterance in the conversation memory."""
+
+    role: Literal["customer", "bot", "agent"]
+    text: str
+    at: datetime
+
+
+class Entity(Record):
+    """A value found in the customer's text (order number, e-mail, amount...)."""
+
+    kind: str
+    value: str
+    start: int = 0
+    end: int = 0
+
+
+class InboundMessage(Event):
+    """A customer's message as a connector put it on the inbound topic."""
+
+    channel_message_id: str = Field(min_length=1, max_length=200)
+    customer_id: str = Field(min_length=1, max_length=200)
+    text: str = Field(max_length=20_000)
+    received_at: datetime = Field(default_factory=utc_now)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class ConversationSnapshot(Record):
+    """What ingest knows of the conversation when this message arrived."""
+
+    turns: list[Turn] = Field(default_factory=list)
+    slots: dict[str, str] = Field(default_factory=dict)
+    language: str | None = None
+    handoff: bool = False
+
+
+class AcceptedMessage(Event):
+    """An inbound message after ingest: new (not a duplicate), stored, with memory."""
+
+    message: InboundMessage
+    memory: ConversationSnapshot
+
+
+class NluResult(Event):
+    """The intent, confidence, entities and language of a message."""
+
+    accepted: AcceptedMessage
+    intent: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    entities: list[Entity] = Field(default_factory=list)
+    language: str
+    model_version: str
+
+
+class KbHit(Record):
+    """One knowledge-base passage and how well it matched."""
+
+    doc_id: str
+    title: str
+    section: str
+    text: str
+    score: float
+
+
+class RetrievalContext(Event):
+    """What the knowledge base has to say about the message."""
+
+    nlu: NluResult
+    hits: list[KbHit] = Field(default_factory=list)
+    answerable: bool
+    kb_version: str
+
+
+class SkillStatus(StrEnum):
+    """How a skill run ended."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    NEEDS_INPUT = "needs_input"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class SkillResult(Event):
+    """The outcome of running (or deciding not to run) a skill."""
+
+    context: RetrievalContext
+    skill: str | None
+    status: SkillStatus
+    data: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+
+
+class Reply(Event):
+    """A reply to send back to the customer on the channel they wrote on."""
+
+    reply_id: str
+    in_reply_to: str
+    customer_id: str
+    text: str
+    language: str
+    intent: str
+    confidence: float
+    sources: list[str] = Field(default_factory=list)
+    handoff: bool = False
+    received_at: datetime
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+class DeliveryStatus(StrEnum):
+    """The status a provider reported for a reply."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+class DeliveryReceipt(Event):
+    """A change of a reply's delivery status."""
+
+    reply_id: str
+    status: DeliveryStatus
+    provider_message_id: str | None = None
+    detail: str = ""
+
+
+class Handoff(Event):
+    """The conversation is handed to a human."""
+
+    reason: str
+    customer_id: str
+    last_message: str
+    ticket_id: str | None = None
+
+
+class DeadLetter(Record):
+    """An event a stage could not process, with why. `event` is the raw payload."""
+
+    event: str
+    error: str
+    stage: str
+    attempts: int = Field(ge=1)
+    occurred_at: datetime = Field(default_factory=utc_now)
+    schema_version: int = 1
+
+    def to_bytes(self) -> bytes:
+        """Serialise to JSON bytes for the wire."""
+        return self.model_dump_json().encode()
+
+
+ALL_EVENTS: dict[str, type[Record]] = {
+    "inbound_message": InboundMessage,
+    "accepted_message": AcceptedMessage,
+    "nlu_result": NluResult,
+    "retrieval_context": RetrievalContext,
+    "skill_result": SkillResult,
+    "reply": Reply,
+    "delivery_receipt": DeliveryReceipt,
+    "handoff": Handoff,
+    "dead_letter": DeadLetter,
+}

@@ -1,0 +1,37 @@
+"""Unit tests of agents with Faust's test_context(): no broker, every send mocked."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+from unittest.mock import AsyncMock
+
+import pytest
+
+# The app reads its broker from settings at import; test_context never connects.
+os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+
+
+@pytest.fixture()
+def test_app() -> Iterator[Any]:
+    """The app with an in-memory table store, as the faust examples set it up."""
+    from clawdesk.app import app
+
+    app.finalize()
+    app.conf.store = "memory://"
+    app.flow_control.resume()
+    yield app
+
+
+@pytest.fixture()
+def fake_services() -> Iterator[Any]:
+    """Services whose outside parts (Postgres) are mocks."""
+    from clawdesk import services
+    from clawdesk.settings import AppSettings
+
+    svc = services.Services(
+        settings=AppSettings(), pool=AsyncMock(), kb=None, nlu=None, shop=None
+    )
+    services.install(svc)
+    yield svc

@@ -1,0 +1,120 @@
+"""The reply stage composes grounded replies and never invents an order status."""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+
+from schemas import (
+    AcceptedMessage,
+    Channel,
+    ConversationSnapshot,
+    InboundMessage,
+    KbHit,
+    NluResult,
+    Reply,
+    RetrievalContext,
+    SkillResult,
+    SkillStatus,
+)
+
+
+def skill_result(
+    text: str = "how long is shipping?",
+    intent: str = "shipping_info",
+    language: str = "en",
+    confidence: float = 0.9,
+    hits: list[KbHit] | None = None,
+    answerable: bool = True,
+    skill: str | None = None,
+    status: SkillStatus = SkillStatus.SKIPPED,
+    data: dict[str, Any] | None = None,
+) -> SkillResult:
+    msg = InboundMessage(conversation_id="c1", tenant_id="demo", channel=Channel.WEB,
+                         channel_message_id="m1", customer_id="u1", text=text)
+    acc = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
+    nlu = NluResult(**msg.lineage(), accepted=acc, intent=intent, confidence=confidence,
+                    language=language, model_version="v1")
+    hits = hits if hits is not None else [
+        KbHit(doc_id="en/shipping.md", title="Shipping", section="Delivery times",
+              text="Standard delivery to Germany takes 5-8 business days.", score=0.7)
+    ]
+    ctx = RetrievalContext(**msg.lineage(), nlu=nlu, hits=hits, answerable=answerable,
+                           kb_version="kb-1")
+    return SkillResult(**msg.lineage(), context=ctx, skill=skill, status=status,
+                       data=data or {})
+
+
+def test_answerable_question_quotes_the_kb_and_cites_it():
+    from agents.reply import compose
+
+    out = compose(skill_result(), 0.45)
+    assert "5-8 business days" in out.text
+    assert out.sources == ["en/shipping.md"]
+    assert "Shipping › Delivery times" in out.text
+
+
+def test_weak_retrieval_asks_to_clarify_instead_of_answering():
+    from agents.reply import compose
+
+    out = compose(skill_result(answerable=False), 0.45)
+    assert "rephrase" in out.text
+    assert out.sources == []
+
+
+@pytest.mark.parametrize(
+    ("status", "data", "expected"),
+    [
+        (SkillStatus.OK, {"order": "#1002", "financial_status": "paid",
+                          "fulfillment_status": "fulfilled", "total": "313.90 USD",
+                          "carrier": "UPS", "tracking_number": "1Z999", "shipment_status":
+                          "in_transit", "cancelled": False}, "#1002"),
+        (SkillStatus.NOT_FOUND, {"reference": "#9999"}, "couldn't find an order #9999"),
+        (SkillStatus.NEEDS_INPUT, {}, "order number"),
+    ],
+)
+def test_order_replies_quote_only_the_shop(status, data, expected):
+    from agents.reply import compose
+
+    out = compose(skill_result(intent="order_status", skill="order_status", status=status,
+                               data=data), 0.45)
+    assert expected in out.text
+    if status is not SkillStatus.OK:
+        assert "fulfil" not in out.text
+
+
+def test_chinese_customer_gets_a_chinese_handoff_notice():
+    from agents.reply import compose
+
+    out = compose(skill_result(text="转人工", intent="human_agent", language="zh",
+                               skill="handoff", status=SkillStatus.OK), 0.45)
+    assert out.handoff
+    assert "人工客服" in out.text
+
+
+async def test_compose_reply_agent_sends_one_reply(test_app, fake_services):
+    from agents.reply import compose_reply
+
+    result = skill_result()
+    with patch("agents.reply.reply_topic.send") as send:
+        async with compose_reply.test_context() as agent:
+            await agent.put(result.to_bytes())
+    assert send.await_count == 1
+    reply = Reply.from_bytes(send.await_args.kwargs["value"])
+    assert reply.reply_id == f"r-{result.context.nlu.accepted.message.event_id}"
+    assert send.await_args.kwargs["key"] == b"c1"
+
+
+async def test_compose_reply_agent_dead_letters_garbage(test_app, fake_services):
+    from agents.reply import compose_reply
+
+    with patch("agents.reply.reply_topic.send") as send, \
+         patch("agents.guard.dead_letter") as dead:
+        async with compose_reply.test_context() as agent:
+            await agent.put(b"{broken")
+            await agent.put(skill_result().to_bytes())
+    assert dead.await_count == 1
+    assert dead.await_args.args[0] == "reply"
+    assert send.await_count == 1, "the event after the bad one is still answered"

@@ -1,0 +1,107 @@
+"""Real Faust workers against the real broker, Postgres and Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from clawdesk.harness import Harness
+from clawdesk.settings import AppSettings
+from clawdesk.stack import stop_process
+
+
+@dataclass
+class Pipeline:
+    """One app id + topic prefix, and the workers running it."""
+
+    bootstrap: str
+    database_url: str
+    redis_url: str
+    root: Path
+    app_id: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> AppSettings:
+        return AppSettings(app_id=self.app_id, topic_prefix=self.app_id, topic_partitions=4)
+
+    def env(self, name: str) -> dict[str, str]:
+        import os
+
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "CLAWDESK_APP_ID": self.app_id,
+            "CLAWDESK_TOPIC_PREFIX": self.app_id,
+            "CLAWDESK_TOPIC_PARTITIONS": "4",
+            "CLAWDESK_DATA_DIR": str(self.root / name),
+            "CLAWDESK_METRICS_PORT": "0",
+            "CLAWDESK_LOG_LEVEL": "INFO",
+            "HF_HUB_OFFLINE": "1",
+        }
+
+    def start_worker(self, name: str = "w1") -> subprocess.Popen[bytes]:
+        log = open(self.log_path(name), "ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "faust",
+                "-A",
+                "clawdesk.app",
+                "worker",
+                "-l",
+                "info",
+                "--without-web",
+            ],
+            env=self.env(name),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def stop_worker(self, name: str, *, kill: bool = False) -> None:
+        proc = self.procs.pop(name)
+        if kill:
+            proc.kill()
+            proc.wait()
+        else:
+            stop_process(proc)
+
+    def log_path(self, name: str) -> Path:
+        return self.root / f"{name}.log"
+
+    def log(self, name: str) -> str:
+        return self.log_path(name).read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for name in list(self.procs):
+            self.stop_worker(name)
+
+
+@pytest.fixture()
+def pipeline(broker: str, database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+    """A pipeline with its own app id and topics; its workers stop at the end."""
+    p = Pipeline(broker, database_url, redis_url, tmp_path)
+    yield p
+    p.stop_all()
+
+
+@pytest.fixture()
+async def harness(pipeline: Pipeline) -> AsyncIterator[Harness]:
+    """Produce to / follow the pipeline's topics."""
+    async with Harness(pipeline.bootstrap, pipeline.settings) as h:
+        yield h
+
+
+DumpLogs = Callable[[], str]
