@@ -24,7 +24,7 @@ async def start_services() -> None:
         from prometheus_client import start_http_server
 
         try:
-            start_http_server(settings.metrics_port, addr="127.0.0.1")
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
         except OSError:
             log.warning("metrics port in use", extra={"port": settings.metrics_port})
 

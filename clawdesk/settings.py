@@ -67,7 +67,8 @@ class AppSettings(BaseSettings):
     gateway_port: int = 8080
     web_port: int = 0  # 0: served by the gateway
     worker_web_port: int = Field(default=0, description="Faust web port; 0 disables it")
-    metrics_port: int = 9464
+    metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 in containers")
+    metrics_port: int = Field(default=9464, description="worker metrics; 0 disables")
 
     l1_cache_ttl_s: int = 300
     l2_cache_ttl_s: int = 3600
