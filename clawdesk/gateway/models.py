@@ -1,0 +1,74 @@
+"""The JSON shapes of the web chat API (request bodies and responses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from clawdesk.db import StoredMessage
+from schemas import Reply
+
+MAX_TEXT_CHARS = 4000
+# Web conversation ids end up in URLs (/ws/{id}, history), so keep them URL-safe.
+CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
+TENANT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class WebMessageIn(BaseModel):
+    """A customer's message as the web widget posts it."""
+
+    conversation_id: str | None = Field(default=None, pattern=CONVERSATION_ID_PATTERN)
+    customer_id: str | None = Field(default=None, min_length=1, max_length=200)
+    tenant_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
+    text: str
+    client_message_id: str = Field(min_length=1, max_length=200)
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_sendable(cls, value: str) -> str:
+        text = value.strip()
+        if not 1 <= len(text) <= MAX_TEXT_CHARS:
+            raise ValueError(
+                f"text must be 1 to {MAX_TEXT_CHARS} characters after trimming whitespace"
+            )
+        return text
+
+
+class Accepted(BaseModel):
+    """The answer to an enqueued message: where the reply will show up."""
+
+    conversation_id: str
+    event_id: str
+
+
+class HistoryItem(BaseModel):
+    """One stored message of a conversation."""
+
+    id: str
+    author: str
+    text: str
+    timestamp: datetime
+
+    @classmethod
+    def of(cls, stored: StoredMessage) -> HistoryItem:
+        """The API view of a stored message."""
+        return cls(id=stored.id, author=stored.author, text=stored.text, timestamp=stored.timestamp)
+
+
+class ReplyPush(BaseModel):
+    """What a WebSocket client receives for each reply."""
+
+    type: Literal["reply"] = "reply"
+    reply_id: str
+    text: str
+    sources: list[str]
+    handoff: bool
+
+    @classmethod
+    def of(cls, reply: Reply) -> ReplyPush:
+        """The push message for a reply."""
+        return cls(
+            reply_id=reply.reply_id, text=reply.text, sources=reply.sources, handoff=reply.handoff
+        )

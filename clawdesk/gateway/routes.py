@@ -1,0 +1,203 @@
+"""The gateway's routes: web chat API, reply WebSocket, page, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import psycopg
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from clawdesk.db import fetch_history, tenant_exists
+from clawdesk.gateway.fanout import Inbox
+from clawdesk.gateway.health import readiness
+from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, WEBSOCKETS
+from clawdesk.gateway.models import (
+    CONVERSATION_ID_PATTERN,
+    Accepted,
+    HistoryItem,
+    ReplyPush,
+    WebMessageIn,
+)
+from clawdesk.gateway.state import GatewayState, gateway_state
+from schemas import Channel, InboundMessage, new_id
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# The page loads only its own script and talks only to this origin (no CDN at run time).
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'self'"
+)
+_CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
+
+State = Annotated[GatewayState, Depends(gateway_state)]
+ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID_PATTERN)]
+
+router = APIRouter()
+
+
+class GatewayError(Exception):
+    """An expected failure answered as `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def to_inbound(body: WebMessageIn, tenant_id: str) -> InboundMessage:
+    """The inbound event for a posted web message (new conversation if none given)."""
+    conversation_id = body.conversation_id or new_id()
+    return InboundMessage(
+        conversation_id=conversation_id,
+        tenant_id=tenant_id,
+        channel=Channel.WEB,
+        channel_message_id=body.client_message_id,
+        # An anonymous web visitor is known only by their conversation.
+        customer_id=body.customer_id or conversation_id,
+        text=body.text,
+    )
+
+
+@router.post("/api/web/messages", status_code=202)
+async def post_web_message(body: WebMessageIn, state: State) -> Accepted:
+    """Enqueue a customer's message on the inbound topic; answer once the broker has it."""
+    tenant_id = body.tenant_id or state.settings.default_tenant
+    if not await _known_tenant(state, tenant_id):
+        MESSAGES.labels(outcome="unknown_tenant").inc()
+        raise GatewayError(404, "unknown tenant")
+    msg = to_inbound(body, tenant_id)
+    try:
+        with ENQUEUE_SECONDS.time():
+            async with asyncio.timeout(state.settings.stage_timeout_s):
+                await state.producer.send_and_wait(
+                    state.inbound_topic, key=msg.conversation_id.encode(), value=msg.to_bytes()
+                )
+    except (KafkaError, TimeoutError) as err:
+        MESSAGES.labels(outcome="unavailable").inc()
+        log.warning("enqueue failed", extra={"event_id": msg.event_id, "error": repr(err)})
+        # Safe for the client to retry: the pipeline dedupes on client_message_id.
+        raise GatewayError(503, "could not enqueue the message; retry") from err
+    MESSAGES.labels(outcome="enqueued").inc()
+    log.info(
+        "message enqueued",
+        extra={
+            "event_id": msg.event_id,
+            "conversation_id": msg.conversation_id,
+            "tenant_id": tenant_id,
+        },
+    )
+    return Accepted(conversation_id=msg.conversation_id, event_id=msg.event_id)
+
+
+async def _known_tenant(state: GatewayState, tenant_id: str) -> bool:
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            return await tenant_exists(state.pool, tenant_id)
+    except (psycopg.Error, TimeoutError) as err:
+        MESSAGES.labels(outcome="unavailable").inc()
+        log.warning("tenant lookup failed", extra={"error": repr(err)})
+        raise GatewayError(503, "database unavailable") from err
+
+
+@router.get("/api/web/conversations/{conversation_id}/messages")
+async def get_history(conversation_id: ConversationId, state: State) -> list[HistoryItem]:
+    """The conversation's stored messages, oldest first."""
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            stored = await fetch_history(state.pool, conversation_id)
+    except (psycopg.Error, TimeoutError) as err:
+        log.warning("history lookup failed", extra={"error": repr(err)})
+        raise GatewayError(503, "database unavailable") from err
+    return [HistoryItem.of(m) for m in stored]
+
+
+@router.websocket("/ws/{conversation_id}")
+async def reply_socket(websocket: WebSocket, conversation_id: str) -> None:
+    """Push the conversation's replies to the client as they come off the outbound topic."""
+    if not _CONVERSATION_ID.fullmatch(conversation_id):
+        await websocket.close(code=1008)
+        return
+    state = gateway_state(websocket)
+    # Subscribe before accepting: a client that fetches history once connected cannot
+    # miss a reply published in between.
+    with state.hub.subscribe(conversation_id) as inbox, WEBSOCKETS.track_inprogress():
+        await websocket.accept()
+        await _serve_socket(websocket, inbox)
+
+
+async def _serve_socket(websocket: WebSocket, inbox: Inbox) -> None:
+    # Whichever ends first (the client leaves, or the inbox asks for a resync) ends both.
+    # An anyio task group, not bare asyncio tasks, so a cancelled handler (shutdown)
+    # cancels both cleanly under Starlette's own anyio cancel scopes.
+    async with anyio.create_task_group() as tasks:
+
+        async def run(job: Callable[[], Awaitable[None]]) -> None:
+            await job()
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(run, partial(_push_replies, websocket, inbox))
+        tasks.start_soon(run, partial(_until_client_leaves, websocket))
+
+
+async def _push_replies(websocket: WebSocket, inbox: Inbox) -> None:
+    try:
+        while (reply := await inbox.get()) is not None:
+            await websocket.send_text(ReplyPush.of(reply).model_dump_json())
+        # The client fell behind: closing makes it reconnect and re-read the history.
+        await websocket.close(code=1013)
+    except (WebSocketDisconnect, RuntimeError, OSError) as err:
+        # The client went away mid-send; it resyncs from history when it comes back.
+        log.info("websocket send failed", extra={"error": repr(err)})
+
+
+async def _until_client_leaves(websocket: WebSocket) -> None:
+    # Client messages (keep-alives) carry nothing; only the disconnect matters.
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    """The web chat page."""
+    return FileResponse(
+        WEB_DIR / "index.html",
+        media_type="text/html",
+        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(state: State) -> JSONResponse:
+    """Readiness: 200 when broker and Postgres answer, else 503 naming what failed."""
+    checks = await readiness(state)
+    failed = sorted(name for name, status in checks.items() if status != "ok")
+    if failed:
+        return JSONResponse(
+            {"status": "unavailable", "failed": failed, "checks": checks}, status_code=503
+        )
+    return JSONResponse({"status": "ok", "checks": checks})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus exposition of the process's metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

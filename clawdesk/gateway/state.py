@@ -1,0 +1,48 @@
+"""What the gateway's routes share: settings and the connections the lifespan opened."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Protocol
+
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import HTTPConnection
+
+from clawdesk.gateway.fanout import ReplyHub
+from clawdesk.settings import AppSettings
+
+
+class KafkaClientLike(Protocol):
+    """The part of aiokafka's `AIOKafkaClient` the readiness check uses."""
+
+    async def fetch_all_metadata(self) -> object: ...
+
+
+class InboundProducer(Protocol):
+    """The part of aiokafka's `AIOKafkaProducer` the gateway uses."""
+
+    @property
+    def client(self) -> KafkaClientLike: ...
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> object: ...
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """Everything a request handler needs, built once per app lifespan."""
+
+    settings: AppSettings
+    producer: InboundProducer
+    pool: AsyncConnectionPool
+    hub: ReplyHub
+    inbound_topic: str
+    replies_task: asyncio.Task[None]
+
+
+def gateway_state(conn: HTTPConnection) -> GatewayState:
+    """FastAPI dependency: the state the lifespan stored on the app."""
+    state: GatewayState = conn.app.state.gateway
+    return state

@@ -1,0 +1,400 @@
+/* ClawShop web chat widget for the clawdesk gateway. Vanilla JS, no build step.
+ *
+ * Flow: open the reply WebSocket first, then (on every open) re-read the history, so a
+ * reply sent while the socket was down still shows up. Messages are de-duplicated by id
+ * (bot messages use the reply id both in the history and on the socket).
+ */
+(function () {
+  "use strict";
+
+  var TEXT = {
+    en: {
+      title: "ClawShop Support",
+      connecting: "Connecting…",
+      online: "Online 24/7",
+      offline: "Reconnecting…",
+      newChat: "New chat",
+      langToggle: "中文",
+      placeholder: "Type your message…",
+      send: "Send",
+      typing: "Assistant is typing",
+      welcome: "Hi! I'm the ClawShop assistant. Ask me about orders, shipping, returns, refunds or payments.",
+      sources: "Sources",
+      handoff: "A human agent will take over this conversation.",
+      sending: "Sending…",
+      failed: "Not sent. Tap to retry.",
+      slow: "This is taking longer than usual. You'll see the answer here as soon as it's ready.",
+    },
+    zh: {
+      title: "ClawShop 客服",
+      connecting: "连接中…",
+      online: "7×24 小时在线",
+      offline: "正在重新连接…",
+      newChat: "新对话",
+      langToggle: "English",
+      placeholder: "请输入您的问题…",
+      send: "发送",
+      typing: "客服正在输入",
+      welcome: "您好！我是 ClawShop 智能客服，订单、物流、退换货、退款、支付等问题都可以问我。",
+      sources: "参考资料",
+      handoff: "人工客服将接手此对话。",
+      sending: "发送中…",
+      failed: "发送失败，点击重试。",
+      slow: "处理时间比平时长一些，答复准备好后会显示在这里。",
+    },
+  };
+  var KEYS = {
+    conversation: "clawdesk.conversation_id",
+    customer: "clawdesk.customer_id",
+    lang: "clawdesk.lang",
+  };
+  var MAX_BACKOFF_MS = 30000;
+  var SEND_ATTEMPTS = 5;
+  var TYPING_TIMEOUT_MS = 60000;
+  var KEEPALIVE_MS = 25000;
+
+  // localStorage throws in some private modes; the chat still works, just not across reloads.
+  var store = {
+    get: function (key) {
+      try { return window.localStorage.getItem(key); } catch (e) { return null; }
+    },
+    set: function (key, value) {
+      try { window.localStorage.setItem(key, value); } catch (e) { /* not persisted */ }
+    },
+  };
+
+  // crypto.randomUUID needs a secure context; getRandomValues works on plain http too.
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return b.toString(16).padStart(2, "0");
+    }).join("");
+  }
+
+  function persistentId(key) {
+    var id = store.get(key);
+    if (!id) { id = randomId(); store.set(key, id); }
+    return id;
+  }
+
+  function initialLanguage() {
+    var saved = store.get(KEYS.lang);
+    if (saved && TEXT[saved]) return saved;
+    return (navigator.language || "en").toLowerCase().indexOf("zh") === 0 ? "zh" : "en";
+  }
+
+  var tenant = new URLSearchParams(window.location.search).get("tenant") || undefined;
+  var state = {
+    conversationId: persistentId(KEYS.conversation),
+    customerId: persistentId(KEYS.customer),
+    lang: initialLanguage(),
+    seen: new Set(),
+    socket: null,
+    attempt: 0,
+    reconnectTimer: null,
+    typingTimer: null,
+    status: "connecting",
+  };
+
+  var els = {
+    list: document.getElementById("messages"),
+    form: document.getElementById("composer"),
+    input: document.getElementById("input"),
+    send: document.getElementById("send"),
+    typing: document.getElementById("typing"),
+    status: document.getElementById("status"),
+    lang: document.getElementById("lang-toggle"),
+    newChat: document.getElementById("new-chat"),
+  };
+
+  function t(key) { return TEXT[state.lang][key]; }
+
+  /* ---- rendering (textContent only: message text is never parsed as HTML) ---- */
+
+  function applyLanguage() {
+    document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
+    document.title = t("title");
+    document.querySelectorAll("[data-i18n]").forEach(function (el) {
+      el.textContent = t(el.getAttribute("data-i18n"));
+    });
+    document.querySelectorAll("[data-i18n-placeholder]").forEach(function (el) {
+      el.placeholder = t(el.getAttribute("data-i18n-placeholder"));
+    });
+    els.lang.textContent = t("langToggle");
+    setStatus(state.status);
+  }
+
+  function setStatus(status) {
+    state.status = status;
+    els.status.setAttribute("data-state", status);
+    els.status.textContent = t(status === "online" ? "online" : status);
+  }
+
+  function formatTime(date) {
+    return date.toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en", {
+      hour: "2-digit", minute: "2-digit",
+    });
+  }
+
+  function scrollToEnd() { els.list.scrollTop = els.list.scrollHeight; }
+
+  function addMessage(msg) {
+    var item = document.createElement("li");
+    item.className = "msg " + msg.author;
+    if (msg.id) item.dataset.id = msg.id;
+    var bubble = document.createElement("div");
+    bubble.className = "bubble";
+    bubble.textContent = msg.text;
+    item.appendChild(bubble);
+    if (msg.sources && msg.sources.length) item.appendChild(renderSources(msg.sources));
+    if (msg.handoff) {
+      var note = document.createElement("div");
+      note.className = "handoff";
+      note.setAttribute("data-i18n", "handoff");
+      note.textContent = t("handoff");
+      item.appendChild(note);
+    }
+    var meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = formatTime(msg.timestamp ? new Date(msg.timestamp) : new Date());
+    item.appendChild(meta);
+    els.list.appendChild(item);
+    scrollToEnd();
+    return item;
+  }
+
+  function renderSources(sources) {
+    var box = document.createElement("div");
+    box.className = "sources";
+    var label = document.createElement("span");
+    label.setAttribute("data-i18n", "sources");
+    label.textContent = t("sources");
+    box.appendChild(label);
+    var list = document.createElement("ul");
+    sources.forEach(function (source) {
+      var li = document.createElement("li");
+      li.textContent = source;
+      list.appendChild(li);
+    });
+    box.appendChild(list);
+    return box;
+  }
+
+  function showWelcome() {
+    var item = addMessage({ author: "bot", text: t("welcome") });
+    item.classList.add("welcome");
+    item.querySelector(".bubble").setAttribute("data-i18n", "welcome");
+    item.querySelector(".meta").remove();
+  }
+
+  function setMeta(item, key) {
+    var meta = item.querySelector(".meta");
+    if (key) {
+      meta.setAttribute("data-i18n", key);
+      meta.textContent = t(key);
+    } else {
+      meta.removeAttribute("data-i18n");
+      meta.textContent = formatTime(new Date());
+    }
+  }
+
+  /* ---- typing indicator: on while a sent message waits for its reply ---- */
+
+  function showTyping() {
+    els.typing.hidden = false;
+    scrollToEnd();
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(function () {
+      els.typing.hidden = true;
+      addMessage({ author: "bot", text: t("slow") }).querySelector(".meta").remove();
+    }, TYPING_TIMEOUT_MS);
+  }
+
+  function hideTyping() {
+    clearTimeout(state.typingTimer);
+    els.typing.hidden = true;
+  }
+
+  /* ---- receiving: history and the reply socket ---- */
+
+  function receive(msg) {
+    if (msg.id && state.seen.has(msg.id)) return false;
+    if (msg.id) state.seen.add(msg.id);
+    addMessage(msg);
+    return true;
+  }
+
+  function loadHistory() {
+    var conversationId = state.conversationId;
+    var url = "/api/web/conversations/" + encodeURIComponent(conversationId) + "/messages";
+    return fetch(url, { headers: { Accept: "application/json" } })
+      .then(function (res) { return res.ok ? res.json() : []; })
+      .then(function (items) {
+        if (conversationId !== state.conversationId) return; // a new chat started meanwhile
+        var gotReply = false;
+        items.forEach(function (item) {
+          if (receive(item) && item.author !== "customer") gotReply = true;
+        });
+        if (gotReply) hideTyping();
+      })
+      .catch(function () { /* offline: the next socket open retries */ });
+  }
+
+  function connect() {
+    clearTimeout(state.reconnectTimer);
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(
+      scheme + window.location.host + "/ws/" + encodeURIComponent(state.conversationId)
+    );
+    var keepalive = null;
+    state.socket = socket;
+    setStatus("connecting");
+    socket.onopen = function () {
+      state.attempt = 0;
+      setStatus("online");
+      loadHistory(); // picks up replies sent while we were disconnected
+      // Idle sockets get cut by proxies; the gateway ignores what the client sends.
+      keepalive = setInterval(function () {
+        if (socket.readyState === WebSocket.OPEN) socket.send("ping");
+      }, KEEPALIVE_MS);
+    };
+    socket.onmessage = function (event) {
+      var data;
+      try { data = JSON.parse(event.data); } catch (e) { return; }
+      if (data.type !== "reply") return;
+      hideTyping();
+      receive({
+        id: data.reply_id, author: "bot", text: data.text,
+        sources: data.sources, handoff: data.handoff,
+      });
+    };
+    socket.onclose = function () {
+      clearInterval(keepalive);
+      if (state.socket !== socket) return; // replaced on purpose (new chat)
+      setStatus("offline");
+      scheduleReconnect();
+    };
+  }
+
+  function scheduleReconnect() {
+    // Exponential backoff with jitter so a restarted gateway is not stampeded.
+    var delay = Math.min(MAX_BACKOFF_MS, 500 * Math.pow(2, state.attempt));
+    state.attempt += 1;
+    clearTimeout(state.reconnectTimer);
+    state.reconnectTimer = setTimeout(connect, delay * (0.5 + Math.random() / 2));
+  }
+
+  function reconnectNowIfClosed() {
+    if (!state.socket || state.socket.readyState === WebSocket.CLOSED) {
+      state.attempt = 0;
+      connect();
+    }
+  }
+
+  /* ---- sending: retried with the same client_message_id, which the pipeline dedupes ---- */
+
+  function post(body, attempt) {
+    return fetch("/api/web/messages", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (res) {
+      if (res.status === 202) return res.json();
+      if (res.status >= 500 && attempt < SEND_ATTEMPTS) return retryPost(body, attempt);
+      return res.json().catch(function () { return {}; }).then(function (err) {
+        throw { permanent: res.status < 500, message: err.error || res.statusText };
+      });
+    }, function () {
+      if (attempt < SEND_ATTEMPTS) return retryPost(body, attempt);
+      throw { permanent: false, message: "network" };
+    });
+  }
+
+  function retryPost(body, attempt) {
+    return new Promise(function (resolve) {
+      setTimeout(resolve, 500 * Math.pow(2, attempt));
+    }).then(function () { return post(body, attempt + 1); });
+  }
+
+  function deliver(item, body) {
+    item.classList.remove("failed");
+    item.classList.add("pending");
+    setMeta(item, "sending");
+    post(body, 1).then(function (accepted) {
+      item.classList.remove("pending");
+      item.dataset.id = accepted.event_id;
+      state.seen.add(accepted.event_id);
+      setMeta(item, null);
+      showTyping();
+    }, function (err) {
+      item.classList.remove("pending");
+      item.classList.add("failed");
+      setMeta(item, "failed");
+      if (err.permanent && err.message) item.querySelector(".meta").textContent = err.message;
+      item.onclick = function () {
+        item.onclick = null;
+        deliver(item, body);
+      };
+    });
+  }
+
+  function send(text) {
+    var body = {
+      conversation_id: state.conversationId,
+      customer_id: state.customerId,
+      client_message_id: randomId(),
+      text: text,
+    };
+    if (tenant) body.tenant_id = tenant;
+    deliver(addMessage({ author: "customer", text: text }), body);
+  }
+
+  /* ---- wiring ---- */
+
+  function refreshSendButton() { els.send.disabled = els.input.value.trim() === ""; }
+
+  els.form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = els.input.value.trim();
+    if (!text) return;
+    els.input.value = "";
+    refreshSendButton();
+    send(text);
+    els.input.focus();
+  });
+  els.input.addEventListener("input", refreshSendButton);
+  els.input.addEventListener("keydown", function (event) {
+    // Enter sends, Shift+Enter is a new line; never while an IME is composing (Chinese input).
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      els.form.requestSubmit();
+    }
+  });
+  els.lang.addEventListener("click", function () {
+    state.lang = state.lang === "zh" ? "en" : "zh";
+    store.set(KEYS.lang, state.lang);
+    applyLanguage();
+  });
+  els.newChat.addEventListener("click", function () {
+    state.conversationId = randomId();
+    store.set(KEYS.conversation, state.conversationId);
+    state.seen = new Set();
+    hideTyping();
+    els.list.textContent = "";
+    showWelcome();
+    var old = state.socket;
+    state.socket = null;
+    if (old) old.close();
+    state.attempt = 0;
+    connect();
+  });
+  window.addEventListener("online", reconnectNowIfClosed);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") reconnectNowIfClosed();
+  });
+
+  applyLanguage();
+  showWelcome();
+  connect();
+})();

@@ -1,0 +1,48 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from .conftest import Gateway
+
+
+def test_health_is_ok(gateway: Gateway) -> None:
+    response = gateway.client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_when_broker_and_database_answer(gateway: Gateway) -> None:
+    response = gateway.client.get("/ready")
+
+    assert response.status_code == 200
+    assert response.json()["checks"] == {"broker": "ok", "database": "ok", "replies": "ok"}
+
+
+def test_not_ready_names_the_broker_when_it_is_down(gateway: Gateway) -> None:
+    gateway.producer.client.down = True
+
+    response = gateway.client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["broker"]
+    assert response.json()["checks"]["broker"] == "error: KafkaConnectionError"
+
+
+def test_not_ready_names_the_database_when_it_is_down(gateway: Gateway) -> None:
+    gateway.pool.down = True
+
+    response = gateway.client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["database"]
+
+
+def test_metrics_expose_gateway_counters(gateway: Gateway) -> None:
+    gateway.client.post("/api/web/messages", json={"text": "hi", "client_message_id": "m-1"})
+
+    response = gateway.client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'clawdesk_gateway_messages_total{outcome="enqueued"}' in response.text

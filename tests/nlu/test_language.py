@@ -1,0 +1,44 @@
+"""Language detection heuristic."""
+
+from __future__ import annotations
+
+import pytest
+
+from clawdesk.nlu.language import detect_language, script_counts
+
+
+@pytest.mark.parametrize(
+    ("text", "lang"),
+    [
+        ("where is my package?", "en"),
+        ("I want a refund", "en"),
+        ("我的快递到哪了", "zh"),
+        ("退款", "zh"),
+        ("我的order #1001还没到", "zh"),
+        ("请帮我查一下 tracking number 1Z999AA10123456784", "zh"),
+        ("iPhone 15 Pro 什么时候发货", "zh"),
+        ("refund 退款", "zh"),
+        ("Hi, my name is 王小明 and I need help with my refund", "en"),
+        ("我的訂單還沒到", "zh"),  # traditional characters
+        ("注文した商品がまだ届きません", "ja"),
+        ("주문한 상품이 아직 도착하지 않았어요", "ko"),
+        ("¿Dónde está mi pedido?", "es"),
+        ("Où est ma commande ?", "fr"),
+        ("Wo ist meine Bestellung?", "de"),
+        ("Где мой заказ?", "ru"),
+        ("OK", "en"),
+    ],
+)
+def test_detect_language(text: str, lang: str) -> None:
+    assert detect_language(text) == lang
+
+
+@pytest.mark.parametrize("text", ["", "   ", "12345 !!!", "😀👍", "#1001 1Z999AA10123456784"])
+def test_undetermined(text: str) -> None:
+    assert detect_language(text) == "und"
+
+
+def test_codes_do_not_count_as_words() -> None:
+    counts = script_counts("订单 ORD-123 a@b.com https://x.io/abc")
+    assert counts["han"] == 2
+    assert counts["latin"] == 0

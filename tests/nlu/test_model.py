@@ -1,0 +1,167 @@
+"""IntentClassifier: train/predict/save/load on tiny English+Chinese data, oos threshold."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from clawdesk.nlu.features import FinetuneConfig
+from clawdesk.nlu.model import (
+    OOS,
+    ClassifierConfig,
+    IntentClassifier,
+    IntentExample,
+    IntentPrediction,
+    choose_threshold,
+)
+
+QUERIES = ["I would like a refund", "我要退钱", "where is my parcel", "改一下收货地址"]
+EXPECTED = ["refund", "refund", "order_status", "change_address"]
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_train, tiny_valid) -> IntentClassifier:
+    # A couple of fine-tuning steps only: exercises the training loop, stays fast.
+    cfg = ClassifierConfig(
+        finetune=True,
+        finetune_config=FinetuneConfig(epochs=1, max_steps=2, classes_per_batch=3, per_class=2),
+    )
+    return IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
+
+
+def test_predict_english_and_chinese(tuned: IntentClassifier) -> None:
+    preds = tuned.predict(QUERIES)
+    assert all(isinstance(p, IntentPrediction) for p in preds)
+    # The best in-scope intent must be right; rejection depends on the threshold.
+    assert [p.top[0][0] for p in preds] == EXPECTED
+    for p in preds:
+        assert 0.0 <= p.confidence <= 1.0
+        assert len(p.top) == 3
+        assert [s for _, s in p.top] == sorted((s for _, s in p.top), reverse=True)
+        assert p.confidence == pytest.approx(p.top[0][1])
+    assert tuned.info["finetune"]["steps"] == 2
+    assert tuned.info["threshold_from"] == "valid"
+
+
+def test_threshold_turns_low_confidence_into_oos(tuned: IntentClassifier) -> None:
+    old = tuned.threshold
+    try:
+        tuned.threshold = 1.01
+        assert {p.intent for p in tuned.predict(QUERIES)} == {OOS}
+        tuned.threshold = 0.0
+        assert [p.intent for p in tuned.predict(QUERIES)] == EXPECTED
+        # Exactly at a prediction's confidence it is kept; just above, rejected.
+        conf = tuned.predict(QUERIES[:1])[0].confidence
+        tuned.threshold = conf
+        assert tuned.predict(QUERIES[:1])[0].intent == "refund"
+        tuned.threshold = conf + 1e-6
+        assert tuned.predict(QUERIES[:1])[0].intent == OOS
+    finally:
+        tuned.threshold = old
+
+
+def test_save_load_round_trip(tuned: IntentClassifier, tmp_path) -> None:
+    tuned.save(tmp_path / "m")
+    loaded = IntentClassifier.load(tmp_path / "m")
+    assert loaded.classes == tuned.classes
+    assert loaded.threshold == tuned.threshold
+    assert loaded.encoder is not None and loaded.encoder.finetuned
+    a = tuned.predict_proba(QUERIES)
+    b = loaded.predict_proba(QUERIES)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert [p.intent for p in loaded.predict(QUERIES)] == [p.intent for p in tuned.predict(QUERIES)]
+
+
+def test_empty_batch(tuned: IntentClassifier) -> None:
+    assert tuned.predict([]) == []
+
+
+def test_predict_from_threads(tuned: IntentClassifier) -> None:
+    # The service calls predict from an executor; concurrent calls must give the same
+    # answers as sequential ones.
+    want = [p.intent for p in tuned.predict(QUERIES)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: [p.intent for p in tuned.predict(QUERIES)], range(8)))
+    assert all(r == want for r in results)
+    assert isinstance(tuned._lock, type(threading.Lock()))
+
+
+def test_char_only_classifier_with_oos_class(tiny_train, tmp_path) -> None:
+    # No encoder at all: char n-grams alone, plus an explicit oos class in training.
+    train = [
+        *tiny_train,
+        IntentExample(text="tell me a joke", intent=OOS),
+        IntentExample(text="讲个笑话", intent=OOS),
+        IntentExample(text="what is the weather", intent=OOS),
+    ]
+    clf = IntentClassifier(ClassifierConfig(features="char", threshold=0.0)).fit(train)
+    assert clf.encoder is None
+    assert OOS in clf.classes and OOS not in clf.intents
+    preds = clf.predict(["讲个笑话", "我要退款"])
+    assert preds[0].intent == OOS  # the head's own oos class wins
+    assert preds[1].intent == "refund"
+    assert all(t[0] != OOS for p in preds for t in p.top)  # top lists in-scope intents
+    clf.save(tmp_path / "c")
+    loaded = IntentClassifier.load(tmp_path / "c")
+    np.testing.assert_allclose(
+        loaded.predict_proba(["我要退款"]), clf.predict_proba(["我要退款"]), atol=1e-6
+    )
+
+
+def test_threshold_by_cross_validation_without_valid(tiny_train) -> None:
+    cfg = ClassifierConfig(features="char")
+    clf = IntentClassifier(cfg).fit(tiny_train)
+    assert clf.info["threshold_from"].endswith("cross-validation on train")
+    assert 0.0 < clf.threshold < 1.0
+
+
+def test_fit_rejects_single_intent() -> None:
+    with pytest.raises(ValueError):
+        IntentClassifier(ClassifierConfig(features="char")).fit(
+            [IntentExample(text="a", intent="x"), IntentExample(text="b", intent="x")]
+        )
+
+
+def test_example_validation() -> None:
+    with pytest.raises(ValueError):
+        IntentExample(text="  ", intent="x")
+
+
+def test_config_round_trip() -> None:
+    cfg = ClassifierConfig(features="embedding", C=3.0, ngram_range=(1, 3))
+    cfg.finetune_config = dataclasses.replace(cfg.finetune_config, epochs=2.5)
+    again = ClassifierConfig.from_dict({**cfg.to_dict(), "unknown_future_key": 1})
+    assert again == cfg
+
+
+class TestChooseThreshold:
+    def test_separable(self) -> None:
+        # in-scope correct rows score high, oos rows low: a threshold between them wins
+        scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2])
+        correct = np.array([True, True, True, False, False])
+        is_oos = np.array([False, False, False, True, True])
+        t = choose_threshold(scores, correct, is_oos)
+        assert 0.3 < t <= 0.7
+
+    def test_trade_off_is_balanced(self) -> None:
+        # One oos row above every in-scope row: rejecting it would cost all in-scope.
+        scores = np.array([0.6, 0.6, 0.6, 0.99, 0.1])
+        correct = np.array([True, True, True, False, False])
+        is_oos = np.array([False, False, False, True, True])
+        t = choose_threshold(scores, correct, is_oos)
+        assert 0.1 < t <= 0.6
+
+    def test_without_oos_keeps_share(self) -> None:
+        scores = np.linspace(0.01, 1.0, 100)
+        t = choose_threshold(
+            scores, np.ones(100, bool), np.zeros(100, bool), in_scope_keep=0.9
+        )
+        assert np.mean(scores >= t) == pytest.approx(0.9, abs=0.011)
+
+    def test_needs_in_scope(self) -> None:
+        with pytest.raises(ValueError):
+            choose_threshold(np.array([0.5]), np.array([False]), np.array([True]))
