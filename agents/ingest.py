@@ -28,7 +28,7 @@ async def accept(raw: bytes) -> None:
         metrics.DUPLICATES.labels(STAGE).inc()
         log.info("duplicate channel message dropped", extra={"id": msg.channel_message_id})
         return
-    stored = conversation_memory[msg.conversation_id]
+    stored = conversation_memory.get(msg.conversation_id)
     memory = snapshot(stored)  # what the conversation looked like before this message
     conversation_memory[msg.conversation_id] = remember_turn(
         stored,

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable
 
-from clawdesk.nlu import IntentPrediction
-from clawdesk.nlu.entities import extract_entities
-from clawdesk.nlu.language import detect_language
 from pydantic import ValidationError
 
 from agents import guard
-from agents.memory import conversation_memory, remember_slots
 from clawdesk import db
 from clawdesk.app import app
+from clawdesk.nlu import OOS, IntentPrediction
+from clawdesk.nlu.entities import extract_entities
+from clawdesk.nlu.language import detect_language
 from clawdesk.services import current, ready
 from schemas import AcceptedMessage, Entity, NluResult
 from topics.streams import accepted_topic, nlu_topic
@@ -23,17 +22,21 @@ BATCH = 32
 
 
 def understand(
-    accepted: AcceptedMessage, prediction: IntentPrediction, model_version: str
+    accepted: AcceptedMessage,
+    prediction: IntentPrediction,
+    model_version: str,
+    min_confidence: float,
 ) -> NluResult:
-    """The NLU result of one message from its intent prediction."""
+    """The NLU result of one message; below `min_confidence` the intent is `oos`."""
     text = accepted.message.text
+    intent = prediction.intent if prediction.confidence >= min_confidence else OOS
     entities = [
         Entity(kind=e.kind, value=e.value, start=e.start, end=e.end) for e in extract_entities(text)
     ]
     return NluResult(
         **accepted.lineage(),
         accepted=accepted,
-        intent=prediction.intent,
+        intent=intent,
         confidence=round(float(prediction.confidence), 4),
         entities=entities,
         language=detect_language(text),
@@ -48,11 +51,8 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
 
 
 async def emit(result: NluResult) -> None:
-    """Store the verdict, remember slots, and pass the result on."""
+    """Store the verdict and pass the result on."""
     conv = result.conversation_id
-    conversation_memory[conv] = remember_slots(
-        conversation_memory[conv], result.entities, result.language
-    )
     await db.record_intent(current().pool, result)
     await nlu_topic.send(key=conv.encode(), value=result.to_bytes())
 
@@ -81,7 +81,7 @@ async def classify_batch(raws: list[bytes]) -> None:
             else:
                 version, preds = await predict(acc.tenant_id, [acc.message.text])
                 prediction = preds[0]
-            await emit(understand(acc, prediction, version))
+            await emit(understand(acc, prediction, version, current().settings.nlu_min_confidence))
 
         await guard.process(STAGE, raw, work)
 

@@ -101,7 +101,7 @@ async def respond(raw: bytes) -> None:
     reply_id = f"r-{msg.event_id}"
     conv = result.conversation_id
     conversation_memory[conv] = remember_turn(
-        conversation_memory[conv],
+        conversation_memory.get(conv),
         "bot",
         composed.text,
         utc_now(),

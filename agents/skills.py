@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import conversation_memory, with_handoff
+from agents.memory import conversation_memory, remember_slots, with_handoff
 from clawdesk import db, metrics
 from clawdesk.app import app
 from clawdesk.services import current, ready
@@ -15,6 +16,19 @@ from topics.streams import context_topic, handoff_topic, skill_result_topic
 
 STAGE = "skills"
 ORDER_INTENTS = frozenset({"order_status", "track_shipment", "cancel_order"})
+# "where is it now?" after an order was named: a short question pointing back at it.
+FOLLOW_UP = re.compile(
+    r"\b(it|its|it's|that|this|them|the order|the package|the parcel)\b|它|那个|这个|到哪",
+    re.IGNORECASE,
+)
+
+
+def is_order_follow_up(context: RetrievalContext) -> bool:
+    """An unclear message that refers back to the order remembered in this conversation."""
+    nlu = context.nlu
+    remembered = "order_number" in nlu.accepted.memory.slots
+    unclear = nlu.intent == "oos" or not context.answerable
+    return remembered and unclear and bool(FOLLOW_UP.search(nlu.accepted.message.text))
 
 
 def order_reference(context: RetrievalContext) -> str | None:
@@ -76,7 +90,7 @@ async def hand_off(context: RetrievalContext, reason: str) -> SkillResult:
     """Give the conversation to a human: flag memory, mark it in Postgres, emit a handoff."""
     msg = context.nlu.accepted.message
     conv = context.conversation_id
-    conversation_memory[conv] = with_handoff(conversation_memory[conv], True)
+    conversation_memory[conv] = with_handoff(conversation_memory.get(conv), True)
     await db.set_conversation_status(current().pool, conv, "human")
     handoff = Handoff(
         **context.lineage(), reason=reason, customer_id=msg.customer_id, last_message=msg.text
@@ -95,10 +109,16 @@ async def hand_off(context: RetrievalContext, reason: str) -> SkillResult:
 async def run(raw: bytes) -> None:
     """Run the skill for one retrieval context and pass its result on."""
     context = RetrievalContext.from_bytes(raw)
+    conv = context.conversation_id
+    # Slots are remembered here, not in the batched nlu stage: Faust allows table
+    # writes only while iterating a stream event by event.
+    conversation_memory[conv] = remember_slots(
+        conversation_memory.get(conv), context.nlu.entities, context.nlu.language
+    )
     intent = context.nlu.intent
     if intent == "human_agent":
         result = await hand_off(context, "customer_request")
-    elif intent in ORDER_INTENTS:
+    elif intent in ORDER_INTENTS or is_order_follow_up(context):
         result = look_up_order(context)
     else:
         result = SkillResult(

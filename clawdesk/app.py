@@ -7,7 +7,7 @@ import logging
 
 import faust
 
-from clawdesk.logs import configure_logging
+from clawdesk.logs import json_handler
 from clawdesk.settings import app_settings, connection_settings
 
 log = logging.getLogger(__name__)
@@ -27,11 +27,11 @@ def create_app() -> faust.App:
     """Build the Faust app from the environment's settings."""
     settings = app_settings()
     conn = connection_settings()
-    configure_logging(settings.log_level)
     if not conn.kafka_bootstrap_servers:
         raise RuntimeError(
             "KAFKA_BOOTSTRAP_SERVERS is not set: start the whole system with `clawdesk up`"
         )
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     brokers = [f"kafka://{b.strip()}" for b in conn.kafka_bootstrap_servers.split(",")]
     return faust.App(
         settings.app_id,
@@ -54,6 +54,8 @@ def create_app() -> faust.App:
         web_port=settings.worker_web_port or 6066,
         web_host="127.0.0.1",
         stream_wait_empty=False,
+        # The worker resets logging when it starts; this keeps our JSON lines (with extras).
+        loghandlers=[json_handler()],
     )
 
 

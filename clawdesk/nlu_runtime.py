@@ -7,8 +7,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from clawdesk.embeddings import Embedder
-from clawdesk.nlu import IntentClassifier, IntentPrediction, load_examples
+from clawdesk.nlu import ClassifierConfig, IntentClassifier, IntentPrediction, load_examples
 from clawdesk.nlu.store import list_versions, load_model, save_model
 
 log = logging.getLogger(__name__)
@@ -25,9 +24,9 @@ class LoadedModel:
 class TenantNlu:
     """Holds one loaded classifier per tenant; thread-safe for executor calls."""
 
-    def __init__(self, root: Path, embedder: Embedder, min_confidence: float) -> None:
+    def __init__(self, root: Path, encoder: str, min_confidence: float) -> None:
         self.root = root
-        self.embedder = embedder
+        self.encoder = encoder
         self.min_confidence = min_confidence
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
@@ -37,10 +36,12 @@ class TenantNlu:
         with self._lock:
             if not list_versions(self.root, tenant_id):
                 log.info("training intent model", extra={"tenant": tenant_id})
-                clf = IntentClassifier(embedder=self.embedder.model, fine_tune=False)
+                # A few dozen examples per tenant: the head alone trains in seconds;
+                # contrastive fine-tuning is for `clawdesk nlu train` on real data.
+                clf = IntentClassifier(ClassifierConfig(finetune=False, encoder=self.encoder))
                 clf.fit(load_examples(intents_file))
                 save_model(self.root, tenant_id, clf)
-            clf = load_model(self.root, tenant_id, version, embedder=self.embedder.model)
+            clf = load_model(self.root, tenant_id, version)
             chosen = version or list_versions(self.root, tenant_id)[-1]
             self._models[tenant_id] = LoadedModel(chosen, clf)
             return chosen

@@ -73,13 +73,15 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     api_key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
     client = open_qdrant(conn.qdrant_url, settings.data_dir / "qdrant", api_key)
     kb = KnowledgeBase(client, embedder)
-    report = await loop.run_in_executor(
-        None, kb.sync, settings.default_tenant, [packaged_data("kb")]
+    nlu = TenantNlu(settings.model_root, embedder.model_path, settings.nlu_min_confidence)
+    # Independent and CPU-bound in C code: run them side by side.
+    report, version = await asyncio.gather(
+        loop.run_in_executor(None, kb.sync, settings.default_tenant, [packaged_data("kb")]),
+        loop.run_in_executor(
+            None, nlu.ensure, settings.default_tenant, packaged_data("intents", "demo.yaml")
+        ),
     )
     log.info("knowledge base synced", extra={"report": report.__dict__})
-    nlu = TenantNlu(settings.data_dir / "models", embedder, settings.nlu_min_confidence)
-    await loop.run_in_executor(
-        None, nlu.ensure, settings.default_tenant, packaged_data("intents", "demo.yaml")
-    )
+    log.info("intent model loaded", extra={"version": version})
     shop = DemoShop.from_file(packaged_data("shop", "orders.json"))
     return Services(settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop)

@@ -42,6 +42,9 @@ class AppSettings(BaseSettings):
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
+    models_dir: Path | None = Field(
+        default=None, description="versioned NLU models; default <data_dir>/models"
+    )
     app_id: str = "clawdesk"
     topic_prefix: str = Field(default="cs", description="prefix of every topic name")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
@@ -78,6 +81,11 @@ class AppSettings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
 
     log_level: str = "INFO"
+
+    @property
+    def model_root(self) -> Path:
+        """Where versioned NLU models live."""
+        return self.models_dir or self.data_dir / "models"
 
     @field_validator("topic_prefix")
     @classmethod

@@ -24,6 +24,7 @@ class Pipeline:
     database_url: str
     redis_url: str
     root: Path
+    models_dir: Path
     app_id: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -43,6 +44,7 @@ class Pipeline:
             "CLAWDESK_TOPIC_PREFIX": self.app_id,
             "CLAWDESK_TOPIC_PARTITIONS": "4",
             "CLAWDESK_DATA_DIR": str(self.root / name),
+            "CLAWDESK_MODELS_DIR": str(self.models_dir),
             "CLAWDESK_METRICS_PORT": "0",
             "CLAWDESK_LOG_LEVEL": "INFO",
             "HF_HUB_OFFLINE": "1",
@@ -89,10 +91,18 @@ class Pipeline:
             self.stop_worker(name)
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """NLU models shared by the session's workers: the demo model is trained once."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture()
-def pipeline(broker: str, database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Pipeline]:
+def pipeline(
+    broker: str, database_url: str, redis_url: str, models_dir: Path, tmp_path: Path
+) -> Iterator[Pipeline]:
     """A pipeline with its own app id and topics; its workers stop at the end."""
-    p = Pipeline(broker, database_url, redis_url, tmp_path)
+    p = Pipeline(broker, database_url, redis_url, tmp_path, models_dir)
     yield p
     p.stop_all()
 

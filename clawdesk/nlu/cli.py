@@ -1,0 +1,94 @@
+"""``clawdesk eval intents``: train, calibrate on valid, evaluate on test, print a table.
+
+Wire into the main CLI with ``main_app.add_typer(nlu_cli.app, name="eval")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Evaluate the intent classifier on labelled files.", no_args_is_help=True)
+
+
+@app.callback()
+def _main() -> None:
+    """Evaluation commands."""
+    # A callback keeps `intents` a sub-command even while it is the only one.
+
+
+@app.command("intents")
+def intents(
+    train: Annotated[
+        Path, typer.Option(help="training examples (.jsonl or .yaml)", exists=True, dir_okay=False)
+    ],
+    test: Annotated[
+        Path,
+        typer.Option(help="test examples, read only after training", exists=True, dir_okay=False),
+    ],
+    valid: Annotated[
+        Path | None,
+        typer.Option(
+            help="validation examples: the oos threshold is chosen here",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    features: Annotated[str, typer.Option(help="combined | embedding | char")] = "combined",
+    finetune: Annotated[bool, typer.Option(help="contrastively fine-tune the encoder")] = True,
+    epochs: Annotated[
+        float | None, typer.Option(help="fine-tuning epochs (default: by data size)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    ablation: Annotated[bool, typer.Option(help="also measure each feature block alone")] = False,
+    save: Annotated[Path | None, typer.Option(help="keep the trained classifier here")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the figures as JSON")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Train on --train, choose the oos threshold on --valid, report figures on --test."""
+    from rich.console import Console
+
+    from clawdesk.nlu.evaluate import report_table, run_ablation, run_intent_eval
+    from clawdesk.nlu.model import ClassifierConfig
+
+    if features not in ("combined", "embedding", "char"):
+        raise typer.BadParameter("features must be combined, embedding or char")
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    config = ClassifierConfig(features=features, finetune=finetune, seed=seed)  # type: ignore[arg-type]
+    config.finetune_config = dataclasses.replace(config.finetune_config, seed=seed)
+    if epochs is not None:
+        config.finetune_config.epochs = epochs
+    console = Console()
+    if ablation:
+        reports = run_ablation(train, test, valid, config=config, progress=progress)
+    else:
+        report = run_intent_eval(
+            train, test, valid, config=config, progress=progress, save_dir=save
+        )
+        tuned = " (fine-tuned encoder)" if finetune and features != "char" else ""
+        reports = {f"{features}{tuned}": report}
+    first = next(iter(reports.values()))
+    console.print(report_table(reports, title=f"Intents: {first.name}"))
+    for label, r in reports.items():
+        console.print(
+            f"[dim]{label}: {r.n_test} test rows ({r.n_oos} oos); threshold from "
+            f"{r.extra.get('threshold_from', '?')}; train {r.train_seconds} s[/dim]"
+        )
+    if json_out is not None:
+        json_out.write_text(
+            json.dumps({k: v.to_dict() for k, v in reports.items()}, indent=2, ensure_ascii=False),
+            encoding="utf-8",
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,258 @@
+"""Evaluation of intent classifiers: accuracy, macro-F1, out-of-scope detection, speed.
+
+Rules kept here so that reported numbers stay honest:
+
+* the oos threshold is chosen on the validation file only (or by cross-validation on the
+  training file when there is none) – the test file is read once, after training;
+* "accuracy" counts every test row (an oos row is right when predicted ``oos``);
+  "in-scope accuracy" counts only in-scope rows, and a rejected in-scope row is wrong –
+  the CLINC150 convention;
+* throughput is measured end to end (encoding included) on the whole test set in
+  batches, the way the service calls the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clawdesk.nlu.features import TextEncoder
+from clawdesk.nlu.model import OOS, ClassifierConfig, IntentClassifier, IntentExample
+from clawdesk.nlu.train import load_examples, make_progress
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+__all__ = [
+    "EvalReport",
+    "evaluate",
+    "report_table",
+    "run_ablation",
+    "run_intent_eval",
+]
+
+
+@dataclass
+class EvalReport:
+    """Figures of one evaluation (fractions in 0..1; ``None`` = not applicable)."""
+
+    n_test: int
+    n_in_scope: int
+    n_oos: int
+    accuracy: float
+    in_scope_accuracy: float
+    macro_f1: float
+    oos_precision: float | None
+    oos_recall: float | None
+    classifications_per_second: float
+    threshold: float
+    name: str = ""
+    train_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form (e.g. for a model-store manifest)."""
+        return dataclasses.asdict(self)
+
+
+def _macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    # Over the labels of the test set (oos included when present): a label the model
+    # never predicts counts as F1 0, one that only appears in predictions is ignored.
+    labels = np.unique(gold)
+    return float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0))
+
+
+def evaluate(
+    clf: IntentClassifier,
+    test_examples: Sequence[IntentExample],
+    *,
+    name: str = "",
+    progress: Progress | None = None,
+) -> EvalReport:
+    """Classify ``test_examples`` with ``clf`` and compute the figures."""
+    texts = [e.text for e in test_examples]
+    gold = np.asarray([e.intent for e in test_examples])
+    if len(texts) == 0:
+        raise ValueError("empty test set")
+    t0 = time.perf_counter()
+    if progress is not None:
+        # Same work as predict(), but with a progress bar for the encoding.
+        probs = clf.predict_proba(texts, progress=progress)
+        preds = clf._to_predictions(probs)
+    else:
+        preds = clf.predict(texts)
+    elapsed = time.perf_counter() - t0
+    pred = np.asarray([p.intent for p in preds])
+    oos = clf.config.oos_label
+    is_oos = gold == oos
+    n_oos = int(is_oos.sum())
+    in_scope = ~is_oos
+    predicted_oos = pred == oos
+    return EvalReport(
+        name=name,
+        n_test=len(texts),
+        n_in_scope=int(in_scope.sum()),
+        n_oos=n_oos,
+        accuracy=float(np.mean(pred == gold)),
+        in_scope_accuracy=float(np.mean(pred[in_scope] == gold[in_scope]))
+        if in_scope.any()
+        else float("nan"),
+        macro_f1=_macro_f1(gold, pred),
+        oos_precision=(
+            float((predicted_oos & is_oos).sum() / max(1, predicted_oos.sum())) if n_oos else None
+        ),
+        oos_recall=float((predicted_oos & is_oos).sum() / n_oos) if n_oos else None,
+        classifications_per_second=len(texts) / elapsed if elapsed > 0 else float("inf"),
+        threshold=clf.threshold,
+        train_seconds=clf.info.get("train_seconds"),
+        extra={
+            k: clf.info[k]
+            for k in ("finetune_seconds", "threshold_from", "n_train", "n_intents")
+            if k in clf.info
+        },
+    )
+
+
+def run_intent_eval(
+    train_path: str | Path,
+    test_path: str | Path,
+    valid_path: str | Path | None = None,
+    *,
+    config: ClassifierConfig | None = None,
+    progress: bool = True,
+    save_dir: str | Path | None = None,
+) -> EvalReport:
+    """Train on ``train_path``, choose the oos threshold on ``valid_path``, test once.
+
+    ``save_dir`` keeps the trained classifier.  The test file is only read after training
+    and calibration are complete.
+    """
+    train = load_examples(train_path)
+    valid = load_examples(valid_path) if valid_path is not None else None
+    clf = IntentClassifier(config)
+    with make_progress(progress) as prog:
+        clf.fit(train, valid=valid, progress=prog)
+        if save_dir is not None:
+            clf.save(save_dir)
+        test = load_examples(test_path)
+        report = evaluate(clf, test, name=_name(train_path, test_path), progress=prog)
+    report.extra["features"] = clf.config.features
+    report.extra["finetune"] = clf.config.finetune
+    return report
+
+
+def run_ablation(
+    train_path: str | Path,
+    test_path: str | Path,
+    valid_path: str | Path | None = None,
+    *,
+    config: ClassifierConfig | None = None,
+    include_frozen: bool = True,
+    progress: bool = True,
+) -> dict[str, EvalReport]:
+    """What each feature block adds: char n-grams alone, embeddings alone, combined.
+
+    The encoder is fine-tuned once and shared by the embedding variants; with
+    ``include_frozen`` the untuned packaged encoder is measured as well.  Each variant
+    gets its own head and its own threshold from ``valid_path``.
+    """
+    base = config or ClassifierConfig()
+    train = load_examples(train_path)
+    valid = load_examples(valid_path) if valid_path is not None else None
+    reports: dict[str, EvalReport] = {}
+    with make_progress(progress) as prog:
+        variants: list[tuple[str, ClassifierConfig, TextEncoder | None]] = []
+        variants.append(("char n-grams only", dataclasses.replace(base, features="char"), None))
+        if include_frozen:
+            frozen = TextEncoder.load(base.encoder)
+            for feats, label in (
+                ("embedding", "frozen emb only"),
+                ("combined", "frozen emb + char"),
+            ):
+                variants.append(
+                    (label, dataclasses.replace(base, features=feats, finetune=False), frozen)  # type: ignore[arg-type]
+                )
+        tuned_cfg = dataclasses.replace(base, features="combined")
+        tuned = IntentClassifier(tuned_cfg).fit(train, valid=valid, progress=prog)
+        test = load_examples(test_path)
+        name = _name(train_path, test_path)
+        reports["fine-tuned emb + char"] = evaluate(tuned, test, name=name, progress=prog)
+        assert tuned.encoder is not None
+        variants.append(
+            (
+                "fine-tuned emb only",
+                dataclasses.replace(base, features="embedding", finetune=False),
+                tuned.encoder,
+            )
+        )
+        for label, cfg, encoder in variants:
+            t0 = time.perf_counter()
+            clf = IntentClassifier(cfg).fit(train, valid=valid, progress=prog, encoder=encoder)
+            rep = evaluate(clf, test, name=name, progress=prog)
+            rep.train_seconds = round(time.perf_counter() - t0, 1)
+            if label.startswith("fine-tuned"):
+                # head only; the encoder's fine-tuning is counted in the combined row
+                rep.extra["note"] = "head trained on the shared fine-tuned encoder"
+            reports[label] = rep
+    order = [
+        "char n-grams only",
+        "frozen emb only",
+        "frozen emb + char",
+        "fine-tuned emb only",
+        "fine-tuned emb + char",
+    ]
+    return {k: reports[k] for k in order if k in reports}
+
+
+def _name(train_path: str | Path, test_path: str | Path) -> str:
+    tp, sp = Path(train_path), Path(test_path)
+    return f"{tp.parent.name}/{tp.stem} → {sp.stem}"
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f} %"
+
+
+def report_table(reports: dict[str, EvalReport], *, title: str = "Intent evaluation") -> Table:
+    """A ``rich`` table of one or more reports (one row each)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in (
+        "run",
+        "accuracy",
+        "in-scope acc",
+        "macro-F1",
+        "OOS P",
+        "OOS R",
+        "threshold",
+        "cls/s",
+        "train s",
+    ):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for label, r in reports.items():
+        table.add_row(
+            label,
+            _pct(r.accuracy),
+            _pct(r.in_scope_accuracy),
+            _pct(r.macro_f1),
+            "—" if r.oos_precision is None else f"{r.oos_precision:.3f}",
+            "—" if r.oos_recall is None else f"{r.oos_recall:.3f}",
+            f"{r.threshold:.3f}",
+            f"{r.classifications_per_second:.0f}",
+            "—" if r.train_seconds is None else f"{r.train_seconds:.0f}",
+        )
+    return table
+
+
+# Re-exported for callers that only import this module.
+OOS_LABEL = OOS

@@ -1,0 +1,492 @@
+"""The intent classifier: (fine-tuned) sentence embeddings ‖ char n-grams → linear head.
+
+Pipeline::
+
+    text ─┬─ TextEncoder (MiniLM, contrastively fine-tuned) ── 384-d unit vector ─┐
+          └─ CharNgrams (char_wb 2–4-gram TF-IDF) ─────────── sparse unit vector ─┴─ LR ─ softmax
+
+A message is out of scope (intent ``"oos"``) when the best in-scope probability is below
+``threshold``, or when the head itself ranks the ``oos`` class first (possible only when the
+training data has ``oos`` examples).  The threshold is chosen on a validation set, never on
+the data used to report results (see :meth:`IntentClassifier.calibrate`).
+
+Thread-safety: :meth:`IntentClassifier.predict` takes a lock, so an asyncio service can
+run it in a thread executor from many coroutines; calls are serialised, which is what
+you want on a small CPU (torch already uses every core for one batch).  Batch messages for
+throughput: one call with 64 texts costs far less than 64 calls with one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from clawdesk.nlu.features import (
+    PACKAGED_MODEL,
+    CharNgrams,
+    FinetuneConfig,
+    TextEncoder,
+    combine,
+    seed_everything,
+)
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from scipy import sparse
+
+__all__ = [
+    "OOS",
+    "ClassifierConfig",
+    "IntentClassifier",
+    "IntentExample",
+    "IntentPrediction",
+    "choose_threshold",
+]
+
+log = logging.getLogger(__name__)
+
+OOS = "oos"
+FORMAT_VERSION = 1
+FeatureSet = Literal["combined", "embedding", "char"]
+
+
+class IntentExample(BaseModel):
+    """One labelled utterance."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    intent: str
+
+    @field_validator("text", "intent")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+
+@dataclass(frozen=True)
+class IntentPrediction:
+    """The decision for one text.
+
+    ``intent`` is ``"oos"`` when rejected; ``confidence`` is the head's probability of the
+    best in-scope intent (also when rejected, so callers can log near misses); ``top`` is
+    the best in-scope intents with their probabilities, best first.
+    """
+
+    intent: str
+    confidence: float
+    top: list[tuple[str, float]]
+
+
+@dataclass
+class ClassifierConfig:
+    """How to build the classifier.  Defaults were chosen on validation splits only."""
+
+    features: FeatureSet = "combined"
+    encoder: str = PACKAGED_MODEL
+    finetune: bool = True
+    finetune_config: FinetuneConfig = field(default_factory=FinetuneConfig)
+    ngram_range: tuple[int, int] = (2, 4)
+    embedding_weight: float = 1.0
+    char_weight: float = 1.0
+    C: float = 10.0  # inverse L2 strength of the logistic-regression head
+    max_iter: int = 3000
+    oos_label: str = OOS
+    # Train an explicit "oos" class when the training set has oos examples.
+    oos_class: bool = True
+    threshold: float | None = None  # fixed threshold; None = calibrate
+    # Without any oos example to calibrate on, keep this share of in-scope validation
+    # messages (the usual "TPR 95" operating point of out-of-distribution detection).
+    in_scope_keep: float = 0.95
+    top_k: int = 3
+    batch_size: int = 64
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        d = asdict(self)
+        d["ngram_range"] = list(self.ngram_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are ignored (forward compatibility)."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        if "finetune_config" in kw and isinstance(kw["finetune_config"], dict):
+            ft_known = {f.name for f in fields(FinetuneConfig)}
+            kw["finetune_config"] = FinetuneConfig(
+                **{k: v for k, v in kw["finetune_config"].items() if k in ft_known}
+            )
+        if "ngram_range" in kw:
+            lo, hi = kw["ngram_range"]
+            kw["ngram_range"] = (int(lo), int(hi))
+        return cls(**kw)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def choose_threshold(
+    scores: np.ndarray,
+    correct: np.ndarray,
+    is_oos: np.ndarray,
+    *,
+    in_scope_keep: float = 0.95,
+) -> float:
+    """Pick the rejection threshold from validation results.
+
+    ``scores`` is the best in-scope probability per row, ``correct`` whether the head's
+    in-scope choice is right (False for oos rows and for rows the head already sends to
+    oos), ``is_oos`` whether the row's gold label is out of scope.
+
+    With oos rows: maximise the mean of in-scope accuracy (right and not rejected) and
+    oos recall – both kinds of mistake cost a customer a wrong turn, and the mean does
+    not let the (usually few) oos rows be outvoted.  Without: the highest threshold that
+    still keeps ``in_scope_keep`` of the in-scope rows.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    is_oos = np.asarray(is_oos, dtype=bool)
+    n_in, n_oos = int((~is_oos).sum()), int(is_oos.sum())
+    if n_in == 0:
+        raise ValueError("calibration needs in-scope examples")
+    if n_oos == 0:
+        return float(np.quantile(scores[~is_oos], 1.0 - in_scope_keep))
+    # Candidate thresholds: 0 and midpoints between consecutive distinct scores; a row
+    # is kept when score >= t.
+    uniq = np.unique(scores)
+    cands = np.concatenate([[0.0], (uniq[:-1] + uniq[1:]) / 2, [uniq[-1] + 1e-9]])
+    in_scores = np.sort(scores[~is_oos & correct])
+    oos_scores = np.sort(scores[is_oos])
+    kept_correct = len(in_scores) - np.searchsorted(in_scores, cands, side="left")
+    rejected_oos = np.searchsorted(oos_scores, cands, side="left")
+    objective = kept_correct / n_in + rejected_oos / n_oos
+    best = int(np.argmax(objective))  # first maximum = lowest threshold among ties
+    return float(cands[best])
+
+
+class IntentClassifier:
+    """Intent classifier with out-of-scope rejection.  See the module docstring."""
+
+    def __init__(self, config: ClassifierConfig | None = None) -> None:
+        self.config = config or ClassifierConfig()
+        self.encoder: TextEncoder | None = None
+        self.char_ngrams: CharNgrams | None = None
+        self.classes: list[str] = []
+        self.coef: np.ndarray | None = None  # (n_classes, n_features) float32
+        self.intercept: np.ndarray | None = None  # (n_classes,)
+        self.threshold: float = 0.0 if self.config.threshold is None else self.config.threshold
+        self.info: dict[str, Any] = {}  # training facts for reports and manifests
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def uses_embeddings(self) -> bool:
+        """Whether the sentence encoder is part of the features."""
+        return self.config.features in ("combined", "embedding")
+
+    @property
+    def uses_char_ngrams(self) -> bool:
+        """Whether character n-grams are part of the features."""
+        return self.config.features in ("combined", "char")
+
+    @property
+    def intents(self) -> list[str]:
+        """The in-scope intents the classifier can return."""
+        return [c for c in self.classes if c != self.config.oos_label]
+
+    # ------------------------------------------------------------------ training
+
+    def fit(
+        self,
+        examples: Sequence[IntentExample],
+        *,
+        valid: Sequence[IntentExample] | None = None,
+        progress: Progress | None = None,
+        encoder: TextEncoder | None = None,
+    ) -> IntentClassifier:
+        """Train on ``examples`` and calibrate the oos threshold on ``valid``.
+
+        Examples labelled ``config.oos_label`` are not an intent: they never take part in
+        the contrastive fine-tuning (out-of-scope messages have nothing in common) and
+        only become a head class when ``config.oos_class`` is set.  Without ``valid`` the
+        threshold is calibrated by 3-fold cross-validation of the head on ``examples``
+        (optimistic when the encoder was fine-tuned on them).  Pass ``encoder`` to reuse an
+        already (fine-)tuned encoder; it is then not fine-tuned again.
+        """
+        cfg = self.config
+        seed_everything(cfg.seed)
+        examples = list(examples)
+        in_scope = [e for e in examples if e.intent != cfg.oos_label]
+        if len({e.intent for e in in_scope}) < 2:
+            raise ValueError("need examples of at least two in-scope intents")
+        train = examples if cfg.oos_class else in_scope
+        t0 = time.perf_counter()
+        self.info = {"n_train": len(train), "n_intents": len({e.intent for e in in_scope})}
+
+        embeddings = None
+        if self.uses_embeddings:
+            if encoder is None:
+                encoder = TextEncoder.load(cfg.encoder)
+                if cfg.finetune:
+                    ft = encoder.finetune(
+                        [e.text for e in in_scope],
+                        [e.intent for e in in_scope],
+                        cfg.finetune_config,
+                        progress=progress,
+                    )
+                    self.info["finetune"] = ft
+            self.encoder = encoder
+            self.info["finetune_seconds"] = round(time.perf_counter() - t0, 1)
+            embeddings = encoder.encode(
+                [e.text for e in train],
+                batch_size=cfg.batch_size,
+                progress=progress,
+                description="encoding train",
+            )
+        self.fit_head([e.text for e in train], [e.intent for e in train], embeddings=embeddings)
+
+        if cfg.threshold is not None:
+            self.threshold = cfg.threshold
+        elif valid is not None:
+            self.calibrate(valid, progress=progress)
+        else:
+            self._calibrate_by_cv([e.text for e in train], [e.intent for e in train], embeddings)
+        self.info["train_seconds"] = round(time.perf_counter() - t0, 1)
+        return self
+
+    def fit_head(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        embeddings: np.ndarray | None = None,
+    ) -> None:
+        """Fit the char n-grams and the logistic-regression head (the encoder stays)."""
+        from sklearn.linear_model import LogisticRegression
+
+        cfg = self.config
+        if self.uses_char_ngrams:
+            self.char_ngrams = CharNgrams(cfg.ngram_range).fit(texts)
+        x = self._features(texts, embeddings)
+        head = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter, random_state=cfg.seed)
+        head.fit(x, np.asarray(labels))
+        self.classes = [str(c) for c in head.classes_]
+        coef = np.asarray(head.coef_, dtype=np.float32)
+        intercept = np.asarray(head.intercept_, dtype=np.float32)
+        if len(self.classes) == 2:  # sklearn keeps one row for binary problems
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            intercept = np.array([-intercept[0] / 2, intercept[0] / 2], dtype=np.float32)
+        self.coef, self.intercept = coef, intercept
+
+    def calibrate(
+        self,
+        valid: Sequence[IntentExample],
+        *,
+        embeddings: np.ndarray | None = None,
+        progress: Progress | None = None,
+    ) -> float:
+        """Choose and set the oos threshold from labelled validation examples."""
+        texts = [e.text for e in valid]
+        gold = np.asarray([e.intent for e in valid])
+        probs = self.predict_proba(texts, embeddings=embeddings, progress=progress)
+        scores, best, head_oos = self._decide_parts(probs)
+        is_oos = gold == self.config.oos_label
+        correct = (best == gold) & ~head_oos & ~is_oos
+        # Rows the head already sends to oos are rejected whatever the threshold.
+        scores = np.where(head_oos, -1.0, scores)
+        self.threshold = choose_threshold(
+            scores, correct, is_oos, in_scope_keep=self.config.in_scope_keep
+        )
+        self.info["threshold_from"] = "valid"
+        self.info["n_valid"] = len(valid)
+        return self.threshold
+
+    def _calibrate_by_cv(
+        self, texts: list[str], labels: list[str], embeddings: np.ndarray | None
+    ) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold
+
+        y = np.asarray(labels)
+        _, counts = np.unique(y, return_counts=True)
+        folds = int(min(3, counts.min()))
+        if folds < 2:
+            self.threshold = 0.0
+            self.info["threshold_from"] = "none (too few examples)"
+            return
+        scores = np.zeros(len(y))
+        correct = np.zeros(len(y), dtype=bool)
+        x = self._features(texts, embeddings)
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
+        oos_label = self.config.oos_label
+        for tr, te in skf.split(np.zeros(len(y)), y):
+            head = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
+            head.fit(x[tr], y[tr])
+            p = head.predict_proba(x[te])
+            cls = np.asarray(head.classes_)
+            in_mask = cls != oos_label
+            p_in = np.where(in_mask[None, :], p, -1.0)
+            head_oos = cls[p.argmax(1)] == oos_label
+            scores[te] = np.where(head_oos, -1.0, p_in.max(1))
+            correct[te] = (cls[p_in.argmax(1)] == y[te]) & ~head_oos
+        is_oos = y == oos_label
+        self.threshold = choose_threshold(
+            scores, correct, is_oos, in_scope_keep=self.config.in_scope_keep
+        )
+        self.info["threshold_from"] = f"{folds}-fold cross-validation on train"
+
+    # ------------------------------------------------------------------ inference
+
+    def _features(self, texts: Sequence[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
+        cfg = self.config
+        emb = None
+        if self.uses_embeddings:
+            if embeddings is None:
+                if self.encoder is None:
+                    raise RuntimeError("classifier has no encoder; fit or load it first")
+                embeddings = self.encoder.encode(texts, batch_size=cfg.batch_size)
+            emb = embeddings
+        chars = None
+        if self.uses_char_ngrams:
+            if self.char_ngrams is None:
+                raise RuntimeError("classifier is not fitted")
+            chars = self.char_ngrams.transform(texts)
+        return combine(
+            emb, chars, embedding_weight=cfg.embedding_weight, char_weight=cfg.char_weight
+        )
+
+    def predict_proba(
+        self,
+        texts: Sequence[str],
+        *,
+        embeddings: np.ndarray | None = None,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Head probabilities, shape ``(len(texts), len(self.classes))``."""
+        if self.coef is None or self.intercept is None:
+            raise RuntimeError("classifier is not fitted")
+        if len(texts) == 0:
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        if embeddings is None and self.uses_embeddings and progress is not None:
+            assert self.encoder is not None
+            embeddings = self.encoder.encode(
+                texts, batch_size=self.config.batch_size, progress=progress
+            )
+        x = self._features(texts, embeddings)
+        logits = np.asarray(x @ self.coef.T) + self.intercept
+        return _softmax(logits.astype(np.float64))
+
+    def _decide_parts(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Best in-scope score, best in-scope intent and "head says oos" per row."""
+        classes = np.asarray(self.classes)
+        in_mask = classes != self.config.oos_label
+        p_in = np.where(in_mask[None, :], probs, -1.0)
+        best_idx = p_in.argmax(axis=1)
+        scores = p_in[np.arange(len(probs)), best_idx]
+        head_oos = ~in_mask[probs.argmax(axis=1)]
+        return scores, classes[best_idx], head_oos
+
+    def predict(
+        self, texts: Sequence[str], *, embeddings: np.ndarray | None = None
+    ) -> list[IntentPrediction]:
+        """Classify a batch of texts (thread-safe; see the module docstring)."""
+        texts = list(texts)
+        with self._lock:
+            probs = self.predict_proba(texts, embeddings=embeddings)
+        return self._to_predictions(probs)
+
+    def _to_predictions(self, probs: np.ndarray) -> list[IntentPrediction]:
+        if len(probs) == 0:
+            return []
+        scores, best, head_oos = self._decide_parts(probs)
+        classes = self.classes
+        in_idx = np.array([i for i, c in enumerate(classes) if c != self.config.oos_label])
+        k = min(self.config.top_k, len(in_idx))
+        out: list[IntentPrediction] = []
+        for row, score, intent, is_oos in zip(probs, scores, best, head_oos, strict=True):
+            order = in_idx[np.argsort(-row[in_idx], kind="stable")[:k]]
+            top = [(classes[i], float(row[i])) for i in order]
+            reject = bool(is_oos) or float(score) < self.threshold
+            out.append(
+                IntentPrediction(
+                    intent=self.config.oos_label if reject else str(intent),
+                    confidence=float(score),
+                    top=top,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the classifier to ``directory`` (created if missing); no pickles."""
+        if self.coef is None or self.intercept is None:
+            raise RuntimeError("classifier is not fitted")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        encoder_ref: str | None = None
+        if self.uses_embeddings:
+            assert self.encoder is not None
+            if self.encoder.finetuned or self.encoder.source != PACKAGED_MODEL:
+                # Fine-tuned weights belong to this model; copy them in.
+                self.encoder.save(d / "encoder")
+                encoder_ref = "encoder"
+            else:
+                encoder_ref = PACKAGED_MODEL
+        if self.char_ngrams is not None:
+            self.char_ngrams.save(d)
+        np.savez(d / "head.npz", coef=self.coef, intercept=self.intercept)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "classes": self.classes,
+            "threshold": self.threshold,
+            "encoder": encoder_ref,
+            "info": self.info,
+        }
+        (d / "classifier.json").write_text(
+            json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> IntentClassifier:
+        """Load a classifier written by :meth:`save`."""
+        d = Path(directory)
+        meta = json.loads((d / "classifier.json").read_text(encoding="utf-8"))
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported classifier format: {meta.get('format_version')}")
+        clf = cls(ClassifierConfig.from_dict(meta["config"]))
+        clf.classes = list(meta["classes"])
+        clf.threshold = float(meta["threshold"])
+        clf.info = dict(meta.get("info", {}))
+        head = np.load(d / "head.npz")
+        clf.coef = head["coef"].astype(np.float32)
+        clf.intercept = head["intercept"].astype(np.float32)
+        ref = meta.get("encoder")
+        if ref == "encoder":
+            clf.encoder = TextEncoder.load(d / "encoder")
+            clf.encoder.finetuned = True
+        elif ref is not None:
+            clf.encoder = TextEncoder.load(ref)
+        if clf.uses_char_ngrams:
+            clf.char_ngrams = CharNgrams.load(d)
+        return clf
