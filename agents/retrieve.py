@@ -10,28 +10,18 @@ from pydantic import ValidationError
 
 from agents import guard
 from clawdesk.app import app
+from clawdesk.kb.answerability import is_answerable
 from clawdesk.services import current, ready
-from schemas import KbHit, NluResult, RetrievalContext
+from schemas import NluResult, RetrievalContext
 from topics.streams import context_topic, nlu_topic
 
 STAGE = "retrieve"
 BATCH = 32
-# Small talk and handoff requests are never answered from the knowledge base.
-NO_KB_INTENTS = frozenset({"greeting", "thanks", "goodbye", "human_agent"})
-
-
-def is_answerable(nlu: NluResult, hits: list[KbHit], min_score: float) -> bool:
-    """Whether the best hit is strong enough to answer from."""
-    if nlu.intent in NO_KB_INTENTS or not hits:
-        return False
-    return hits[0].score >= min_score
-
-
 def search(nlu: NluResult, vector: list[float]) -> RetrievalContext:
     """Search the tenant's KB (blocking; run in a thread)."""
     services = current()
     kb, settings = services.kb, services.settings
-    hits = kb.search(nlu.tenant_id, vector, settings.kb_top_k)
+    hits = kb.search(nlu.tenant_id, nlu.accepted.message.text, vector, settings.kb_top_k)
     return RetrievalContext(
         **nlu.lineage(),
         nlu=nlu,

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
 
 from clawdesk.logs import configure_logging
 from clawdesk.settings import app_settings, connection_settings
@@ -176,6 +177,49 @@ def bench(
     from clawdesk.bench import run_bench
 
     run_bench(n=n, embed_n=embed_n, repeat=repeat, console=console)
+
+
+@eval_cli.command("retrieval")
+def eval_retrieval(
+    questions: Annotated[
+        Path, typer.Option(help="JSONL: question, lang, expected_doc, expected_section")
+    ] = Path(""),
+    kb_path: Annotated[list[Path] | None, typer.Option("--kb", help="KB files/folders")] = None,
+) -> None:
+    """Recall@1/@5 and MRR of hybrid retrieval on a question set (default: the demo KB's)."""
+    import tempfile
+
+    from clawdesk.embeddings import shared_embedder
+    from clawdesk.kb.answerability import is_relevant
+    from clawdesk.kb.evaluate import evaluate_retrieval
+    from clawdesk.kb.store import KnowledgeBase, open_qdrant
+    from clawdesk.services import packaged_data
+
+    settings = app_settings()
+    questions = (
+        questions if str(questions) not in ("", ".") else packaged_data("kb_questions.jsonl")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        kb = KnowledgeBase(open_qdrant("", Path(tmp)), shared_embedder(settings.embedding_model))
+        kb.sync("eval", kb_path or [packaged_data("kb")])
+        report = evaluate_retrieval(
+            kb, "eval", questions, lambda hit: is_relevant(hit, settings.kb_min_score)
+        )
+        kb.client.close()
+    table = Table(title=f"retrieval on {questions.name}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("answerable questions", str(report.answerable))
+    table.add_row("recall@1", f"{report.recall_at_1:.3f}")
+    table.add_row("recall@5", f"{report.recall_at_5:.3f}")
+    table.add_row("MRR", f"{report.mrr:.3f}")
+    for lang, (n, top1) in sorted(report.by_lang.items()):
+        table.add_row(f"recall@1 ({lang}, n={n})", f"{top1 / n:.3f}")
+    table.add_row(
+        "answerable judged answerable", f"{report.answered_correctly}/{report.answerable}"
+    )
+    table.add_row("unanswerable refused", f"{report.refused_correctly}/{report.unanswerable}")
+    Console().print(table)
 
 
 def _register_optional() -> None:

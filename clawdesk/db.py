@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,9 +27,8 @@ _MIGRATION_LOCK = 0x0C1A_3DE5
 
 def migration_files() -> list[tuple[str, str]]:
     """The packaged migrations as (version, sql), in order."""
-    root = resources.files("clawdesk") / "migrations"
-    files = sorted((p for p in root.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
-    return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
+    root = Path(__file__).parent / "migrations"
+    return [(p.stem, p.read_text()) for p in sorted(root.glob("*.sql"))]
 
 
 def apply_migrations(url: str) -> list[str]:

@@ -40,6 +40,16 @@ class Embedder:
         self.version = os.path.basename(self.model_path.rstrip("/")) or self.model_path
         self._lock = threading.Lock()
 
+    def known_share(self, text: str) -> float:
+        """Share of the text's tokens the model knows (not [UNK]). An English model reads
+        Chinese as a row of [UNK]s, and its similarities are then noise."""
+        tokenizer = self.model.tokenizer
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            return 0.0
+        unk = tokenizer.unk_token_id
+        return float(sum(1 for i in ids if i != unk) / len(ids))
+
     def encode(self, texts: list[str]) -> npt.NDArray[np.float32]:
         """Unit-length embeddings, one row per text."""
         if not texts:

@@ -76,7 +76,9 @@ class KbHit(Record):
     title: str
     section: str
     text: str
-    score: float
+    score: float = Field(description="best dense cosine similarity (question or passage)")
+    keyword: float = Field(default=0.0, description="share of the query's terms it contains")
+    fused: float = Field(default=0.0, description="reciprocal-rank-fusion score")
 
 
 class RetrievalContext(Event):

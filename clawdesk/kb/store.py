@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
 from clawdesk.embeddings import Embedder
 from clawdesk.kb.documents import Document, discover, load_document
+from clawdesk.kb.keywords import KeywordIndex
 from schemas import KbHit
 
 log = logging.getLogger(__name__)
@@ -20,9 +23,15 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
+LAYOUT = "v2"  # bump when the collection's vectors change; old collections are ignored
+RRF_K = 60  # the usual reciprocal-rank-fusion constant
+CANDIDATES = 20
+MIN_KNOWN_SHARE = 0.7  # below this the embedding model cannot read the query
+
+
 def collection_name(tenant_id: str) -> str:
     """The Qdrant collection of a tenant's knowledge base."""
-    return f"kb_{tenant_id}"
+    return f"kb_{LAYOUT}_{tenant_id}"
 
 
 def open_qdrant(url: str, path: Path, api_key: str | None = None) -> QdrantClient:
@@ -57,15 +66,19 @@ class KnowledgeBase:
         self.client = client
         self.embedder = embedder
         self._versions: dict[str, str] = {}
+        self._keywords: dict[str, tuple[KeywordIndex, list[tuple[str, dict[str, Any]]]]] = {}
+        self._lock = threading.Lock()
 
     def _ensure_collection(self, tenant_id: str) -> str:
         name = collection_name(tenant_id)
         if not self.client.collection_exists(name):
+            params = models.VectorParams(
+                size=self.embedder.dimension, distance=models.Distance.COSINE
+            )
+            # Two vectors per chunk: the question it answers (its heading) and the whole
+            # passage. Short customer questions match headings far better than bodies.
             self.client.create_collection(
-                name,
-                vectors_config=models.VectorParams(
-                    size=self.embedder.dimension, distance=models.Distance.COSINE
-                ),
+                name, vectors_config={"question": params, "passage": params}
             )
         return name
 
@@ -92,11 +105,12 @@ class KnowledgeBase:
         )
 
     def _upsert_doc(self, name: str, tenant_id: str, doc: Document) -> None:
-        vectors = self.embedder.encode([c.embed_text for c in doc.chunks])
+        questions = self.embedder.encode([c.section for c in doc.chunks])
+        passages = self.embedder.encode([c.embed_text for c in doc.chunks])
         points = [
             models.PointStruct(
                 id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{doc.doc_id}#{i}")),
-                vector=vec.tolist(),
+                vector={"question": q.tolist(), "passage": p.tolist()},
                 payload={
                     "tenant": tenant_id,
                     "doc_id": doc.doc_id,
@@ -108,7 +122,7 @@ class KnowledgeBase:
                     "topic": c.topic,
                 },
             )
-            for i, (c, vec) in enumerate(zip(doc.chunks, vectors, strict=True))
+            for i, (c, q, p) in enumerate(zip(doc.chunks, questions, passages, strict=True))
         ]
         if points:
             self.client.upsert(name, points=points)
@@ -143,6 +157,7 @@ class KnowledgeBase:
             self._delete_doc(name, doc_id)
             report.removed += 1
         self._versions.pop(tenant_id, None)
+        self._keywords.pop(tenant_id, None)
         return report
 
     def version(self, tenant_id: str) -> str:
@@ -154,30 +169,80 @@ class KnowledgeBase:
             self._versions[tenant_id] = f"kb-{digest}"
         return self._versions[tenant_id]
 
+    def _keyword_index(
+        self, tenant_id: str
+    ) -> tuple[KeywordIndex, list[tuple[str, dict[str, Any]]]]:
+        """The tenant's keyword index over every chunk, built on first use after a sync."""
+        with self._lock:
+            if tenant_id not in self._keywords:
+                points: list[tuple[str, dict[str, Any]]] = []
+                offset = None
+                while True:
+                    batch, offset = self.client.scroll(
+                        collection_name(tenant_id), limit=512, offset=offset, with_payload=True
+                    )
+                    points.extend((str(p.id), dict(p.payload or {})) for p in batch)
+                    if offset is None:
+                        break
+                texts = [
+                    f"{p['title']} {p['section']} {p['section']} {p['text']}" for _, p in points
+                ]
+                self._keywords[tenant_id] = (KeywordIndex(texts), points)
+            return self._keywords[tenant_id]
+
     def search(
-        self, tenant_id: str, vector: list[float], k: int, lang: str | None = None
+        self, tenant_id: str, query: str, vector: list[float], k: int, lang: str | None = None
     ) -> list[KbHit]:
-        """Top-k passages by cosine similarity; raises if the tenant has no knowledge base."""
-        conditions = []
-        if lang:
-            conditions.append(
-                models.FieldCondition(key="lang", match=models.MatchValue(value=lang))
+        """Hybrid top-k: dense (question and passage vectors) and keyword ranks fused by
+        reciprocal rank fusion. Raises if the tenant has no knowledge base."""
+        name = collection_name(tenant_id)
+        flt = (
+            models.Filter(
+                must=[models.FieldCondition(key="lang", match=models.MatchValue(value=lang))]
             )
-        response = self.client.query_points(
-            collection_name(tenant_id),
-            query=vector,
-            limit=k,
-            query_filter=models.Filter(must=conditions) if conditions else None,  # type: ignore[arg-type]
-            with_payload=True,
+            if lang
+            else None
         )
+        fused: dict[str, float] = {}
+        dense: dict[str, float] = {}
+        payloads: dict[str, dict[str, Any]] = {}
+        readable = self.embedder.known_share(query) >= MIN_KNOWN_SHARE
+        for using in ("question", "passage") if readable else ():
+            response = self.client.query_points(
+                name,
+                query=vector,
+                using=using,
+                limit=CANDIDATES,
+                query_filter=flt,
+                with_payload=True,
+            )
+            for rank, p in enumerate(response.points):
+                pid = str(p.id)
+                fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
+                dense[pid] = max(dense.get(pid, 0.0), float(p.score))
+                payloads[pid] = dict(p.payload or {})
+        index, points = self._keyword_index(tenant_id)
+        coverage: dict[str, float] = {}
+        ranked = [
+            (pos, score, cov)
+            for pos, score, cov in index.search(query, CANDIDATES * 2)
+            if not lang or points[pos][1].get("lang") == lang
+        ][:CANDIDATES]
+        for rank, (pos, _score, cov) in enumerate(ranked):
+            pid, payload = points[pos]
+            fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
+            coverage[pid] = cov
+            payloads.setdefault(pid, payload)
+        best = sorted(fused, key=lambda pid: -fused[pid])[:k]
         return [
             KbHit(
-                doc_id=str(p.payload["doc_id"]),
-                title=str(p.payload["title"]),
-                section=str(p.payload["section"]),
-                text=str(p.payload["text"]),
-                score=float(p.score),
+                doc_id=str(payloads[pid]["doc_id"]),
+                title=str(payloads[pid]["title"]),
+                section=str(payloads[pid]["section"]),
+                text=str(payloads[pid]["text"]),
+                score=round(dense.get(pid, 0.0), 4),
+                keyword=round(coverage.get(pid, 0.0), 4),
+                fused=round(fused[pid], 5),
             )
-            for p in response.points
-            if p.payload
+            for pid in best
         ]

@@ -98,19 +98,24 @@ async def test_compose_reply_agent_sends_one_reply(test_app, fake_services):
     from agents.reply import compose_reply
 
     result = skill_result()
-    with patch("agents.reply.reply_topic.send") as send:
+    memory: dict = {}
+    # The real RocksDB table is exercised by the integration tests; here a dict stands in.
+    with patch("agents.reply.reply_topic.send") as send, \
+         patch("agents.reply.conversation_memory", memory):
         async with compose_reply.test_context() as agent:
             await agent.put(result.to_bytes())
     assert send.await_count == 1
     reply = Reply.from_bytes(send.await_args.kwargs["value"])
     assert reply.reply_id == f"r-{result.context.nlu.accepted.message.event_id}"
     assert send.await_args.kwargs["key"] == b"c1"
+    assert memory["c1"]["turns"][-1]["role"] == "bot"
 
 
 async def test_compose_reply_agent_dead_letters_garbage(test_app, fake_services):
     from agents.reply import compose_reply
 
     with patch("agents.reply.reply_topic.send") as send, \
+         patch("agents.reply.conversation_memory", {}), \
          patch("agents.guard.dead_letter") as dead:
         async with compose_reply.test_context() as agent:
             await agent.put(b"{broken")
