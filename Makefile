@@ -20,12 +20,13 @@ up: install
 	$(VENV)/bin/clawdesk up
 
 # Debian tools some tests drive: docker-compose (validates compose.yaml, no engine needed)
-# and promtool (from the prometheus package: checks and unit-tests the alert rules).
+# promtool (from the prometheus package: checks and unit-tests the alert rules) and
+# headless Chromium + ChromeDriver (the web chat page is tested in a real browser).
 system-test-deps:
-	@{ command -v docker-compose && command -v promtool; } >/dev/null 2>&1 || \
+	@{ command -v docker-compose && command -v promtool && command -v chromedriver; } >/dev/null 2>&1 || \
 	  { command -v apt-get >/dev/null 2>&1 && \
-	    (apt-get install -y -q docker-compose prometheus >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose prometheus >/dev/null 2>&1)) || \
+	    (apt-get install -y -q docker-compose prometheus chromium chromium-driver >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose prometheus chromium chromium-driver >/dev/null 2>&1)) || \
 	    echo "warning: could not install docker-compose; compose tests will fail"; }
 
 test: install system-test-deps

@@ -3,6 +3,7 @@ customer's language. It never invents an order status: it quotes the shop's."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 
@@ -60,6 +61,12 @@ class Composed:
     handoff: bool = False
 
 
+def plain(markdown: str) -> str:
+    """Knowledge-base Markdown as chat text: no emphasis markers, bullets as •."""
+    text = re.sub(r"\*\*(.+?)\*\*|__(.+?)__", lambda m: m.group(1) or m.group(2), markdown)
+    return re.sub(r"^\s*[-*]\s+", "• ", text, flags=re.M)
+
+
 def _order_text(t: dict[str, str], data: dict[str, object]) -> str:
     text = t["order"].format(**data)
     if data.get("tracking_number"):
@@ -85,7 +92,9 @@ def compose(result: SkillResult, min_confidence: float) -> Composed:
         return Composed(t[nlu.intent])
     if result.context.answerable:
         hit = result.context.hits[0]
-        return Composed(f"{hit.text}\n\n{t['source']}: {hit.title} › {hit.section}", [hit.doc_id])
+        return Composed(
+            f"{plain(hit.text)}\n\n{t['source']}: {hit.title} › {hit.section}", [hit.doc_id]
+        )
     return Composed(t["clarify"])
 
 

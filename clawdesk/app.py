@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import faust
 
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_S = 6.0
 HEARTBEAT_INTERVAL_S = 1.0
 REBALANCE_TIMEOUT_S = 10.0
+
+
+def _preload_models() -> None:
+    """Import torch and sentence-transformers (~4 s) while Faust joins its group."""
+    import sentence_transformers  # noqa: F401
 
 
 def create_app() -> faust.App:
@@ -60,3 +66,4 @@ def create_app() -> faust.App:
 
 
 app = create_app()
+threading.Thread(target=_preload_models, name="preload-models", daemon=True).start()

@@ -123,3 +123,9 @@ async def test_compose_reply_agent_dead_letters_garbage(test_app, fake_services)
     assert dead.await_count == 1
     assert dead.await_args.args[0] == "reply"
     assert send.await_count == 1, "the event after the bad one is still answered"
+
+
+def test_kb_markdown_becomes_plain_chat_text():
+    from agents.reply import plain
+
+    assert plain("- **PayPal**, and\n- __Alipay__") == "• PayPal, and\n• Alipay"
