@@ -70,7 +70,14 @@ def up(
         console.print(f"  redis    {infra.redis_url}")
         console.print(f"  logs     {logs}/")
         console.print(f"[bold green]Chat with the demo shop at {url}[/]  (Ctrl-C stops everything)")
+        console.print("  workers are loading models (the first start also trains the demo NLU)…")
+        waiting = set(names)
         while not stopping:
+            for name in list(waiting):
+                log_file = logs / f"{name}.log"
+                if log_file.exists() and '"services ready"' in log_file.read_text(errors="replace"):
+                    waiting.discard(name)
+                    console.print(f"  {name} ready")
             for proc in procs:
                 if proc.poll() is not None:
                     console.print(f"[red]a process exited ({proc.args!r}); see {logs}/[/]")
