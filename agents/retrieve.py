@@ -10,53 +10,95 @@ from pydantic import ValidationError
 
 from agents import guard
 from clawdesk.app import app
+from clawdesk.cache import decode_vector, encode_vector, question_digest
 from clawdesk.kb.answerability import is_answerable
 from clawdesk.services import current, ready
-from schemas import NluResult, RetrievalContext
+from schemas import KbHit, NluResult, RetrievalContext
 from topics.streams import context_topic, nlu_topic
 
 STAGE = "retrieve"
 BATCH = 32
-def search(nlu: NluResult, vector: list[float]) -> RetrievalContext:
+
+
+def search(nlu: NluResult, vector: list[float]) -> list[KbHit]:
     """Search the tenant's KB (blocking; run in a thread)."""
     services = current()
-    kb, settings = services.kb, services.settings
-    hits = kb.search(nlu.tenant_id, nlu.accepted.message.text, vector, settings.kb_top_k)
+    return services.kb.search(
+        nlu.tenant_id, nlu.accepted.message.text, vector, services.settings.kb_top_k
+    )
+
+
+async def cached_vectors(texts: list[str]) -> np.ndarray:
+    """Embeddings of `texts`, from the cache where possible; misses are embedded in one
+    batch in a thread so the loop keeps serving the consumer."""
+    services = current()
+    cache, embedder = services.cache, services.kb.embedder
+    keys = [cache.key("emb", embedder.version, question_digest(t)) for t in texts]
+    found = [await cache.get(k) for k in keys]
+    missing = [i for i, f in enumerate(found) if f is None]
+    vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
+    for i, f in enumerate(found):
+        if f is not None:
+            vectors[i] = decode_vector(f)
+    if missing:
+        loop = asyncio.get_running_loop()
+        fresh = await loop.run_in_executor(None, embedder.encode, [texts[i] for i in missing])
+        for i, vec in zip(missing, fresh, strict=True):
+            vectors[i] = vec
+            await cache.set(keys[i], encode_vector(vec))
+    return vectors
+
+
+async def build_context(nlu: NluResult, vector: np.ndarray) -> RetrievalContext:
+    """Hits for one message (cached per KB version and model), and whether they answer it."""
+    services = current()
+    cache, kb, settings = services.cache, services.kb, services.settings
+    kb_version = kb.version(nlu.tenant_id)
+    key = cache.key(
+        "retrieval",
+        nlu.tenant_id,
+        kb_version,
+        kb.embedder.version,
+        settings.kb_top_k,
+        question_digest(nlu.accepted.message.text),
+    )
+    loop = asyncio.get_running_loop()
+
+    async def compute() -> list[dict[str, object]]:
+        hits = await loop.run_in_executor(None, search, nlu, vector.tolist())
+        return [h.model_dump() for h in hits]
+
+    hits = [KbHit.model_validate(h) for h in await cache.get_or_compute(key, compute)]
     return RetrievalContext(
         **nlu.lineage(),
         nlu=nlu,
         hits=hits,
         answerable=is_answerable(nlu, hits, settings.kb_min_score),
-        kb_version=kb.version(nlu.tenant_id),
+        kb_version=kb_version,
     )
 
 
 async def retrieve_batch(raws: list[bytes]) -> None:
-    """Embed a batch of questions at once, then search for each."""
+    """Embed a batch of questions at once (cache first), then search for each."""
     parsed: list[tuple[bytes, NluResult]] = []
     for raw in raws:
         try:
             parsed.append((raw, NluResult.from_bytes(raw)))
         except ValidationError as exc:
             await guard.dead_letter(STAGE, raw, exc, 1)
-    loop = asyncio.get_running_loop()
-    embedder = current().kb.embedder
-    texts = [nlu.accepted.message.text for _, nlu in parsed]
     try:
-        vectors = await loop.run_in_executor(None, embedder.encode, texts)
+        vectors = await cached_vectors([nlu.accepted.message.text for _, nlu in parsed])
     except Exception:  # embedded one by one below, where errors are routed
-        vectors = np.zeros((0, 0), dtype=np.float32)
+        vectors = None
     for i, (raw, nlu) in enumerate(parsed):
 
         async def work(_: bytes, i: int = i, nlu: NluResult = nlu) -> None:
             vec = (
                 vectors[i]
-                if len(vectors)
-                else (
-                    await loop.run_in_executor(None, embedder.encode, [nlu.accepted.message.text])
-                )[0]
+                if vectors is not None
+                else (await cached_vectors([nlu.accepted.message.text]))[0]
             )
-            context = await loop.run_in_executor(None, search, nlu, vec.tolist())
+            context = await build_context(nlu, vec)
             await context_topic.send(key=nlu.conversation_id.encode(), value=context.to_bytes())
 
         await guard.process(STAGE, raw, work)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from clawdesk import services
+from clawdesk import metrics, services
 from clawdesk.app import app
 from clawdesk.settings import app_settings, connection_settings
 
@@ -37,3 +37,16 @@ async def log_assignment(sender: object, assigned: set[object], **_: object) -> 
     name = inbound_spec.name(app_settings())
     partitions = sorted(tp.partition for tp in assigned if tp.topic == name)  # type: ignore[attr-defined]
     log.info("inbound partitions assigned", extra={"partitions": partitions})
+
+
+@app.timer(interval=10.0)
+async def measure_consumer_lag() -> None:
+    """Publish how far behind the high watermark each owned partition's commit is."""
+    consumer = app.consumer
+    committed = getattr(consumer, "_committed_offset", {})
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            continue
+        done = committed.get(tp) or 0
+        metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - done, 0))

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clawdesk.harness import Harness, Received, wait_for
+from clawdesk.runtime.ports import free_port
 from clawdesk.settings import app_settings, connection_settings
 from schemas import Reply
 from topics import outbound_spec
@@ -109,6 +110,29 @@ def embed_throughput(n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def cache_hit_rate(metrics_port: int) -> float | None:
+    """(L1 + L2 hits) / lookups of the worker's retrieval caches, from its /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if not metrics_port:
+        return None
+    try:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "clawdesk_cache_requests_total":
+                key = (sample.labels["layer"], sample.labels["result"])
+                counts[key] = counts.get(key, 0.0) + sample.value
+    # every lookup asks L1 (hit or miss); an L1 miss asks L2
+    lookups = counts.get(("l1", "hit"), 0.0) + counts.get(("l1", "miss"), 0.0)
+    hits = counts.get(("l1", "hit"), 0.0) + counts.get(("l2", "hit"), 0.0)
+    return hits / lookups if lookups else None
+
+
 def run_bench(n: int, embed_n: int, repeat: float, console: Console) -> BenchResult:
     """Run against KAFKA_BOOTSTRAP_SERVERS, or start a private embedded system."""
     from clawdesk.stack import Infrastructure, spawn_worker, stop_process
@@ -123,11 +147,16 @@ def run_bench(n: int, embed_n: int, repeat: float, console: Console) -> BenchRes
             infra = Infrastructure(tmp, conn).start()
             stack.callback(infra.stop)
             settings = app_settings().model_copy(update={"data_dir": tmp})
-            worker = spawn_worker("bench", settings, infra.env(), tmp / "worker.log")
+            metrics_port = free_port()
+            env = {**infra.env(), "CLAWDESK_METRICS_PORT": str(metrics_port)}
+            worker = spawn_worker("bench", settings, env, tmp / "worker.log")
             stack.callback(stop_process, worker)
             bootstrap = infra.bootstrap_servers
+        else:
+            metrics_port = app_settings().metrics_port
         console.print(f"pushing {n} questions ({repeat:.0%} repeated)…")
         seconds, latencies = asyncio.run(push(bootstrap, texts, timeout=600))
+        hit_rate = cache_hit_rate(metrics_port)
     console.print(f"embedding {embed_n} sentences with the configured model…")
     embed_per_s = embed_throughput(embed_n)
     lat = np.array(latencies) * 1000
@@ -150,5 +179,6 @@ def run_bench(n: int, embed_n: int, repeat: float, console: Console) -> BenchRes
     )
     table.add_row("raw embedding sentences/s", f"{result.embed_per_s:.1f}")
     table.add_row("ratio (pipeline / embedding)", f"{result.ratio:.3f}")
+    table.add_row("retrieval cache hit rate", "n/a" if hit_rate is None else f"{hit_rate:.1%}")
     Console().print(table)
     return result

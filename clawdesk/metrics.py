@@ -38,4 +38,13 @@ METRIC_NAMES: tuple[str, ...] = (
     "clawdesk_stage_seconds_bucket",
     "clawdesk_consumer_lag",
     "clawdesk_handoffs_total",
+    "clawdesk_cache_requests_total",
+)
+
+# --- Layered cache (clawdesk.cache) ------------------------------------------------
+# result: hit / miss / error (Redis failed) / skipped (L2 not tried: circuit open).
+CACHE_REQUESTS = Counter(
+    "clawdesk_cache_requests",
+    "Layered-cache lookups and writes by cache, layer (l1/l2) and result",
+    ["cache", "layer", "result"],
 )

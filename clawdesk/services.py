@@ -24,6 +24,7 @@ class Services:
     kb: Any  # clawdesk.kb.store.KnowledgeBase
     nlu: Any  # clawdesk.nlu_runtime.TenantNlu
     shop: Any  # clawdesk.shop.DemoShop
+    cache: Any  # clawdesk.cache.LayeredCache (embeddings and retrieval results)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,6 +60,7 @@ def packaged_data(*parts: str) -> Path:
 async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     """Open Postgres, load the models and sync the demo knowledge base (off the loop)."""
     from clawdesk import db
+    from clawdesk.cache import LayeredCache
     from clawdesk.embeddings import shared_embedder
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.nlu_runtime import TenantNlu
@@ -84,4 +86,5 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     log.info("knowledge base synced", extra={"report": report.__dict__})
     log.info("intent model loaded", extra={"version": version})
     shop = DemoShop.from_file(packaged_data("shop", "orders.json"))
-    return Services(settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop)
+    cache = LayeredCache.from_settings("retrieval", connection=conn, app=settings)
+    return Services(settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop, cache=cache)

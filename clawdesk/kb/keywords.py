@@ -23,13 +23,19 @@ STOPWORDS = frozenset(
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased words; Chinese runs are segmented by jieba (search mode)."""
+    """Lower-cased words. Chinese runs give jieba's words (search mode) plus character
+    bigrams, so a segmentation slip (多少钱包邮 → 多少/钱包/邮) still matches 包邮."""
     tokens: list[str] = []
     for run in _WORD.findall(text.lower()):
         if "\u4e00" <= run[0] <= "\u9fff":
             with _jieba_lock:
                 words = jieba.lcut_for_search(run)
             tokens.extend(w for w in words if w not in STOPWORDS)
+            tokens.extend(
+                run[i : i + 2]
+                for i in range(len(run) - 1)
+                if not (run[i] in STOPWORDS and run[i + 1] in STOPWORDS)
+            )
         elif run not in STOPWORDS:
             tokens.append(run)
     return tokens
@@ -44,15 +50,18 @@ class KeywordIndex:
         self.bm25 = BM25Okapi(corpus) if corpus else None
 
     def search(self, query: str, k: int) -> list[tuple[int, float, float]]:
-        """Top-k documents with a positive score. Coverage: share of query terms found."""
+        """Top-k documents sharing a term with the query: (position, BM25 score, coverage =
+        share of the query's distinct terms found in the document)."""
         terms = tokenize(query)
         if not terms or self.bm25 is None:
             return []
         scores = self.bm25.get_scores(terms)
-        ranked = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
         unique = set(terms)
-        return [
-            (i, float(scores[i]), len(unique & self.tokens[i]) / len(unique))
-            for i in ranked
-            if scores[i] > 0
-        ]
+        coverage = [len(unique & doc) / len(unique) for doc in self.tokens]
+        # Filter on shared terms, not on the score: in a tiny corpus BM25's idf of a term
+        # found in half the documents is 0, yet the match still counts.
+        ranked = sorted(
+            (i for i in range(len(scores)) if coverage[i] > 0),
+            key=lambda i: (-scores[i], -coverage[i]),
+        )[:k]
+        return [(i, float(scores[i]), coverage[i]) for i in ranked]

@@ -31,7 +31,7 @@ def fake_services() -> Iterator[Any]:
     from clawdesk.settings import AppSettings
 
     svc = services.Services(
-        settings=AppSettings(), pool=AsyncMock(), kb=None, nlu=None, shop=None
+        settings=AppSettings(), pool=AsyncMock(), kb=None, nlu=None, shop=None, cache=None
     )
     services.install(svc)
     yield svc

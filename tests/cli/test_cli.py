@@ -1,0 +1,32 @@
+"""The command line: help, schema export, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from clawdesk.cli import cli
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command():
+    out = runner.invoke(cli, ["--help"]).output
+    for command in ("up", "worker", "gateway", "migrate", "kb", "schemas", "eval", "bench"):
+        assert command in out
+
+
+def test_schemas_export_writes_json_schema_files(tmp_path):
+    result = runner.invoke(cli, ["schemas", "export", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "inbound_message.v1.schema.json" in files
+    assert "dead_letter.v1.schema.json" in files
+    assert json.loads((tmp_path / "reply.v1.schema.json").read_text())["title"] == "Reply"
+
+
+def test_kb_ingest_refuses_missing_paths(tmp_path):
+    result = runner.invoke(cli, ["kb", "ingest", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "no such file" in result.output

@@ -1,0 +1,63 @@
+"""Syncing a tenant's knowledge base into Qdrant (local mode) and searching it."""
+
+from __future__ import annotations
+
+import pytest
+
+from clawdesk.embeddings import shared_embedder
+from clawdesk.kb.store import KnowledgeBase, open_qdrant
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return shared_embedder("")
+
+
+def test_reingest_updates_changed_and_removes_deleted_documents(tmp_path, embedder):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "shipping.md").write_text("# Shipping\n## Delivery time\nParcels arrive in 5 days.\n")
+    (src / "returns.md").write_text("# Returns\n## Window\nReturn within 30 days.\n")
+    kb = KnowledgeBase(open_qdrant("", tmp_path / "q"), embedder)
+    first = kb.sync("t1", [src])
+    assert (first.added, first.updated, first.removed) == (2, 0, 0)
+    v1 = kb.version("t1")
+
+    (src / "shipping.md").write_text("# Shipping\n## Delivery time\nParcels arrive in 9 days.\n")
+    (src / "returns.md").unlink()
+    second = kb.sync("t1", [src])
+    assert (second.added, second.updated, second.removed, second.unchanged) == (0, 1, 1, 0)
+    assert kb.version("t1") != v1
+
+    query = "how many days until my parcel arrives"
+    hits = kb.search("t1", query, embedder.encode([query])[0].tolist(), 5)
+    assert [h.text for h in hits] == ["Parcels arrive in 9 days."]
+
+
+def test_tenants_are_separate_and_unknown_tenants_raise(tmp_path, embedder):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "faq.jsonl").write_text(
+        '{"question": "Do you ship to Japan?", "answer": "Yes, in 7 days.", "lang": "en"}\n'
+    )
+    kb = KnowledgeBase(open_qdrant("", tmp_path / "q"), embedder)
+    kb.sync("a", [src])
+    vec = embedder.encode(["ship to japan"])[0].tolist()
+    assert kb.search("a", "ship to japan", vec, 3)[0].text == "Yes, in 7 days."
+    with pytest.raises(ValueError):
+        kb.search("b", "ship to japan", vec, 3)
+
+
+def test_chinese_questions_are_found_by_keywords(tmp_path, embedder):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "zh.md").write_text(
+        "---\nlang: zh\n---\n# 退货\n## 退货期限\n签收后30天内可以申请退货。\n"
+        "## 运费\n订单满49元包邮。\n"
+    )
+    kb = KnowledgeBase(open_qdrant("", tmp_path / "q"), embedder)
+    kb.sync("z", [src])
+    query = "多少钱包邮?"
+    top = kb.search("z", query, embedder.encode([query])[0].tolist(), 2)[0]
+    assert top.section == "运费"
+    assert top.keyword > 0
