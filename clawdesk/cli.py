@@ -27,6 +27,8 @@ eval_cli = typer.Typer(help="Evaluate the NLU and retrieval.", no_args_is_help=T
 cli.add_typer(kb_cli, name="kb")
 cli.add_typer(schemas_cli, name="schemas")
 cli.add_typer(eval_cli, name="eval")
+nlu_cli = typer.Typer(help="Train and list per-tenant intent models.", no_args_is_help=True)
+cli.add_typer(nlu_cli, name="nlu")
 console = Console(stderr=True)
 
 
@@ -160,6 +162,37 @@ def kb_ingest(
         f"added {report.added}, updated {report.updated}, removed {report.removed}, "
         f"unchanged {report.unchanged} documents; {report.chunks} chunks"
     )
+
+
+@nlu_cli.command("train")
+def nlu_train(
+    intents: Annotated[Path, typer.Argument(help="intents file: JSONL text/intent or YAML")],
+    tenant: Annotated[str, typer.Option(help="tenant id")] = "",
+    finetune: Annotated[bool, typer.Option(help="contrastively fine-tune the encoder")] = False,
+) -> None:
+    """Train a new version of the tenant's intent model and store it (the nlu stage loads
+    the latest, or CLAWDESK_NLU_MODEL_VERSION)."""
+    from clawdesk.nlu import ClassifierConfig, IntentClassifier, load_examples
+    from clawdesk.nlu.store import save_model
+
+    settings = app_settings()
+    if not intents.is_file():
+        console.print(f"[red]no such file: {intents}[/]")
+        raise typer.Exit(2)
+    examples = load_examples(intents)
+    clf = IntentClassifier(ClassifierConfig(finetune=finetune)).fit(examples)
+    version = save_model(settings.model_root, tenant or settings.default_tenant, clf)
+    console.print(f"trained on {len(examples)} examples: version {version}")
+
+
+@nlu_cli.command("versions")
+def nlu_versions(tenant: Annotated[str, typer.Option(help="tenant id")] = "") -> None:
+    """List the stored versions of the tenant's intent model."""
+    from clawdesk.nlu.store import list_versions
+
+    settings = app_settings()
+    for version in list_versions(settings.model_root, tenant or settings.default_tenant):
+        console.print(version)
 
 
 @schemas_cli.command("export")

@@ -80,7 +80,11 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     report, version = await asyncio.gather(
         loop.run_in_executor(None, kb.sync, settings.default_tenant, [packaged_data("kb")]),
         loop.run_in_executor(
-            None, nlu.ensure, settings.default_tenant, packaged_data("intents", "demo.yaml")
+            None,
+            nlu.ensure,
+            settings.default_tenant,
+            packaged_data("intents", "demo.yaml"),
+            settings.nlu_model_version or None,
         ),
     )
     log.info("knowledge base synced", extra={"report": report.__dict__})

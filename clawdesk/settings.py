@@ -61,6 +61,9 @@ class AppSettings(BaseSettings):
         default=0.35, description="below this cosine score a KB hit is not an answer"
     )
     nlu_min_confidence: float = 0.45
+    nlu_model_version: str = Field(
+        default="", description="intent model version the nlu stage loads; empty = latest"
+    )
 
     memory_turns: int = Field(default=10, description="recent turns kept per conversation")
     stage_timeout_s: float = Field(default=10.0, description="bound on one stage's work")

@@ -30,3 +30,24 @@ def test_kb_ingest_refuses_missing_paths(tmp_path):
     result = runner.invoke(cli, ["kb", "ingest", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "no such file" in result.output
+
+
+def test_nlu_train_stores_versions_per_tenant(tmp_path, monkeypatch):
+    from clawdesk.settings import app_settings
+
+    intents = tmp_path / "intents.yaml"
+    intents.write_text(
+        "intents:\n  greet: [hi, hello, hey there, good morning]\n"
+        "  refund: [i want a refund, money back please, refund my order, 我要退款]\n"
+    )
+    monkeypatch.setenv("CLAWDESK_MODELS_DIR", str(tmp_path / "models"))
+    app_settings.cache_clear()
+    try:
+        for expected in ("v0001", "v0002"):
+            result = runner.invoke(cli, ["nlu", "train", str(intents), "--tenant", "acme"])
+            assert result.exit_code == 0, result.output
+            assert expected in result.output
+        listed = runner.invoke(cli, ["nlu", "versions", "--tenant", "acme"]).output.split()
+        assert listed == ["v0001", "v0002"]
+    finally:
+        app_settings.cache_clear()
