@@ -79,6 +79,26 @@ class AppSettings(BaseSettings):
     l1_cache_ttl_s: int = 300
     l2_cache_ttl_s: int = 3600
 
+    # Third-party integrations (skills). Secrets are SecretStr: never logged.
+    shopify_url: str = ""
+    shopify_token: SecretStr | None = None
+    shopify_api_version: str = "2024-07"
+    dhl_url: str = "https://api-eu.dhl.com"
+    dhl_api_key: SecretStr | None = None
+    stripe_url: str = "https://api.stripe.com"
+    stripe_secret_key: SecretStr | None = None
+    hubspot_url: str = "https://api.hubapi.com"
+    hubspot_token: SecretStr | None = None
+    zendesk_url: str = ""
+    zendesk_email: str = ""
+    zendesk_api_token: SecretStr | None = None
+    provider_timeout_s: float = 10.0
+    provider_max_attempts: int = 4
+    provider_max_retry_after_s: float = 5.0
+    skill_timeout_s: float = 8.0
+    skill_max_attempts: int = 2
+    skill_idempotency_lease_s: int = 300
+
     llm_base_url: str = ""
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"

@@ -98,6 +98,10 @@ class SkillStatus(StrEnum):
     NEEDS_INPUT = "needs_input"
     FAILED = "failed"
     SKIPPED = "skipped"
+    NEEDS_CONFIRMATION = "needs_confirmation"
+    REFUSED = "refused"
+    UNAVAILABLE = "unavailable"
+    IN_PROGRESS = "in_progress"
 
 
 class SkillResult(Event):

@@ -6,7 +6,7 @@ import hashlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,16 +191,26 @@ class KnowledgeBase:
             return self._keywords[tenant_id]
 
     def search(
-        self, tenant_id: str, query: str, vector: list[float], k: int, lang: str | None = None
+        self,
+        tenant_id: str,
+        query: str,
+        vector: list[float],
+        k: int,
+        filters: Mapping[str, str] | None = None,
     ) -> list[KbHit]:
         """Hybrid top-k: dense (question and passage vectors) and keyword ranks fused by
-        reciprocal rank fusion. Raises if the tenant has no knowledge base."""
+        reciprocal rank fusion. `filters` match payload fields exactly (`lang`, `topic`,
+        or any field a document's front matter sets). Raises if the tenant has no KB."""
         name = collection_name(tenant_id)
+        filters = dict(filters or {})
         flt = (
             models.Filter(
-                must=[models.FieldCondition(key="lang", match=models.MatchValue(value=lang))]
+                must=[
+                    models.FieldCondition(key=key, match=models.MatchValue(value=value))
+                    for key, value in filters.items()
+                ]
             )
-            if lang
+            if filters
             else None
         )
         fused: dict[str, float] = {}
@@ -226,7 +236,7 @@ class KnowledgeBase:
         ranked = [
             (pos, score, cov)
             for pos, score, cov in index.search(query, CANDIDATES * 2)
-            if not lang or points[pos][1].get("lang") == lang
+            if all(points[pos][1].get(key) == value for key, value in filters.items())
         ][:CANDIDATES]
         for rank, (pos, _score, cov) in enumerate(ranked):
             pid, payload = points[pos]

@@ -10,8 +10,10 @@ KB = Path(__file__).resolve().parents[2] / "clawdesk" / "data" / "kb"
 
 
 def test_markdown_splits_at_second_level_headings():
-    text = "---\ntitle: Shipping\nlang: en\ntopic: shipping\n---\n# Shipping\nIntro.\n" \
-           "## Delivery times\n5-8 days.\n## Costs\nFree over 49 EUR.\n"
+    text = (
+        "---\ntitle: Shipping\nlang: en\ntopic: shipping\n---\n# Shipping\nIntro.\n"
+        "## Delivery times\n5-8 days.\n## Costs\nFree over 49 EUR.\n"
+    )
     chunks = split_markdown("en/shipping.md", text)
     assert [c.section for c in chunks] == ["Shipping", "Delivery times", "Costs"]
     assert chunks[1].text == "5-8 days."
@@ -19,11 +21,15 @@ def test_markdown_splits_at_second_level_headings():
 
 
 def test_html_sections_drop_scripts():
-    html = '<html lang="en"><title>Warranty</title><h2>Coverage</h2><p>Two years.</p>' \
-           "<script>evil()</script><h2>Claims</h2><p>Email us.</p></html>"
+    html = (
+        '<html lang="en"><title>Warranty</title><h2>Coverage</h2><p>Two years.</p>'
+        "<script>evil()</script><h2>Claims</h2><p>Email us.</p></html>"
+    )
     chunks = split_html("w.html", html)
-    assert [(c.section, c.text) for c in chunks] == [("Coverage", "Two years."),
-                                                      ("Claims", "Email us.")]
+    assert [(c.section, c.text) for c in chunks] == [
+        ("Coverage", "Two years."),
+        ("Claims", "Email us."),
+    ]
 
 
 def test_the_demo_kb_covers_both_languages_and_every_format():

@@ -61,3 +61,20 @@ def test_chinese_questions_are_found_by_keywords(tmp_path, embedder):
     top = kb.search("z", query, embedder.encode([query])[0].tolist(), 2)[0]
     assert top.section == "运费"
     assert top.keyword > 0
+
+
+def test_payload_filters_restrict_both_dense_and_keyword_hits(tmp_path, embedder):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "en.md").write_text(
+        "---\nlang: en\ntopic: shipping\n---\n# S\n## Express\nExpress takes 2 days.\n"
+    )
+    (src / "de.md").write_text(
+        "---\nlang: de\ntopic: shipping\n---\n# S\n## Express\nExpress dauert 2 Tage.\n"
+    )
+    kb = KnowledgeBase(open_qdrant("", tmp_path / "q"), embedder)
+    kb.sync("f", [src])
+    vec = embedder.encode(["express shipping"])[0].tolist()
+    hits = kb.search("f", "express shipping", vec, 5, {"lang": "de"})
+    assert [h.doc_id for h in hits] == ["de.md"]
+    assert kb.search("f", "express shipping", vec, 5, {"topic": "returns"}) == []
