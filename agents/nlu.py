@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from agents import guard
 from clawdesk import db
 from clawdesk.app import app
-from clawdesk.nlu import OOS, IntentPrediction
 from clawdesk.nlu.entities import extract_entities
 from clawdesk.nlu.language import detect_language
 from clawdesk.services import current, ready
 from schemas import AcceptedMessage, Entity, NluResult
 from topics.streams import accepted_topic, nlu_topic
 
+if TYPE_CHECKING:  # the model module pulls in torch: loaded by the services, off the loop
+    from clawdesk.nlu import IntentPrediction
+
 STAGE = "nlu"
+OOS = "oos"
 BATCH = 32
 
 
