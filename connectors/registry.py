@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from connectors import web
+from connectors import email, inapp, telegram, web, wechat, whatsapp
 from schemas import Channel, Reply
 
 Sender = Callable[[Reply], Awaitable[str]]
 
-# Channels without their own connector yet are served over the outbound topic, which
-# the gateway relays to the web widget and the in-app WebSocket.
-SENDERS: dict[Channel, Sender] = {channel: web.send for channel in Channel}
+SENDERS: dict[Channel, Sender] = {
+    Channel.WEB: web.send,
+    Channel.WHATSAPP: whatsapp.send,
+    Channel.TELEGRAM: telegram.send,
+    Channel.WECHAT: wechat.send,
+    Channel.EMAIL: email.send,
+    Channel.INAPP: inapp.send,
+}
 
 
 async def send_reply(reply: Reply) -> str:

@@ -22,6 +22,7 @@ from clawdesk.gateway.limits import MAX_BODY_BYTES, BodySizeLimit
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
 from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
 from clawdesk.gateway.state import GatewayState, InboundProducer
+from clawdesk.gateway.webhooks import router as webhooks_router
 from clawdesk.settings import AppSettings
 from topics import inbound_spec, outbound_spec
 
@@ -63,6 +64,7 @@ def create_app(
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
+    app.include_router(webhooks_router)
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def gateway(pipeline: Pipeline) -> Iterator[str]:
     port = free_port()
     env = {**pipeline.env("gateway"), "CLAWDESK_GATEWAY_PORT": str(port)}
-    log = open(pipeline.root / "gateway.log", "ab")  # noqa: SIM115
+    log = open(pipeline.root / "gateway.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "clawdesk.cli", "gateway"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     wait_for_port("127.0.0.1", port, 30)

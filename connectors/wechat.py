@@ -1,0 +1,343 @@
+"""The WeChat official-account channel (plain-text mode, not the AES "safe mode").
+
+Inbound: WeChat signs every call in the query string,
+`signature = sha1("".join(sorted([token, timestamp, nonce])))`; a GET with `echostr`
+verifies the URL, a POST carries one XML message. Text messages and the subscribe
+event become InboundMessages.
+
+Outbound, the 5-second rule: WeChat waits 5 s for the POST's answer, which may be the
+reply itself ("passive" XML). The webhook waits `wechat_reply_wait_s` for it; `send`
+(called by the dispatcher) decides which way a reply goes from its age: a reply
+composed within `wechat_passive_cutoff_s` of receipt goes to the outbound topic, where
+the waiting webhook picks it up; a later one goes through the customer-service API
+(`/cgi-bin/message/custom/send`). The cutoff sits well below the webhook's wait so a
+reply is not published for a webhook that has already answered.
+
+Message shape::
+
+    <xml><ToUserName><![CDATA[gh_123]]></ToUserName>
+         <FromUserName><![CDATA[o-openid]]></FromUserName>
+         <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType>
+         <Content><![CDATA[hello]]></Content><MsgId>1234567890123456</MsgId></xml>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from xml.etree.ElementTree import Element, ParseError
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.config import (
+    ChannelSettings,
+    DeliveryError,
+    ProviderUnavailable,
+    channel_settings,
+    raise_for_retry,
+    require,
+    send_retrying,
+    transport_errors,
+    using_client,
+)
+from connectors.signatures import (
+    PayloadError,
+    SignatureError,
+    check_fresh,
+    secrets_equal,
+    wechat_signature,
+)
+from schemas import Channel, InboundMessage, Reply, utc_now
+
+try:  # defusedxml refuses DTDs, entities and external references outright
+    from defusedxml import DefusedXmlException
+    from defusedxml.ElementTree import fromstring as _defused_fromstring
+except ImportError:  # pragma: no cover - exercised only without defusedxml
+    _defused_fromstring = None
+    DefusedXmlException = ValueError
+
+log = logging.getLogger(__name__)
+
+META_OPENID = "wechat_openid"
+META_ACCOUNT = "wechat_account"
+META_EVENT = "wechat_event"
+SUCCESS = "success"  # what WeChat expects when there is no passive reply
+TOKEN_MARGIN_S = 300.0
+# errcodes: the access token is invalid or expired (fetch a new one and retry once)...
+_TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+# ...and the platform is busy or we are over a frequency limit (retry later).
+_BUSY_ERRORS = frozenset({-1, 45009, 45011})
+
+_OpenId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class _Message(_Shape):
+    to_user: _OpenId = Field(alias="ToUserName")
+    from_user: _OpenId = Field(alias="FromUserName")
+    create_time: int = Field(alias="CreateTime", ge=0, lt=10**12)
+    msg_type: str = Field(alias="MsgType", max_length=32)
+    content: str | None = Field(default=None, alias="Content", max_length=20_000)
+    msg_id: str | None = Field(default=None, alias="MsgId", pattern=r"^[0-9]{1,32}$")
+    event: str | None = Field(default=None, alias="Event", max_length=64)
+
+
+def verify(
+    signature: str | None,
+    timestamp: str | None,
+    nonce: str | None,
+    settings: ChannelSettings,
+    *,
+    now: float,
+) -> None:
+    """Check the query-string signature, then that its timestamp is recent (a replay
+    of a captured URL fails the second check)."""
+    if settings.wechat_token is None:
+        raise SignatureError("wechat is not configured")
+    if not (signature and timestamp and nonce):
+        raise SignatureError("missing signature, timestamp or nonce")
+    expected = wechat_signature(settings.wechat_token.get_secret_value(), timestamp, nonce)
+    if not secrets_equal(signature.lower(), expected):
+        raise SignatureError("bad signature")
+    check_fresh(timestamp, now, settings.webhook_max_skew_s)
+
+
+def parse_xml(body: bytes) -> dict[str, str]:
+    """The child elements of a WeChat `<xml>` body as a dict; PayloadError if it is not
+    one, or if it declares a DTD or entities."""
+    root = _safe_fromstring(body)
+    if root.tag != "xml":
+        raise PayloadError("the root element is not <xml>")
+    fields: dict[str, str] = {}
+    for child in root:
+        if isinstance(child.tag, str) and len(child) == 0:
+            fields.setdefault(child.tag, (child.text or "").strip())
+    return fields
+
+
+def _safe_fromstring(body: bytes) -> Element:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PayloadError("the body is not UTF-8") from err
+    try:
+        if _defused_fromstring is not None:
+            root: Element = _defused_fromstring(text, forbid_dtd=True)
+            return root
+        upper = text.upper()
+        if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
+            raise PayloadError("DTDs and entities are refused")
+        from xml.etree.ElementTree import fromstring
+
+        return fromstring(text)
+    except (ParseError, DefusedXmlException) as err:
+        raise PayloadError(f"not well-formed XML: {type(err).__name__}") from err
+
+
+def parse_message(body: bytes, *, tenant_id: str) -> InboundMessage | None:
+    """The InboundMessage of a POSTed XML body; None for a kind we do not read
+    (images, voice, other events)."""
+    return to_event(parse_xml(body), tenant_id=tenant_id)
+
+
+def to_event(raw: dict[str, str], *, tenant_id: str) -> InboundMessage | None:
+    """A parsed message (tag → text) as an InboundMessage, or None."""
+    try:
+        message = _Message.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise PayloadError(f"malformed message: {where}: {first.get('msg', '')}"[:300]) from err
+    if message.msg_type == "text":
+        if not message.msg_id or not message.content:
+            raise PayloadError("a text message needs MsgId and Content")
+        return _event(message, tenant_id, message.msg_id, message.content, {})
+    if message.msg_type == "event" and (message.event or "").lower() == "subscribe":
+        # Events have no MsgId; WeChat's advice is to dedupe them on sender + time.
+        message_id = f"{message.from_user}:{message.create_time}:subscribe"
+        return _event(message, tenant_id, message_id, "", {META_EVENT: "subscribe"})
+    return None
+
+
+def conversation_id(account: str, openid: str) -> str:
+    """One conversation per official account and follower."""
+    return f"wechat:{account}:{openid}"
+
+
+def _event(
+    message: _Message, tenant_id: str, message_id: str, text: str, extra: dict[str, str]
+) -> InboundMessage:
+    return InboundMessage(
+        conversation_id=conversation_id(message.to_user, message.from_user),
+        tenant_id=tenant_id,
+        channel=Channel.WECHAT,
+        channel_message_id=message_id,
+        customer_id=message.from_user,
+        text=text,
+        metadata={META_OPENID: message.from_user, META_ACCOUNT: message.to_user, **extra},
+    )
+
+
+def _cdata(text: str) -> str:
+    # "]]>" would end the section early; split it across two sections.
+    return "<![CDATA[" + text.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def render_passive_reply(reply: Reply, *, now: float | None = None) -> str:
+    """The XML answering the webhook POST with the reply itself."""
+    to_user = reply.metadata.get(META_OPENID) or reply.customer_id
+    from_user = reply.metadata.get(META_ACCOUNT, "")
+    created = int(time.time() if now is None else now)
+    return (
+        f"<xml><ToUserName>{_cdata(to_user)}</ToUserName>"
+        f"<FromUserName>{_cdata(from_user)}</FromUserName>"
+        f"<CreateTime>{created}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content>{_cdata(reply.text)}</Content></xml>"
+    )
+
+
+class AccessTokens:
+    """The access token per appid, cached until `expires_in` minus a margin.
+
+    WeChat issues one valid token at a time per appid (a new fetch retires the old
+    one within minutes), so every process sharing an appid should share this cache's
+    role; `invalidate` drops a token the API called invalid.
+    """
+
+    def __init__(self, margin_s: float = TOKEN_MARGIN_S) -> None:
+        self.margin_s = margin_s
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock: asyncio.Lock | None = None
+
+    async def get(self, http: httpx.AsyncClient, settings: ChannelSettings) -> str:
+        """A valid token, fetched only when none is cached or it is about to expire."""
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:  # one fetch at a time: a second would retire the first
+            cached = self._tokens.get(settings.wechat_appid)
+            if cached and cached[1] > time.monotonic():
+                return cached[0]
+            token, expires_in = await _fetch_token(http, settings)
+            lifetime = max(expires_in - self.margin_s, expires_in / 2)
+            self._tokens[settings.wechat_appid] = (token, time.monotonic() + lifetime)
+            return token
+
+    def invalidate(self, appid: str) -> None:
+        """Forget the cached token of an appid."""
+        self._tokens.pop(appid, None)
+
+
+TOKENS = AccessTokens()
+
+
+async def _fetch_token(http: httpx.AsyncClient, settings: ChannelSettings) -> tuple[str, float]:
+    params = {
+        "grant_type": "client_credential",
+        "appid": settings.wechat_appid,
+        "secret": require(settings.wechat_secret, "wechat_secret"),
+    }
+    url = f"{settings.wechat_api_base.rstrip('/')}/cgi-bin/token"
+    async for attempt in send_retrying(settings):
+        with attempt:
+            with transport_errors("wechat token"):
+                response = await http.get(url, params=params)
+            payload = _payload(response, "token")
+    token = payload.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise DeliveryError(f"wechat token: {_describe(payload)}")
+    expires_in = payload.get("expires_in", 7200)
+    return token, float(expires_in) if isinstance(expires_in, int | float) else 7200.0
+
+
+def _payload(response: httpx.Response, what: str) -> dict[str, Any]:
+    raise_for_retry(response, f"wechat {what}")
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise DeliveryError(f"wechat {what}: HTTP {response.status_code}, not JSON")
+    if payload.get("errcode") in _BUSY_ERRORS:
+        raise ProviderUnavailable(f"wechat {what}: {_describe(payload)}")
+    return payload
+
+
+def _describe(payload: dict[str, Any]) -> str:
+    return f"errcode {payload.get('errcode')}: {str(payload.get('errmsg', ''))[:200]}"
+
+
+Publish = Callable[[Reply], Awaitable[str]]
+
+
+async def send(
+    reply: Reply,
+    *,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+    tokens: AccessTokens | None = None,
+    publish: Publish | None = None,
+) -> str:
+    """Deliver a reply: passively through the waiting webhook if it is fresh enough
+    (published to the outbound topic by `publish`), else by the customer-service API."""
+    settings = settings or channel_settings()
+    age_s = (utc_now() - reply.received_at).total_seconds()
+    if age_s < settings.wechat_passive_cutoff_s:
+        if publish is None:
+            from connectors import web
+
+            publish = web.send
+        return await publish(reply)
+    return await send_custom(reply, settings=settings, client=client, tokens=tokens)
+
+
+async def send_custom(
+    reply: Reply,
+    *,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+    tokens: AccessTokens | None = None,
+) -> str:
+    """Send through `/cgi-bin/message/custom/send` (the 48-hour customer-service
+    window); WeChat returns no message id, so the reply id stands for it."""
+    settings = settings or channel_settings()
+    tokens = tokens or TOKENS
+    body = json.dumps(
+        {
+            "touser": reply.metadata.get(META_OPENID) or reply.customer_id,
+            "msgtype": "text",
+            "text": {"content": reply.text},
+        },
+        ensure_ascii=False,  # WeChat shows \u escapes literally in some clients
+    ).encode()
+    url = f"{settings.wechat_api_base.rstrip('/')}/cgi-bin/message/custom/send"
+    async with using_client(settings, client) as http:
+        for _ in range(2):  # the second try is with a freshly fetched token
+            token = await tokens.get(http, settings)
+            payload = await _post_custom(http, url, token, body, settings)
+            if payload.get("errcode", 0) == 0:
+                return reply.reply_id
+            if payload.get("errcode") not in _TOKEN_ERRORS:
+                break
+            tokens.invalidate(settings.wechat_appid)
+    raise DeliveryError(f"wechat custom send: {_describe(payload)}")
+
+
+async def _post_custom(
+    http: httpx.AsyncClient, url: str, token: str, body: bytes, settings: ChannelSettings
+) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    async for attempt in send_retrying(settings):
+        with attempt:
+            with transport_errors("wechat custom send"):
+                response = await http.post(
+                    url, params={"access_token": token}, content=body, headers=headers
+                )
+            return _payload(response, "custom send")
+    raise AssertionError("unreachable: the retry loop returns or raises")

@@ -1,0 +1,374 @@
+"""The WhatsApp Cloud API channel.
+
+Inbound: Meta POSTs change notifications signed with the app secret
+(`X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`); each text or interactive
+(button / list) message becomes an InboundMessage, each status a DeliveryReceipt.
+Outbound: `POST {base}/{phone_number_id}/messages` with the reply id as
+`biz_opaque_callback_data`, which Meta echoes on the statuses of that message, so a
+receipt names the reply it is about without a lookup.
+
+Payload shape (trimmed)::
+
+    {"object": "whatsapp_business_account",
+     "entry": [{"id": "<WABA id>", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": "1069..."},
+        "contacts": [{"wa_id": "4917...", "profile": {"name": "Ana"}}],
+        "messages": [{"id": "wamid.X", "from": "4917...", "type": "text",
+                      "text": {"body": "hi"}}],
+        "statuses": [{"id": "wamid.Y", "status": "read", "recipient_id": "4917...",
+                      "biz_opaque_callback_data": "r-..."}]}}]}]}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connectors.config import (
+    ChannelSettings,
+    DeliveryError,
+    ProviderUnavailable,
+    channel_settings,
+    raise_for_retry,
+    require,
+    send_retrying,
+    transport_errors,
+    using_client,
+)
+from connectors.signatures import (
+    PayloadError,
+    SignatureError,
+    UnknownTenant,
+    secrets_equal,
+    verify_sha256_header,
+)
+from schemas import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage, Reply
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+META_PHONE_NUMBER_ID = "whatsapp_phone_number_id"
+META_WA_ID = "whatsapp_wa_id"
+META_CHOICE_ID = "whatsapp_choice_id"
+MAX_TEXT = 4096  # the Cloud API's limit on a text message body
+# Graph error codes that mean "too many messages now", whatever the HTTP status.
+_RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131056})
+
+_STATUSES = {
+    "sent": DeliveryStatus.SENT,
+    "delivered": DeliveryStatus.DELIVERED,
+    "read": DeliveryStatus.READ,
+    "failed": DeliveryStatus.FAILED,
+}
+
+# Account and user ids go into conversation ids (URLs, topic keys): keep them plain.
+_AccountId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+# wamids are printable ASCII (base64 and dots); anything else is not Meta's.
+_MessageId = Annotated[str, Field(pattern=r"^[!-~]{1,200}$")]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Text(_Shape):
+    body: str = Field(min_length=1, max_length=20_000)
+
+
+class _Choice(_Shape):
+    id: str = Field(min_length=1, max_length=256)
+    title: str = Field(min_length=1, max_length=1_000)
+
+
+class _Interactive(_Shape):
+    type: str
+    button_reply: _Choice | None = None
+    list_reply: _Choice | None = None
+
+
+class _Button(_Shape):
+    text: str = Field(min_length=1, max_length=1_000)
+    payload: str | None = Field(default=None, max_length=256)
+
+
+class _Message(_Shape):
+    id: _MessageId
+    sender: _AccountId = Field(alias="from")
+    type: str
+    text: _Text | None = None
+    interactive: _Interactive | None = None
+    button: _Button | None = None
+
+
+class _Profile(_Shape):
+    name: str | None = Field(default=None, max_length=200)
+
+
+class _Contact(_Shape):
+    wa_id: str | None = None
+    profile: _Profile | None = None
+
+
+class _Error(_Shape):
+    code: int | None = None
+    title: str | None = None
+
+
+class _Status(_Shape):
+    id: _MessageId
+    status: str
+    recipient_id: _AccountId
+    biz_opaque_callback_data: str | None = Field(default=None, max_length=512)
+    errors: list[_Error] = Field(default_factory=list)
+
+
+class _Metadata(_Shape):
+    phone_number_id: _AccountId
+
+
+class _Value(_Shape):
+    metadata: _Metadata | None = None
+    contacts: list[_Contact] = Field(default_factory=list)
+    messages: list[_Message] = Field(default_factory=list)
+    statuses: list[_Status] = Field(default_factory=list)
+
+
+class _Change(_Shape):
+    value: _Value
+
+
+class _Entry(_Shape):
+    changes: list[_Change] = Field(default_factory=list)
+
+
+class _Notification(_Shape):
+    object: str
+    entry: list[_Entry]
+
+
+@dataclass
+class WebhookEvents:
+    """What one notification carries."""
+
+    messages: list[InboundMessage] = field(default_factory=list)
+    receipts: list[DeliveryReceipt] = field(default_factory=list)
+
+
+TenantFor = Callable[[str], str | None]
+
+
+def tenant_resolver(settings: ChannelSettings, default_tenant: str) -> TenantFor:
+    """phone_number_id → tenant: the configured map, or everything to the default."""
+    if not settings.whatsapp_tenants:
+        return lambda _phone_number_id: default_tenant
+    return settings.whatsapp_tenants.get
+
+
+def verify_subscription(
+    mode: str | None, token: str | None, challenge: str | None, settings: ChannelSettings
+) -> str:
+    """The challenge to echo for Meta's GET verification, or SignatureError."""
+    expected = settings.whatsapp_verify_token
+    if mode != "subscribe" or expected is None or not challenge:
+        raise SignatureError("not a subscription request")
+    if not secrets_equal(token, expected.get_secret_value()):
+        raise SignatureError("bad verify token")
+    return challenge
+
+
+def verify(body: bytes, signature: str | None, settings: ChannelSettings) -> None:
+    """Check X-Hub-Signature-256 against the app secret (SignatureError if wrong)."""
+    secret = _app_secret(settings)
+    verify_sha256_header(signature, secret, body)
+
+
+def _app_secret(settings: ChannelSettings) -> str:
+    """The app secret (SignatureError when unset: nothing can be verified)."""
+    if settings.whatsapp_app_secret is None:
+        raise SignatureError("whatsapp is not configured")
+    return settings.whatsapp_app_secret.get_secret_value()
+
+
+def parse_webhook(body: bytes, tenant_for: TenantFor) -> WebhookEvents:
+    """Every message and status of a (verified) notification.
+
+    All or nothing: one malformed message makes the whole body a PayloadError, so a
+    half-understood notification never half-enqueues.
+    """
+    try:
+        notification = _Notification.model_validate_json(body)
+    except ValidationError as err:
+        raise PayloadError(_summary(err)) from err
+    if notification.object != "whatsapp_business_account":
+        raise PayloadError(f"not a WhatsApp notification: object={notification.object[:50]!r}")
+    events = WebhookEvents()
+    for change in (c for e in notification.entry for c in e.changes):
+        _collect(change.value, tenant_for, events)
+    return events
+
+
+def _collect(value: _Value, tenant_for: TenantFor, events: WebhookEvents) -> None:
+    if not (value.messages or value.statuses):
+        return
+    if value.metadata is None:
+        raise PayloadError("value.metadata.phone_number_id is missing")
+    phone_number_id = value.metadata.phone_number_id
+    tenant_id = tenant_for(phone_number_id)
+    if tenant_id is None:
+        raise UnknownTenant(f"no tenant for phone number id {phone_number_id}")
+    names = {c.wa_id: c.profile.name for c in value.contacts if c.profile and c.profile.name}
+    for message in value.messages:
+        event = _to_event(message, phone_number_id, tenant_id, names.get(message.sender))
+        if event is not None:
+            events.messages.append(event)
+    for status in value.statuses:
+        receipt = _to_receipt(status, phone_number_id, tenant_id)
+        if receipt is not None:
+            events.receipts.append(receipt)
+
+
+def to_event(
+    raw: Mapping[str, Any], *, phone_number_id: str, tenant_id: str
+) -> InboundMessage | None:
+    """One `messages[]` item as an InboundMessage; None for a kind we do not read
+    (media, location, reactions...). Raises PayloadError when it is malformed."""
+    try:
+        message = _Message.model_validate(raw)
+    except ValidationError as err:
+        raise PayloadError(_summary(err)) from err
+    return _to_event(message, phone_number_id, tenant_id, None)
+
+
+def conversation_id(phone_number_id: str, wa_id: str) -> str:
+    """One conversation per business number and customer."""
+    return f"whatsapp:{phone_number_id}:{wa_id}"
+
+
+def _to_event(
+    message: _Message, phone_number_id: str, tenant_id: str, name: str | None
+) -> InboundMessage | None:
+    text, choice = _text_of(message)
+    if text is None:
+        log.info("skipping whatsapp message", extra={"type": message.type[:50]})
+        return None
+    metadata = {META_PHONE_NUMBER_ID: phone_number_id, META_WA_ID: message.sender}
+    if choice:
+        metadata[META_CHOICE_ID] = choice
+    if name:
+        metadata["customer_name"] = name
+    return InboundMessage(
+        conversation_id=conversation_id(phone_number_id, message.sender),
+        tenant_id=tenant_id,
+        channel=Channel.WHATSAPP,
+        channel_message_id=message.id,
+        customer_id=message.sender,
+        text=text,
+        metadata=metadata,
+    )
+
+
+def _text_of(message: _Message) -> tuple[str | None, str | None]:
+    """(text, chosen option id) of a message; (None, None) when it has no text for us."""
+    if message.type == "text":
+        if message.text is None:
+            raise PayloadError(f"text message {message.id} has no text")
+        return message.text.body, None
+    if message.type == "interactive" and message.interactive is not None:
+        choice = message.interactive.button_reply or message.interactive.list_reply
+        if message.interactive.type in ("button_reply", "list_reply"):
+            if choice is None:
+                raise PayloadError(f"interactive message {message.id} has no reply")
+            return choice.title, choice.id
+    if message.type == "button" and message.button is not None:
+        return message.button.text, message.button.payload
+    return None, None
+
+
+def _to_receipt(status: _Status, phone_number_id: str, tenant_id: str) -> DeliveryReceipt | None:
+    delivery = _STATUSES.get(status.status)
+    if delivery is None:
+        return None
+    detail = "; ".join(f"{e.code}: {e.title}" for e in status.errors)[:500]
+    return DeliveryReceipt(
+        conversation_id=conversation_id(phone_number_id, status.recipient_id),
+        tenant_id=tenant_id,
+        channel=Channel.WHATSAPP,
+        # Replies we sent carry their id back; other messages are named by their wamid.
+        reply_id=status.biz_opaque_callback_data or status.id,
+        status=delivery,
+        provider_message_id=status.id,
+        detail=detail,
+    )
+
+
+def _summary(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return f"malformed notification: {where}: {first.get('msg', 'invalid')}"[:300]
+
+
+async def send(
+    reply: Reply,
+    *,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> str:
+    """Send the reply as text (split at the 4096-character limit); the first part's wamid."""
+    settings = settings or channel_settings()
+    token = require(settings.whatsapp_token, "whatsapp_token")
+    phone_number_id = reply.metadata.get(META_PHONE_NUMBER_ID) or settings.whatsapp_phone_number_id
+    if not phone_number_id:
+        raise DeliveryError("no WhatsApp phone number id for the reply")
+    url = f"{settings.whatsapp_api_base.rstrip('/')}/{phone_number_id}/messages"
+    to = reply.metadata.get(META_WA_ID) or reply.customer_id
+    parts = [reply.text[i : i + MAX_TEXT] for i in range(0, len(reply.text), MAX_TEXT)]
+    ids: list[str] = []
+    async with using_client(settings, client) as http:
+        for part in parts or [""]:
+            body = {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "text",
+                "text": {"body": part, "preview_url": False},
+                "biz_opaque_callback_data": reply.reply_id[:512],
+            }
+            ids.append(await _post(http, url, token, body, settings))
+    return ids[0]
+
+
+async def _post(
+    http: httpx.AsyncClient, url: str, token: str, body: dict[str, Any], settings: ChannelSettings
+) -> str:
+    async for attempt in send_retrying(settings):
+        with attempt:
+            with transport_errors("whatsapp send"):
+                response = await http.post(
+                    url, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+            return _message_id(response)
+    raise AssertionError("unreachable: the retry loop returns or raises")
+
+
+def _message_id(response: httpx.Response) -> str:
+    raise_for_retry(response, "whatsapp send")
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    if response.is_success:
+        try:
+            return str(payload["messages"][0]["id"])
+        except (KeyError, IndexError, TypeError) as err:
+            raise DeliveryError("whatsapp answered without a message id") from err
+    error = payload.get("error", {}) if isinstance(payload, dict) else {}
+    code = error.get("code") if isinstance(error, dict) else None
+    message = error.get("message", "") if isinstance(error, dict) else ""
+    if code in _RATE_LIMIT_CODES:
+        raise ProviderUnavailable(f"whatsapp rate limit {code}: {message}")
+    raise DeliveryError(f"whatsapp send failed: HTTP {response.status_code} {code}: {message}")

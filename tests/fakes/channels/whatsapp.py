@@ -1,0 +1,139 @@
+"""A fake WhatsApp Cloud API (`POST /{phone_number_id}/messages`) and the notifications
+Meta sends, signed the way Meta signs them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections import deque
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from .server import Recorded
+
+PHONE_NUMBER_ID = "106540352242922"
+CUSTOMER = "4915112345678"
+
+
+def meta_signature(app_secret: str, body: bytes) -> str:
+    """X-Hub-Signature-256 as Meta computes it."""
+    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def text_message(body: str, *, message_id: str = "wamid.IN1", sender: str = CUSTOMER) -> dict:
+    return {
+        "from": sender,
+        "id": message_id,
+        "timestamp": "1700000000",
+        "type": "text",
+        "text": {"body": body},
+    }
+
+
+def button_reply(choice_id: str, title: str, *, message_id: str = "wamid.IN2") -> dict:
+    return {
+        "from": CUSTOMER,
+        "id": message_id,
+        "timestamp": "1700000001",
+        "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": choice_id, "title": title}},
+    }
+
+
+def list_reply(choice_id: str, title: str, *, message_id: str = "wamid.IN3") -> dict:
+    return {
+        "from": CUSTOMER,
+        "id": message_id,
+        "timestamp": "1700000002",
+        "type": "interactive",
+        "interactive": {
+            "type": "list_reply",
+            "list_reply": {"id": choice_id, "title": title, "description": "d"},
+        },
+    }
+
+
+def status(state: str, *, message_id: str = "wamid.OUT1", callback: str | None = "r-evt1") -> dict:
+    item: dict[str, Any] = {
+        "id": message_id,
+        "status": state,
+        "timestamp": "1700000100",
+        "recipient_id": CUSTOMER,
+    }
+    if callback:
+        item["biz_opaque_callback_data"] = callback
+    if state == "failed":
+        item["errors"] = [{"code": 131047, "title": "Re-engagement message"}]
+    return item
+
+
+def notification(
+    messages: list[dict] | None = None,
+    statuses: list[dict] | None = None,
+    *,
+    phone_number_id: str = PHONE_NUMBER_ID,
+) -> dict:
+    """A webhook body as the Cloud API POSTs it."""
+    value: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+    }
+    if messages:
+        value["contacts"] = [{"profile": {"name": "Ana"}, "wa_id": CUSTOMER}]
+        value["messages"] = messages
+    if statuses:
+        value["statuses"] = statuses
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "WABA1", "changes": [{"field": "messages", "value": value}]}],
+    }
+
+
+def encode(payload: dict) -> bytes:
+    return json.dumps(payload).encode()
+
+
+class FakeGraphApi:
+    """`POST /{phone_number_id}/messages`: checks the bearer token, answers a wamid."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.sent: list[Recorded] = []
+        self.answers: deque[tuple[int, dict[str, Any], dict[str, str]]] = deque()
+        self.app = FastAPI()
+        self.app.post("/{phone_number_id}/messages")(self._messages)
+
+    def answer_next(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+        """Answer the next call with this instead of a success."""
+        self.answers.append((status, body, headers))
+
+    def throttle_next(self, retry_after: int = 1) -> None:
+        self.answer_next(
+            429,
+            {"error": {"message": "Rate limit hit", "code": 130429, "type": "OAuthException"}},
+            {"Retry-After": str(retry_after)},
+        )
+
+    async def _messages(self, phone_number_id: str, request: Request) -> JSONResponse:
+        body = await request.body()
+        self.sent.append(
+            Recorded(f"/{phone_number_id}/messages", dict(request.headers), body, json.loads(body))
+        )
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, 401
+            )
+        if self.answers:
+            status, answer, headers = self.answers.popleft()
+            return JSONResponse(answer, status, headers=headers)
+        sent = json.loads(body)
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": sent["to"], "wa_id": sent["to"]}],
+                "messages": [{"id": f"wamid.OUT{len(self.sent)}"}],
+            }
+        )
