@@ -62,6 +62,7 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     from clawdesk import db
     from clawdesk.cache import LayeredCache
     from clawdesk.embeddings import shared_embedder
+    from clawdesk.kb.keywords import tokenize
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.nlu_runtime import TenantNlu
     from clawdesk.shop import DemoShop
@@ -86,6 +87,13 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
             packaged_data("intents", "demo.yaml"),
             settings.nlu_model_version or None,
         ),
+    )
+    # Pay first-call costs (jieba's dictionary, torch kernels, the head) now, while the
+    # consumer group is still joining, not on the first customer's message.
+    await asyncio.gather(
+        loop.run_in_executor(None, tokenize, "预热 warm up"),
+        loop.run_in_executor(None, embedder.encode, ["warm up"]),
+        loop.run_in_executor(None, nlu.predict, settings.default_tenant, ["warm up"]),
     )
     log.info("knowledge base synced", extra={"report": report.__dict__})
     log.info("intent model loaded", extra={"version": version})
