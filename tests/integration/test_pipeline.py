@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -120,6 +121,19 @@ async def test_bad_events_are_dead_lettered_and_the_stream_goes_on(
     assert all(letter["attempts"] >= 1 for letter in letters)
 
 
+async def _delivery_recorded(database_url: str, reply_id: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT status FROM deliveries WHERE reply_id = %s", (reply_id,)
+            ).fetchone()
+        if row == ("sent",):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"reply {reply_id} was not recorded as sent")
+
+
 async def _inbound(text: str, tenant: str):
     from schemas import Channel, InboundMessage
 
@@ -141,6 +155,10 @@ async def test_restart_resumes_offsets_and_conversation_memory(
     first = await harness.ask("What's the status of order #1002?")
     reply = await answered(out, first.event_id, START_TIMEOUT)
     assert "#1002" in reply.text
+    # Let the delivery record and the offset commit (every second) land, then crash:
+    # this test is about resuming from committed state, not the send/record window.
+    await _delivery_recorded(pipeline.database_url, reply.reply_id)
+    await asyncio.sleep(2.5)
     pipeline.stop_worker("w1", kill=True)  # a crash: no clean leave, no final commit
 
     # A new worker with an empty data dir must rebuild memory from the changelog.
