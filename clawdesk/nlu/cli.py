@@ -47,6 +47,24 @@ def intents(
         float | None, typer.Option(help="fine-tuning epochs (default: by data size)")
     ] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    in_scope_keep: Annotated[
+        float,
+        typer.Option(
+            min=0.5,
+            max=1.0,
+            help="when --valid has no oos rows: share of in-scope messages the threshold "
+            "keeps (1.0 = closed set, never reject)",
+        ),
+    ] = 0.95,
+    target_oos_recall: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="when --valid has oos rows: pick the threshold with the best in-scope "
+            "accuracy that reaches this oos recall on valid (default: balance the two)",
+        ),
+    ] = None,
     ablation: Annotated[bool, typer.Option(help="also measure each feature block alone")] = False,
     save: Annotated[Path | None, typer.Option(help="keep the trained classifier here")] = None,
     json_out: Annotated[
@@ -63,7 +81,13 @@ def intents(
     if features not in ("combined", "embedding", "char"):
         raise typer.BadParameter("features must be combined, embedding or char")
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
-    config = ClassifierConfig(features=features, finetune=finetune, seed=seed)  # type: ignore[arg-type]
+    config = ClassifierConfig(
+        features=features,  # type: ignore[arg-type]
+        finetune=finetune,
+        seed=seed,
+        in_scope_keep=in_scope_keep,
+        target_oos_recall=target_oos_recall,
+    )
     config.finetune_config = dataclasses.replace(config.finetune_config, seed=seed)
     if epochs is not None:
         config.finetune_config.epochs = epochs
@@ -74,14 +98,18 @@ def intents(
         report = run_intent_eval(
             train, test, valid, config=config, progress=progress, save_dir=save
         )
-        tuned = " (fine-tuned encoder)" if finetune and features != "char" else ""
+        tuned = " (tuned)" if finetune and features != "char" else ""
         reports = {f"{features}{tuned}": report}
+    # "closed" = best in-scope intent right, threshold ignored (BANKING77-style figure);
+    # "in-scope" counts rejected in-scope rows as wrong (CLINC150 convention).
     first = next(iter(reports.values()))
     console.print(report_table(reports, title=f"Intents: {first.name}"))
     for label, r in reports.items():
+        extra = r.extra
         console.print(
-            f"[dim]{label}: {r.n_test} test rows ({r.n_oos} oos); threshold from "
-            f"{r.extra.get('threshold_from', '?')}; train {r.train_seconds} s[/dim]"
+            f"[dim]{label}: {r.n_test} test rows ({r.n_oos} oos); train {r.train_seconds} s "
+            f"(fine-tuning {extra.get('finetune_seconds', 0)} s); threshold from "
+            f"{extra.get('threshold_from', '?')}; char weight {extra.get('char_weight', '—')}[/dim]"
         )
     if json_out is not None:
         json_out.write_text(

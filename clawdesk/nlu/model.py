@@ -18,6 +18,8 @@ throughput: one call with 64 texts costs far less than 64 calls with one.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import threading
@@ -100,6 +102,9 @@ class ClassifierConfig:
     ngram_range: tuple[int, int] = (2, 4)
     embedding_weight: float = 1.0
     char_weight: float = 1.0
+    # With a validation set, "combined" picks the char weight from these (0 = embeddings
+    # only); the chosen value is stored in char_weight.
+    char_weight_grid: tuple[float, ...] = (0.0, 0.5, 1.0)
     C: float = 10.0  # inverse L2 strength of the logistic-regression head
     max_iter: int = 3000
     oos_label: str = OOS
@@ -109,6 +114,9 @@ class ClassifierConfig:
     # Without any oos example to calibrate on, keep this share of in-scope validation
     # messages (the usual "TPR 95" operating point of out-of-distribution detection).
     in_scope_keep: float = 0.95
+    # With oos rows in the validation set: None = balance in-scope accuracy and oos
+    # recall; a number = the best in-scope accuracy that reaches this oos recall.
+    target_oos_recall: float | None = None
     top_k: int = 3
     batch_size: int = 64
     seed: int = 0
@@ -117,6 +125,7 @@ class ClassifierConfig:
         """Plain-JSON form."""
         d = asdict(self)
         d["ngram_range"] = list(self.ngram_range)
+        d["char_weight_grid"] = list(self.char_weight_grid)
         return d
 
     @classmethod
@@ -129,6 +138,8 @@ class ClassifierConfig:
             kw["finetune_config"] = FinetuneConfig(
                 **{k: v for k, v in kw["finetune_config"].items() if k in ft_known}
             )
+        if "char_weight_grid" in kw:
+            kw["char_weight_grid"] = tuple(float(w) for w in kw["char_weight_grid"])
         if "ngram_range" in kw:
             lo, hi = kw["ngram_range"]
             kw["ngram_range"] = (int(lo), int(hi))
@@ -148,6 +159,7 @@ def choose_threshold(
     is_oos: np.ndarray,
     *,
     in_scope_keep: float = 0.95,
+    target_oos_recall: float | None = None,
 ) -> float:
     """Pick the rejection threshold from validation results.
 
@@ -157,8 +169,10 @@ def choose_threshold(
 
     With oos rows: maximise the mean of in-scope accuracy (right and not rejected) and
     oos recall – both kinds of mistake cost a customer a wrong turn, and the mean does
-    not let the (usually few) oos rows be outvoted.  Without: the highest threshold that
-    still keeps ``in_scope_keep`` of the in-scope rows.
+    not let the (usually few) oos rows be outvoted; or, with ``target_oos_recall``, the
+    lowest threshold (best in-scope accuracy) whose oos recall reaches that target – for
+    a deployment that has a required oos recall.  Without oos rows: the highest threshold
+    that still keeps ``in_scope_keep`` of the in-scope rows (1.0: no rejection at all).
     """
     scores = np.asarray(scores, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
@@ -167,6 +181,8 @@ def choose_threshold(
     if n_in == 0:
         raise ValueError("calibration needs in-scope examples")
     if n_oos == 0:
+        if in_scope_keep >= 1.0:
+            return 0.0  # closed set: never reject
         return float(np.quantile(scores[~is_oos], 1.0 - in_scope_keep))
     # Candidate thresholds: 0 and midpoints between consecutive distinct scores; a row
     # is kept when score >= t.
@@ -176,6 +192,10 @@ def choose_threshold(
     oos_scores = np.sort(scores[is_oos])
     kept_correct = len(in_scores) - np.searchsorted(in_scores, cands, side="left")
     rejected_oos = np.searchsorted(oos_scores, cands, side="left")
+    if target_oos_recall is not None:
+        # recall grows with the threshold; the last candidate rejects everything
+        feasible = np.flatnonzero(rejected_oos / n_oos >= target_oos_recall - 1e-12)
+        return float(cands[feasible[0]])
     objective = kept_correct / n_in + rejected_oos / n_oos
     best = int(np.argmax(objective))  # first maximum = lowest threshold among ties
     return float(cands[best])
@@ -185,7 +205,8 @@ class IntentClassifier:
     """Intent classifier with out-of-scope rejection.  See the module docstring."""
 
     def __init__(self, config: ClassifierConfig | None = None) -> None:
-        self.config = config or ClassifierConfig()
+        # A copy: fit() records what it chose on validation data in its config.
+        self.config = dataclasses.replace(config) if config is not None else ClassifierConfig()
         self.encoder: TextEncoder | None = None
         self.char_ngrams: CharNgrams | None = None
         self.classes: list[str] = []
@@ -242,6 +263,7 @@ class IntentClassifier:
         self.info = {"n_train": len(train), "n_intents": len({e.intent for e in in_scope})}
 
         embeddings = None
+        valid_embeddings = None
         if self.uses_embeddings:
             if encoder is None:
                 encoder = TextEncoder.load(cfg.encoder)
@@ -261,16 +283,77 @@ class IntentClassifier:
                 progress=progress,
                 description="encoding train",
             )
-        self.fit_head([e.text for e in train], [e.intent for e in train], embeddings=embeddings)
+            if valid is not None:
+                valid_embeddings = encoder.encode(
+                    [e.text for e in valid],
+                    batch_size=cfg.batch_size,
+                    progress=progress,
+                    description="encoding valid",
+                )
+        texts, labels = [e.text for e in train], [e.intent for e in train]
+        weights = cfg.char_weight_grid if self.config.features == "combined" else ()
+        if valid is not None and len(weights) > 1:
+            self._select_char_weight(texts, labels, embeddings, valid, valid_embeddings, weights)
+        else:
+            self.fit_head(texts, labels, embeddings=embeddings)
 
         if cfg.threshold is not None:
             self.threshold = cfg.threshold
         elif valid is not None:
-            self.calibrate(valid, progress=progress)
+            self.calibrate(valid, embeddings=valid_embeddings)
         else:
-            self._calibrate_by_cv([e.text for e in train], [e.intent for e in train], embeddings)
+            self._calibrate_by_cv(texts, labels, embeddings)
         self.info["train_seconds"] = round(time.perf_counter() - t0, 1)
         return self
+
+    def _select_char_weight(
+        self,
+        texts: list[str],
+        labels: list[str],
+        embeddings: np.ndarray | None,
+        valid: Sequence[IntentExample],
+        valid_embeddings: np.ndarray | None,
+        weights: Sequence[float],
+    ) -> None:
+        """Fit one head per char-n-gram weight and keep the best on ``valid``.
+
+        How much the char n-grams help depends on the data (a lot with many examples, not
+        at all with ten per intent), so the weight is a validation decision, not a constant.
+        """
+        gold = np.asarray([e.intent for e in valid])
+        is_oos = gold == self.config.oos_label
+        results: dict[float, float] = {}
+        best: tuple[float, Any] | None = None
+        for w in weights:
+            self.config.char_weight = float(w)
+            self.fit_head(texts, labels, embeddings=embeddings)
+            probs = self.predict_proba([e.text for e in valid], embeddings=valid_embeddings)
+            scores, pred, head_oos = self._decide_parts(probs)
+            correct = (pred == gold) & ~head_oos & ~is_oos
+            if is_oos.any():
+                # Judge by what will be deployed: the oos threshold tuned for this head.
+                scores = np.where(head_oos, -1.0, scores)
+                t = choose_threshold(scores, correct, is_oos)
+                kept = scores >= t
+                objective = (
+                    float(
+                        (correct & kept).sum() / (~is_oos).sum()
+                        + (~kept & is_oos).sum() / is_oos.sum()
+                    )
+                    / 2
+                )
+            else:
+                objective = float(correct[~is_oos].mean())
+            results[float(w)] = round(objective, 5)
+            if best is None or objective > best[0] + 1e-9:
+                best = (
+                    objective,
+                    (float(w), self.char_ngrams, self.coef, self.intercept, self.classes),
+                )
+        assert best is not None
+        w, self.char_ngrams, self.coef, self.intercept, self.classes = best[1]
+        self.config.char_weight = w
+        self.info["char_weight_selection"] = {"valid_objective": results, "chosen": w}
 
     def fit_head(
         self,
@@ -313,7 +396,11 @@ class IntentClassifier:
         # Rows the head already sends to oos are rejected whatever the threshold.
         scores = np.where(head_oos, -1.0, scores)
         self.threshold = choose_threshold(
-            scores, correct, is_oos, in_scope_keep=self.config.in_scope_keep
+            scores,
+            correct,
+            is_oos,
+            in_scope_keep=self.config.in_scope_keep,
+            target_oos_recall=self.config.target_oos_recall,
         )
         self.info["threshold_from"] = "valid"
         self.info["n_valid"] = len(valid)
@@ -349,7 +436,11 @@ class IntentClassifier:
             correct[te] = (cls[p_in.argmax(1)] == y[te]) & ~head_oos
         is_oos = y == oos_label
         self.threshold = choose_threshold(
-            scores, correct, is_oos, in_scope_keep=self.config.in_scope_keep
+            scores,
+            correct,
+            is_oos,
+            in_scope_keep=self.config.in_scope_keep,
+            target_oos_recall=self.config.target_oos_recall,
         )
         self.info["threshold_from"] = f"{folds}-fold cross-validation on train"
 
@@ -412,6 +503,10 @@ class IntentClassifier:
         with self._lock:
             probs = self.predict_proba(texts, embeddings=embeddings)
         return self._to_predictions(probs)
+
+    async def apredict(self, texts: Sequence[str]) -> list[IntentPrediction]:
+        """:meth:`predict` in a worker thread, so the event loop is never blocked."""
+        return await asyncio.to_thread(self.predict, list(texts))
 
     def _to_predictions(self, probs: np.ndarray) -> list[IntentPrediction]:
         if len(probs) == 0:

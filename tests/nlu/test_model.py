@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -45,6 +45,11 @@ def test_predict_english_and_chinese(tuned: IntentClassifier) -> None:
         assert p.confidence == pytest.approx(p.top[0][1])
     assert tuned.info["finetune"]["steps"] == 2
     assert tuned.info["threshold_from"] == "valid"
+    # "combined" picked its char-n-gram weight on valid, from the configured grid
+    sel = tuned.info["char_weight_selection"]
+    assert set(sel["valid_objective"]) == {0.0, 0.5, 1.0}
+    assert tuned.config.char_weight == sel["chosen"]
+    assert sel["valid_objective"][sel["chosen"]] == max(sel["valid_objective"].values())
 
 
 def test_threshold_turns_low_confidence_into_oos(tuned: IntentClassifier) -> None:
@@ -87,7 +92,15 @@ def test_predict_from_threads(tuned: IntentClassifier) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda _: [p.intent for p in tuned.predict(QUERIES)], range(8)))
     assert all(r == want for r in results)
-    assert isinstance(tuned._lock, type(threading.Lock()))
+
+
+def test_apredict_from_event_loop(tuned: IntentClassifier) -> None:
+    async def main() -> list[list[str]]:
+        results = await asyncio.gather(*(tuned.apredict(QUERIES) for _ in range(3)))
+        return [[p.intent for p in r] for r in results]
+
+    want = [p.intent for p in tuned.predict(QUERIES)]
+    assert asyncio.run(main()) == [want] * 3
 
 
 def test_char_only_classifier_with_oos_class(tiny_train, tmp_path) -> None:
@@ -157,10 +170,24 @@ class TestChooseThreshold:
 
     def test_without_oos_keeps_share(self) -> None:
         scores = np.linspace(0.01, 1.0, 100)
-        t = choose_threshold(
-            scores, np.ones(100, bool), np.zeros(100, bool), in_scope_keep=0.9
-        )
+        t = choose_threshold(scores, np.ones(100, bool), np.zeros(100, bool), in_scope_keep=0.9)
         assert np.mean(scores >= t) == pytest.approx(0.9, abs=0.011)
+
+    def test_target_oos_recall(self) -> None:
+        scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
+        correct = np.array([True, True, True, True, False, False, False, False])
+        is_oos = np.array([False, False, False, False, True, True, True, True])
+        scores[4] = 0.85  # one oos row scores high
+        t_bal = choose_threshold(scores, correct, is_oos)
+        t_all = choose_threshold(scores, correct, is_oos, target_oos_recall=1.0)
+        t_75 = choose_threshold(scores, correct, is_oos, target_oos_recall=0.75)
+        assert 0.4 < t_bal <= 0.6 and t_75 == t_bal  # 3 of 4 oos rows rejected
+        assert 0.85 < t_all <= 0.9  # catching the last oos row costs 3 in-scope rows
+
+    def test_keep_all_means_no_rejection(self) -> None:
+        scores = np.array([0.2, 0.5, 0.9])
+        t = choose_threshold(scores, np.ones(3, bool), np.zeros(3, bool), in_scope_keep=1.0)
+        assert t == 0.0
 
     def test_needs_in_scope(self) -> None:
         with pytest.raises(ValueError):

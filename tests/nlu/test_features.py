@@ -1,0 +1,73 @@
+"""Feature blocks: char n-grams (save/load), combination, contrastive batch planning."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from scipy import sparse
+
+from clawdesk.nlu.features import (
+    CharNgrams,
+    FinetuneConfig,
+    _plan_batches,
+    _supcon_loss,
+    auto_epochs,
+    combine,
+)
+
+
+def test_char_ngrams_chinese_and_english_round_trip(tmp_path) -> None:
+    texts = ["我要退款", "退款申请", "where is my order", "order status"]
+    cn = CharNgrams((1, 3)).fit(texts)
+    x = cn.transform(texts)
+    assert x.shape == (4, cn.n_features)
+    # rows are unit vectors, and the two refund texts share n-grams ("退款")
+    np.testing.assert_allclose(sparse.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    assert (x[0] @ x[1].T).toarray()[0, 0] > 0
+    cn.save(tmp_path)
+    again = CharNgrams.load(tmp_path)
+    np.testing.assert_allclose(again.transform(texts).toarray(), x.toarray(), atol=1e-6)
+
+
+def test_combine_weights_blocks() -> None:
+    emb = np.array([[0.6, 0.8]], dtype=np.float32)
+    chars = sparse.csr_matrix(np.array([[1.0, 0.0, 0.0]], dtype=np.float32))
+    x = combine(emb, chars, embedding_weight=2.0, char_weight=0.5).toarray()
+    np.testing.assert_allclose(x, [[1.2, 1.6, 0.5, 0.0, 0.0]], rtol=1e-6)
+    assert combine(emb, None).shape == (1, 2)
+    with pytest.raises(ValueError):
+        combine(None, None)
+
+
+def test_plan_batches_distinct_intents_and_coverage() -> None:
+    by_label = {f"i{k}": [f"t{k}_{j}" for j in range(5)] for k in range(7)}
+    by_label["single"] = ["lonely"]
+    cfg = FinetuneConfig(classes_per_batch=4, per_class=2)
+    batches = _plan_batches(by_label, cfg, random.Random(0))
+    seen: set[str] = set()
+    for batch in batches:
+        labels = [group[0].split("_")[0] for group in batch]
+        assert len(labels) == len(set(labels))  # one group per intent per batch
+        assert 2 <= len(batch) <= 4
+        assert all(len(group) == 2 for group in batch)
+        seen.update(t for group in batch for t in group)
+    assert "lonely" not in seen  # one example cannot be its own positive
+    assert len(seen) >= 7 * 5 - 2  # (nearly) every example used once per epoch
+
+
+def test_supcon_loss_prefers_clustered_embeddings() -> None:
+    import torch
+
+    ids = torch.tensor([0, 0, 1, 1])
+    good = torch.nn.functional.normalize(
+        torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]), dim=-1
+    )
+    bad = good[[0, 2, 1, 3]]
+    assert float(_supcon_loss(good, ids, 0.1)) < float(_supcon_loss(bad, ids, 0.1))
+
+
+def test_auto_epochs() -> None:
+    assert auto_epochs(770) == 5.0
+    assert auto_epochs(15000) == 1.0
