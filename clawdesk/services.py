@@ -61,39 +61,48 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     """Open Postgres, load the models and sync the demo knowledge base (off the loop)."""
     from clawdesk import db
     from clawdesk.cache import LayeredCache
-    from clawdesk.embeddings import shared_embedder
+    from clawdesk.embeddings import resolve_model_path, shared_embedder
     from clawdesk.kb.keywords import tokenize
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.nlu_runtime import TenantNlu
     from clawdesk.shop import DemoShop
 
     loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, db.apply_migrations, conn.database_url)
-    pool = await db.open_pool(conn.database_url)
-    embedder = await loop.run_in_executor(
-        None, shared_embedder, settings.embedding_model, settings.embedding_batch_size
-    )
+
+    def run(fn: Any, *args: Any) -> asyncio.Future[Any]:
+        return loop.run_in_executor(None, fn, *args)
+
+    # Start-up time is the longest chain here, so nothing waits that need not: the
+    # database, Qdrant, the embedding model and the intent model load side by side.
     api_key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
-    client = open_qdrant(conn.qdrant_url, settings.data_dir / "qdrant", api_key)
-    kb = KnowledgeBase(client, embedder)
-    nlu = TenantNlu(settings.model_root, embedder.model_path, settings.nlu_min_confidence)
-    # Independent and CPU-bound in C code: run them side by side.
-    report, version = await asyncio.gather(
-        loop.run_in_executor(None, kb.sync, settings.default_tenant, [packaged_data("kb")]),
-        loop.run_in_executor(
-            None,
-            nlu.ensure,
-            settings.default_tenant,
-            packaged_data("intents", "demo.yaml"),
-            settings.nlu_model_version or None,
-        ),
+    nlu = TenantNlu(
+        settings.model_root,
+        resolve_model_path(settings.embedding_model),
+        settings.nlu_min_confidence,
     )
-    # Pay first-call costs (jieba's dictionary, torch kernels, the head) now, while the
-    # consumer group is still joining, not on the first customer's message.
+    migrated = run(db.apply_migrations, conn.database_url)
+    embedder_f = run(shared_embedder, settings.embedding_model, settings.embedding_batch_size)
+    client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
+    version_f = run(
+        nlu.ensure,
+        settings.default_tenant,
+        packaged_data("intents", "demo.yaml"),
+        settings.nlu_model_version or None,
+    )
+    jieba_f = run(tokenize, "预热 warm up")  # builds jieba's dictionary once
+    await migrated
+    pool = await db.open_pool(conn.database_url)
+    kb = KnowledgeBase(await client_f, await embedder_f)
+    report, version, *_ = await asyncio.gather(
+        run(kb.sync, settings.default_tenant, [packaged_data("kb")]),
+        version_f,
+        jieba_f,
+    )
+    # Pay first-call costs (torch kernels, the head) now, while the consumer group is
+    # still joining, not on the first customer's message.
     await asyncio.gather(
-        loop.run_in_executor(None, tokenize, "预热 warm up"),
-        loop.run_in_executor(None, embedder.encode, ["warm up"]),
-        loop.run_in_executor(None, nlu.predict, settings.default_tenant, ["warm up"]),
+        run(kb.embedder.encode, ["warm up"]),
+        run(nlu.predict, settings.default_tenant, ["warm up"]),
     )
     log.info("knowledge base synced", extra={"report": report.__dict__})
     log.info("intent model loaded", extra={"version": version})
