@@ -98,7 +98,7 @@ def intents(
         report = run_intent_eval(
             train, test, valid, config=config, progress=progress, save_dir=save
         )
-        tuned = " (tuned)" if finetune and features != "char" else ""
+        tuned = "+ft" if finetune and features != "char" else ""
         reports = {f"{features}{tuned}": report}
     # "closed" = best in-scope intent right, threshold ignored (BANKING77-style figure);
     # "in-scope" counts rejected in-scope rows as wrong (CLINC150 convention).

@@ -252,9 +252,13 @@ def report_table(reports: dict[str, EvalReport], *, title: str = "Intent evaluat
 
     # Fits an 80-column terminal: short headers, no outer padding; the training time
     # and the threshold's origin are printed under the table by the CLI.
-    table = Table(title=title, pad_edge=False, caption="percentages; OOS P/R as fractions")
-    table.add_column("run", overflow="fold", max_width=18)
-    for col in ("acc", "in-scope", "closed", "macro-F1", "OOS P", "OOS R", "thresh", "cls/s"):
+    table = Table(
+        title=title,
+        pad_edge=False,
+        caption="acc/in-sc(ope)/closed(-set)/macro-F1 in %; OOS precision/recall as fractions",
+    )
+    table.add_column("run", overflow="fold", min_width=11, max_width=16)
+    for col in ("acc", "in-sc", "closed", "F1", "oosP", "oosR", "thr", "cls/s"):
         table.add_column(col, justify="right", no_wrap=True)
     for label, r in reports.items():
         table.add_row(

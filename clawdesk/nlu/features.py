@@ -297,7 +297,8 @@ class TextEncoder:
 
     def save(self, directory: str | Path) -> None:
         """Save the weights (only needed when fine-tuned; see :meth:`describe`)."""
-        self.model.save(str(directory))
+        with _quiet_transformers():
+            self.model.save(str(directory))
 
     def describe(self) -> dict[str, Any]:
         """What to record so that the encoder can be found again."""

@@ -95,7 +95,7 @@ def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "in-scope" in result.output and "OOS R" in result.output and "closed" in result.output
+    assert "in-sc" in result.output and "oosR" in result.output and "closed" in result.output
     data = json.loads(out.read_text())
     assert next(iter(data.values()))["n_test"] == 3
 
