@@ -262,16 +262,14 @@ def eval_retrieval(
     Console().print(table)
 
 
-def _register_optional() -> None:
-    try:
-        from clawdesk.nlu.cli import app as nlu_eval
-    except ImportError:  # pragma: no cover - the NLU package is part of the install
-        return
-    for command in nlu_eval.registered_commands:
-        eval_cli.registered_commands.append(command)
+def _register_intent_eval() -> None:
+    """`clawdesk eval intents` lives with the NLU package; list it under `eval`."""
+    from clawdesk.nlu.cli import app as nlu_eval
+
+    eval_cli.registered_commands.extend(nlu_eval.registered_commands)
 
 
-_register_optional()
+_register_intent_eval()
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ class Services:
     nlu: Any  # clawdesk.nlu_runtime.TenantNlu
     shop: Any  # clawdesk.shop.DemoShop
     cache: Any  # clawdesk.cache.LayeredCache (embeddings and retrieval results)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 _current: Services | None = None

@@ -4,6 +4,7 @@ answerability), as `clawdesk eval retrieval` prints it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +42,7 @@ class RetrievalReport:
 
 
 def evaluate_retrieval(
-    kb: KnowledgeBase, tenant_id: str, questions_file: Path, is_relevant: object
+    kb: KnowledgeBase, tenant_id: str, questions_file: Path, is_relevant: Callable[[KbHit], bool]
 ) -> RetrievalReport:
     """Search every question of a JSONL set (question, lang, expected_doc, expected_section)."""
     report = RetrievalReport()
@@ -49,7 +50,7 @@ def evaluate_retrieval(
     vectors = kb.embedder.encode([r["question"] for r in rows])
     for row, vec in zip(rows, vectors, strict=True):
         hits: list[KbHit] = kb.search(tenant_id, row["question"], vec.tolist(), 5)
-        judged = bool(hits) and bool(is_relevant(hits[0]))  # type: ignore[operator]
+        judged = bool(hits) and is_relevant(hits[0])
         if row["expected_doc"] is None:
             report.unanswerable += 1
             report.refused_correctly += not judged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,5 +113,3 @@ async def harness(pipeline: Pipeline) -> AsyncIterator[Harness]:
     async with Harness(pipeline.bootstrap, pipeline.settings) as h:
         yield h
 
-
-DumpLogs = Callable[[], str]
