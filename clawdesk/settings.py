@@ -124,6 +124,135 @@ class AppSettings(BaseSettings):
         return value
 
 
+class ChannelSettings(BaseSettings):
+    """Credentials, endpoints and limits of the messaging channels.
+
+    A channel whose secret is unset is disabled: its webhook answers 404.
+    A `*_tenant` left unset means the gateway's `default_tenant`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLAWDESK_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # WhatsApp Cloud API
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    whatsapp_token: SecretStr | None = None
+    whatsapp_phone_number_id: str = ""
+    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+    whatsapp_tenants: dict[str, str] = Field(
+        default_factory=dict, description="phone_number_id → tenant; empty: the default tenant"
+    )
+
+    # Telegram Bot API
+    telegram_bot_token: SecretStr | None = None
+    telegram_secret_token: SecretStr | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_tenant: str | None = None
+
+    # WeChat official account (plain-text mode)
+    wechat_token: SecretStr | None = None
+    wechat_appid: str = ""
+    wechat_secret: SecretStr | None = None
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_tenant: str | None = None
+    wechat_reply_wait_s: float = Field(
+        default=4.5, description="how long the webhook waits to answer passively (WeChat: 5 s)"
+    )
+    wechat_passive_cutoff_s: float = Field(
+        default=3.0,
+        description="a reply composed later than this after receipt goes by the custom API",
+    )
+
+    # E-mail
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_implicit_tls: bool = False
+    smtp_from: str = ""
+    imap_host: str = ""
+    imap_port: int = 993
+    imap_ssl: bool = True
+    imap_username: str = ""
+    imap_password: SecretStr | None = None
+    imap_mailbox: str = "INBOX"
+    imap_poll_s: float = 30.0
+    email_webhook_secret: SecretStr | None = None
+    email_tenants: dict[str, str] = Field(
+        default_factory=dict, description="recipient address → tenant; empty: the default tenant"
+    )
+
+    # In-app chat
+    inapp_api_keys: dict[str, SecretStr] = Field(
+        default_factory=dict, description="tenant → API key of its app backend"
+    )
+    inapp_callback_urls: dict[str, str] = Field(
+        default_factory=dict, description="tenant → URL replies are POSTed to"
+    )
+    inapp_webhook_secret: SecretStr | None = None
+
+    # Every webhook
+    webhook_max_skew_s: float = Field(
+        default=300.0, description="signed timestamps older or newer than this are refused"
+    )
+    webhook_max_body_bytes: int = Field(default=1024 * 1024, description="JSON/XML webhooks")
+    email_max_body_bytes: int = Field(default=10 * 1024 * 1024, description="raw RFC 822")
+
+    # Every outbound call (one HTTP/SMTP call of a send, retried inside the connector)
+    http_timeout_s: float = 5.0
+    send_attempts: int = Field(default=3, ge=1)
+    send_deadline_s: float = Field(
+        default=8.0, description="no retry of one call starts later than this"
+    )
+
+    # The dispatcher (around a whole send; see agents/dispatch.py)
+    dispatch_concurrency: int = Field(
+        default=8, ge=1, description="replies in flight per channel, unless overridden"
+    )
+    dispatch_channel_concurrency: dict[str, int] = Field(
+        default_factory=dict, description='channel → replies in flight, e.g. {"whatsapp": 20}'
+    )
+    dispatch_attempts: int = Field(default=4, ge=1, description="sends before dead-lettering")
+    dispatch_deadline_s: float = Field(
+        default=60.0, description="no new attempt of a reply starts later than this"
+    )
+    dispatch_max_retry_after_s: float = Field(
+        default=30.0, description="cap on a provider's Retry-After the dispatcher waits"
+    )
+    dispatch_lease_s: float = Field(
+        default=30.0, description="a reply claimed for sending is another worker's this long"
+    )
+    dispatch_batch: int = Field(default=32, ge=1, description="replies taken per batch")
+
+    # Rate limits of inbound messages (Redis; fail open when Redis is down)
+    rate_limit_enabled: bool = True
+    rate_limit_customer: str = Field(
+        default="30/minute", description="per tenant + customer, `limits` notation"
+    )
+    rate_limit_tenant: str = Field(default="1200/minute", description="per tenant")
+    rate_limit_key_prefix: str = "clawdesk:rl"
+    rate_limit_redis_timeout_s: float = Field(
+        default=0.25, description="a slower Redis counts as down (the request passes)"
+    )
+
+    # Poll loops (`clawdesk poll telegram|email`)
+    telegram_poll_timeout_s: int = Field(default=30, ge=0, le=50)
+
+    @field_validator("rate_limit_customer", "rate_limit_tenant")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as err:
+            raise ValueError(f"not a rate limit like '30/minute': {value!r}") from err
+        return value
+
+
 @lru_cache(maxsize=1)
 def connection_settings() -> ConnectionSettings:
     """The process-wide connection settings."""
@@ -134,3 +263,9 @@ def connection_settings() -> ConnectionSettings:
 def app_settings() -> AppSettings:
     """The process-wide application settings."""
     return AppSettings()
+
+
+@lru_cache(maxsize=1)
+def channel_settings() -> ChannelSettings:
+    """The process-wide channel settings."""
+    return ChannelSettings()

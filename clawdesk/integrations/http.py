@@ -1,29 +1,21 @@
 """The HTTP layer every provider client shares: one httpx client, one retry policy,
 one error hierarchy.
 
-Retries: 429 (waiting what `Retry-After` says, capped), 5xx and transport errors
-(connect/read failures, timeouts), with exponential backoff and jitter, a bounded
-number of attempts. Any other 4xx is final and raised as a typed `ProviderError`.
+Retries (the policy of `clawdesk.retrying`, shared with the channel connectors): 429
+(waiting what `Retry-After` says, capped), 5xx and transport errors (connect/read
+failures, timeouts), with exponential backoff and jitter, a bounded number of attempts.
+Any other 4xx is final and raised as a typed `ProviderError`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+
+from clawdesk.retrying import RetryPolicy, parse_retry_after, retrying
 
 log = logging.getLogger(__name__)
 
@@ -74,39 +66,6 @@ class ProviderUnavailable(TransientError):
     """No HTTP response at all (connection refused, reset, timed out)."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard a client tries. The defaults suit a chat turn (a few seconds)."""
-
-    attempts: int = 4
-    initial_backoff_s: float = 0.2
-    max_backoff_s: float = 5.0
-    jitter_s: float = 0.2
-    max_retry_after_s: float = 30.0  # a provider asking for longer gets this, then we give up
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds ("2", "2.0") or HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
 def make_client(
     base_url: str, headers: Mapping[str, str] | None = None, timeout: float = 10.0
 ) -> httpx.AsyncClient:
@@ -123,31 +82,6 @@ def make_client(
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed attempt is worth repeating."""
     return isinstance(exc, TransientError)
-
-
-class _WaitRetryAfter:
-    """Backoff with jitter, unless the provider named a wait (then that, capped)."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-        self.backoff = wait_exponential(
-            multiplier=policy.initial_backoff_s, max=policy.max_backoff_s
-        ) + wait_random(0, policy.jitter_s)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, self.policy.max_retry_after_s)
-        return float(self.backoff(state))
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning(
-        "provider call failed; retrying",
-        extra={"attempt": state.attempt_number, "wait_s": round(wait, 3), "error": str(exc)},
-    )
 
 
 class ProviderClient:
@@ -174,14 +108,7 @@ class ProviderClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send a request, retrying transient failures; raise `ProviderError` on failure."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=_WaitRetryAfter(self.retry),
-            stop=stop_after_attempt(self.retry.attempts),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
+        async for attempt in retrying(self.retry, is_transient):
             with attempt:
                 return await self._send_once(method, path, **kwargs)
         raise AssertionError("unreachable: tenacity either returns or reraises")
