@@ -1,42 +1,76 @@
-"""dispatch: send each reply through its channel once, record it, and emit a receipt."""
+"""dispatch: send each reply through its channel once, record it, and emit a receipt.
+
+Replies are taken in batches; within a batch, conversations are sent side by side (each
+channel bounded by its own semaphore) and each conversation's replies in order. The
+sending itself, with its claim, retries and dead letters, is `connectors.dispatcher`.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterable
 
+from pydantic import ValidationError
+
 from agents import guard
-from clawdesk import db, metrics
 from clawdesk.app import app
 from clawdesk.services import current, ready
+from clawdesk.settings import channel_settings
 from connectors import send_reply
-from schemas import DeliveryReceipt, DeliveryStatus, Reply, utc_now
+from connectors.dispatcher import Dispatcher
+from schemas import DeliveryReceipt, Reply
 from topics.streams import receipt_topic, reply_topic
 
+log = logging.getLogger(__name__)
+
 STAGE = "dispatch"
+BATCH_WINDOW_S = 0.05  # a lone reply waits at most this long for company
 
 
-async def deliver(raw: bytes) -> None:
-    """Send one reply unless it was sent before (a redelivery after a crash)."""
-    reply = Reply.from_bytes(raw)
-    pool = current().pool
-    if not await db.claim_delivery(pool, reply):
-        metrics.DUPLICATES.labels(STAGE).inc()
-        return
-    provider_id = await send_reply(reply)
-    await db.record_sent(pool, reply, DeliveryStatus.SENT, provider_id)
-    receipt = DeliveryReceipt(
-        **reply.lineage(),
-        reply_id=reply.reply_id,
-        status=DeliveryStatus.SENT,
-        provider_message_id=provider_id,
+async def publish_receipt(receipt: DeliveryReceipt) -> None:
+    """Put a delivery status on the receipts topic."""
+    await receipt_topic.send(key=receipt.conversation_id.encode(), value=receipt.to_bytes())
+
+
+async def dead_letter_reply(reply: Reply, error: BaseException, attempts: int) -> None:
+    """Dead-letter a reply the dispatcher gave up on (topic and Postgres)."""
+    await guard.dead_letter(STAGE, reply.to_bytes(), error, attempts)
+
+
+def make_dispatcher() -> Dispatcher:
+    """The dispatcher of this worker, over its services' Postgres pool."""
+    return Dispatcher(
+        pool=current().pool,
+        settings=channel_settings(),
+        send=send_reply,
+        publish_receipt=publish_receipt,
+        dead_letter=dead_letter_reply,
     )
-    await receipt_topic.send(key=reply.conversation_id.encode(), value=receipt.to_bytes())
-    metrics.RESPONSE_TIME.observe((utc_now() - reply.received_at).total_seconds())
+
+
+async def parse_all(raws: list[bytes]) -> list[Reply]:
+    """The batch's replies; a malformed one is dead-lettered and left out."""
+    replies: list[Reply] = []
+    for raw in raws:
+        try:
+            replies.append(Reply.from_bytes(raw))
+        except ValidationError as err:
+            try:
+                await guard.dead_letter(STAGE, raw, err, 1)
+            except Exception:
+                log.exception("could not dead-letter a malformed reply")
+    return replies
 
 
 @app.agent(reply_topic)
 async def dispatch_reply(replies: AsyncIterable[bytes]) -> None:
     """Dispatch each composed reply."""
     await ready()
-    async for raw in replies:
-        await guard.process(STAGE, raw, deliver)
+    dispatcher = make_dispatcher()
+    settings = channel_settings()
+    batches = replies.take(settings.dispatch_batch, within=BATCH_WINDOW_S)  # type: ignore[attr-defined]
+    async for raws in batches:
+        try:
+            await dispatcher.deliver_all(await parse_all(raws))
+        except Exception:  # deliver_all handles its errors; this is the loop's last guard
+            log.exception("dispatching a batch failed")

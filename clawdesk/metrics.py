@@ -48,3 +48,21 @@ CACHE_REQUESTS = Counter(
     "Layered-cache lookups and writes by cache, layer (l1/l2) and result",
     ["cache", "layer", "result"],
 )
+
+# --- Channels (connectors/, clawdesk/gateway) -------------------------------------
+DISPATCH_SENDS = Counter(
+    "clawdesk_dispatch_sends",
+    "Reply send attempts by channel and outcome (sent, retry, dead_lettered)",
+    ["channel", "outcome"],
+)
+DELIVERY_RECEIPTS = Counter(
+    "clawdesk_delivery_receipts",
+    "Provider delivery statuses received, by channel, status and whether the reply is ours",
+    ["channel", "status", "matched"],
+)
+# result: allowed / limited / error (Redis failed: the request passed, fail open).
+RATE_LIMIT_CHECKS = Counter(
+    "clawdesk_rate_limit_checks",
+    "Inbound rate-limit checks by scope (customer, tenant) and result",
+    ["scope", "result"],
+)

@@ -50,6 +50,10 @@ class FakeBotApi:
         self.polls: list[dict[str, str]] = []
         self.updates: list[dict] = []
         self.throttles: deque[int] = deque()
+        self.outages: deque[int] = deque()
+        self.delay_s = 0.0  # how long sendMessage takes (to see concurrency, or time out)
+        self.in_flight = 0
+        self.max_in_flight = 0
         self.app = FastAPI()
         self.app.post("/bot{token}/sendMessage")(self._send_message)
         self.app.get("/bot{token}/getUpdates")(self._get_updates)
@@ -57,11 +61,17 @@ class FakeBotApi:
     def throttle_next(self, retry_after: int = 1) -> None:
         self.throttles.append(retry_after)
 
+    def fail_next(self, status: int = 502) -> None:
+        """Answer the next call like a proxy in front of a down Bot API (HTML, no JSON)."""
+        self.outages.append(status)
+
     def _refusal(self, token: str) -> JSONResponse | None:
         if token != self.token:
             return JSONResponse(
                 {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
             )
+        if self.outages:
+            return JSONResponse("<html>Bad Gateway</html>", self.outages.popleft())
         if self.throttles:
             wait = self.throttles.popleft()
             return JSONResponse(
@@ -78,6 +88,12 @@ class FakeBotApi:
     async def _send_message(self, token: str, request: Request) -> JSONResponse:
         body = await request.body()
         self.sent.append(Recorded("/sendMessage", dict(request.headers), body, json.loads(body)))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
         refusal = self._refusal(token)
         if refusal is not None:
             return refusal
