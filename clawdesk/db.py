@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from schemas import DeliveryStatus, InboundMessage, NluResult, Reply
@@ -96,11 +97,19 @@ async def record_inbound(pool: AsyncConnectionPool, msg: InboundMessage) -> Inbo
             row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
             same = row is not None and row["event_id"] == msg.event_id
             return Inbound.REDELIVERED if same else Inbound.DUPLICATE
+        # reply_metadata: how to reach the customer now (a human agent's reply needs it).
         await conn.execute(
-            "INSERT INTO conversations (id, tenant_id, channel, customer_id)"
-            " VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (id) DO UPDATE SET updated_at = now()",
-            (msg.conversation_id, msg.tenant_id, msg.channel.value, msg.customer_id),
+            "INSERT INTO conversations (id, tenant_id, channel, customer_id, reply_metadata)"
+            " VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET updated_at = now(),"
+            " reply_metadata = EXCLUDED.reply_metadata",
+            (
+                msg.conversation_id,
+                msg.tenant_id,
+                msg.channel.value,
+                msg.customer_id,
+                Jsonb(msg.metadata),
+            ),
         )
         await conn.execute(
             "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction, author,"
@@ -177,20 +186,24 @@ async def record_sent(
             (status.value, provider_message_id, detail, reply.reply_id),
         )
         if status in _FINAL:
+            # A human agent's reply is stored by the inbox when it is written; the primary
+            # key includes the timestamp, so only this check keeps it from being stored twice.
             await conn.execute(
                 "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction,"
                 ' author, channel, text, intent, confidence, "timestamp")'
-                " VALUES (%s, %s, %s, %s, 'out', 'bot', %s, %s, %s, %s, now())"
-                " ON CONFLICT DO NOTHING",
+                " SELECT %s, %s, %s, %s, 'out', %s, %s, %s, %s, %s, now()"
+                " WHERE NOT EXISTS (SELECT 1 FROM messages WHERE id = %s)",
                 (
                     reply.reply_id,
                     reply.conversation_id,
                     reply.tenant_id,
                     reply.customer_id,
+                    reply.author,
                     reply.channel.value,
                     reply.text,
                     reply.intent,
                     reply.confidence,
+                    reply.reply_id,
                 ),
             )
 

@@ -39,6 +39,9 @@ METRIC_NAMES: tuple[str, ...] = (
     "clawdesk_consumer_lag",
     "clawdesk_handoffs_total",
     "clawdesk_cache_requests_total",
+    "clawdesk_handoff_tickets_total",
+    "clawdesk_handoff_ticket_failures_total",
+    "clawdesk_handoff_tickets_pending",
 )
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------
@@ -65,4 +68,20 @@ RATE_LIMIT_CHECKS = Counter(
     "clawdesk_rate_limit_checks",
     "Inbound rate-limit checks by scope (customer, tenant) and result",
     ["scope", "result"],
+)
+
+# --- Human handoff (agents/handoff.py) -----------------------------------------------
+# outcome: created / retry (a transient failure, retried later) / failed (refused for
+# good) / not_configured (no ticket system: the conversation is in the inbox only).
+HANDOFF_TICKETS = Counter(
+    "clawdesk_handoff_tickets", "Handoff ticket attempts by outcome", ["outcome"]
+)
+HANDOFF_TICKET_FAILURES = Counter(
+    "clawdesk_handoff_ticket_failures",
+    "Failed attempts to open a handoff ticket, by reason (rate_limited, server_error,"
+    " unavailable, timeout, auth, invalid)",
+    ["reason"],
+)
+HANDOFF_TICKETS_PENDING = Gauge(
+    "clawdesk_handoff_tickets_pending", "Handoffs still waiting for their ticket"
 )

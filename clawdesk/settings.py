@@ -105,6 +105,18 @@ class AppSettings(BaseSettings):
     skill_max_attempts: int = 2
     skill_idempotency_lease_s: int = 300
 
+    # Human handoff: every handoff gets a ticket, retried from Postgres until it exists.
+    handoff_retry_interval_s: float = Field(
+        default=5.0, gt=0, description="how often each worker looks for due ticket retries"
+    )
+    handoff_backoff_initial_s: float = Field(default=5.0, gt=0, description="first retry wait")
+    handoff_backoff_max_s: float = Field(default=600.0, gt=0, description="longest retry wait")
+    handoff_ticket_timeout_s: float = Field(default=8.0, gt=0, description="one ticket attempt")
+    handoff_claim_lease_s: float = Field(
+        default=60.0, gt=0, description="a claimed ticket whose worker died is retried after this"
+    )
+    handoff_retry_batch: int = Field(default=20, ge=1, description="tickets retried per tick")
+
     llm_base_url: str = ""
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"

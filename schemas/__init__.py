@@ -4,6 +4,8 @@ from schemas.base import Channel, Event, Record, new_id, utc_now
 from schemas.events import (
     ALL_EVENTS,
     AcceptedMessage,
+    ControlAction,
+    ConversationControl,
     ConversationSnapshot,
     DeadLetter,
     DeliveryReceipt,
@@ -25,6 +27,8 @@ __all__ = [
     "ALL_EVENTS",
     "AcceptedMessage",
     "Channel",
+    "ControlAction",
+    "ConversationControl",
     "ConversationSnapshot",
     "DeadLetter",
     "DeliveryReceipt",

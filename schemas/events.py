@@ -128,6 +128,9 @@ class Reply(Event):
     handoff: bool = False
     received_at: datetime
     metadata: dict[str, str] = Field(default_factory=dict)
+    author: Literal["bot", "agent"] = Field(
+        default="bot", description="who wrote it: the bot, or a human agent in the inbox"
+    )
 
 
 class DeliveryStatus(StrEnum):
@@ -158,6 +161,21 @@ class Handoff(Event):
     ticket_id: str | None = None
 
 
+class ControlAction(StrEnum):
+    """What a control event asks the pipeline to do with a conversation."""
+
+    HAND_BACK = "hand_back"
+
+
+class ConversationControl(Event):
+    """An operator's decision about a conversation, e.g. a human agent handing it back
+    to the bot. Applied by the worker that owns the conversation's memory."""
+
+    action: ControlAction
+    agent_id: str = Field(min_length=1, max_length=200, description="who decided it")
+    note: str = Field(default="", max_length=2000)
+
+
 class DeadLetter(Record):
     """An event a stage could not process, with why. `event` is the raw payload."""
 
@@ -182,5 +200,6 @@ ALL_EVENTS: dict[str, type[Record]] = {
     "reply": Reply,
     "delivery_receipt": DeliveryReceipt,
     "handoff": Handoff,
+    "conversation_control": ConversationControl,
     "dead_letter": DeadLetter,
 }

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from clawdesk.settings import AppSettings
 from schemas import (
     AcceptedMessage,
+    ConversationControl,
     DeadLetter,
     DeliveryReceipt,
     Handoff,
@@ -51,6 +52,8 @@ reply_spec = TopicSpec("replies", Reply)
 outbound_spec = TopicSpec("outbound", Reply)
 receipt_spec = TopicSpec("receipts", DeliveryReceipt)
 handoff_spec = TopicSpec("handoffs", Handoff)
+# Operators' decisions (hand back to the bot), keyed by conversation like the memory table.
+control_spec = TopicSpec("control", ConversationControl)
 dead_letter_spec = TopicSpec("dead-letter", DeadLetter, key="stage", dead_letter=True)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -63,6 +66,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     outbound_spec,
     receipt_spec,
     handoff_spec,
+    control_spec,
     dead_letter_spec,
 )
 
@@ -71,6 +75,7 @@ __all__ = [
     "TopicSpec",
     "accepted_spec",
     "context_spec",
+    "control_spec",
     "dead_letter_spec",
     "handoff_spec",
     "inbound_spec",

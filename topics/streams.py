@@ -15,6 +15,7 @@ from topics import (
     TopicSpec,
     accepted_spec,
     context_spec,
+    control_spec,
     dead_letter_spec,
     handoff_spec,
     inbound_spec,
@@ -49,12 +50,14 @@ reply_topic = make_topic(reply_spec)
 outbound_topic = make_topic(outbound_spec)
 receipt_topic = make_topic(receipt_spec)
 handoff_topic = make_topic(handoff_spec)
+control_topic = make_topic(control_spec)
 dead_letter_topic = make_topic(dead_letter_spec)
 
 __all__ = [
     "ALL_TOPICS",
     "accepted_topic",
     "context_topic",
+    "control_topic",
     "dead_letter_topic",
     "handoff_topic",
     "inbound_topic",

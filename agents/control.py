@@ -1,0 +1,65 @@
+"""control: apply operators' decisions about a conversation (hand it back to the bot).
+
+The control topic is keyed by conversation id like the memory table, so the flag is
+cleared on the partition that owns the conversation, event by event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+from typing import Any
+
+from agents import guard
+from agents.memory import SEEN_LIMIT, conversation_memory, with_handoff
+from clawdesk import metrics
+from clawdesk.app import app
+from clawdesk.handoff import store
+from clawdesk.services import current, ready
+from schemas import ControlAction, ConversationControl
+from topics.streams import control_topic
+
+log = logging.getLogger(__name__)
+STAGE = "control"
+
+
+def seen(memory: dict[str, Any] | None, event_id: str) -> bool:
+    """Whether this control event was applied to the memory already (a redelivery)."""
+    return event_id in (memory or {}).get("seen", [])
+
+
+def mark_seen(memory: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """Memory that remembers the event id, so a redelivery changes nothing."""
+    return {**memory, "seen": [*memory.get("seen", []), event_id][-SEEN_LIMIT:]}
+
+
+async def apply(raw: bytes) -> None:
+    """Apply one control event."""
+    control = ConversationControl.from_bytes(raw)
+    conv = control.conversation_id
+    stored = conversation_memory.get(conv)
+    if seen(stored, control.event_id):
+        metrics.DUPLICATES.labels(STAGE).inc()
+        return
+    memory = dict(stored or {})
+    if control.action is ControlAction.HAND_BACK:
+        if await store.hand_back(current().pool, conv, control.occurred_at):
+            memory = with_handoff(stored, False)
+            log.info(
+                "conversation handed back to the bot",
+                extra={"conversation_id": conv, "agent_id": control.agent_id},
+            )
+        else:
+            log.info(
+                "hand-back ignored: the conversation was handed off again since",
+                extra={"conversation_id": conv, "agent_id": control.agent_id},
+            )
+    conversation_memory[conv] = mark_seen(memory, control.event_id)
+
+
+@app.agent(control_topic)
+async def apply_controls(controls: AsyncIterable[bytes]) -> None:
+    """Apply each control event to its conversation."""
+    await ready()
+    async for raw in controls:
+        await guard.process(STAGE, raw, apply)

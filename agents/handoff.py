@@ -1,0 +1,84 @@
+"""handoff: every handoff reaches the agent inbox and gets a ticket, however long that takes.
+
+The agent records the handoff in Postgres (once per event id; the conversation becomes
+a human's), flags the conversation's memory so the bot stays quiet, and makes a first
+attempt at the Zendesk ticket. A timer on every worker retries the pending tickets on
+the schedule stored with them, so a restart or a Zendesk outage loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable
+
+from agents import guard
+from agents.memory import conversation_memory, with_handoff
+from clawdesk import metrics
+from clawdesk.app import app
+from clawdesk.handoff import store
+from clawdesk.handoff.tickets import Backoff, HandoffTickets, zendesk_client
+from clawdesk.services import current, ready
+from clawdesk.settings import app_settings
+from schemas import Handoff
+from topics.streams import handoff_topic
+
+log = logging.getLogger(__name__)
+STAGE = "handoff"
+
+_tickets: HandoffTickets | None = None
+
+
+def tickets() -> HandoffTickets:
+    """This worker's ticket machinery, built from its services on first use."""
+    global _tickets
+    if _tickets is None:
+        svc = current()
+        settings = svc.settings
+        _tickets = HandoffTickets(
+            pool=svc.pool,
+            client_factory=lambda: zendesk_client(settings),
+            backoff=Backoff(settings.handoff_backoff_initial_s, settings.handoff_backoff_max_s),
+            timeout_s=settings.handoff_ticket_timeout_s,
+            lease_s=settings.handoff_claim_lease_s,
+        )
+    return _tickets
+
+
+async def take_over(raw: bytes) -> None:
+    """Record one handoff, keep the bot quiet, and try to open its ticket."""
+    handoff = Handoff.from_bytes(raw)
+    desk = tickets()
+    row = await store.record_handoff(desk.pool, handoff, desk.lease_s)
+    if row is None:  # a redelivery: its conversation may have been handed back since
+        metrics.DUPLICATES.labels(STAGE).inc()
+        return
+    conv = handoff.conversation_id
+    # Whoever emitted the handoff, from now on a human owns the conversation.
+    conversation_memory[conv] = with_handoff(conversation_memory.get(conv), True)
+    log.info(
+        "conversation handed to a human",
+        extra={"event_id": handoff.event_id, "conversation_id": conv, "reason": handoff.reason},
+    )
+    await desk.attempt(row)
+
+
+@app.agent(handoff_topic)
+async def open_tickets(handoffs: AsyncIterable[bytes]) -> None:
+    """Take over each handed-off conversation."""
+    await ready()
+    async for raw in handoffs:
+        await guard.process(STAGE, raw, take_over)
+
+
+@app.timer(interval=app_settings().handoff_retry_interval_s)
+async def retry_tickets() -> None:
+    """Retry the pending tickets that are due. Errors are logged: a timer that raised
+    would stop retrying for good."""
+    try:
+        batch = current().settings.handoff_retry_batch
+    except RuntimeError:
+        return  # services are still starting
+    try:
+        await tickets().retry_due(batch)
+    except Exception:
+        log.exception("retrying handoff tickets failed; trying again next tick")

@@ -1,0 +1,170 @@
+"""The handoff and control agents with Faust's test_context, real Postgres, fake Zendesk."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+from prometheus_client import REGISTRY
+from pydantic import SecretStr
+
+from clawdesk import db, services
+from clawdesk.handoff import store
+from clawdesk.handoff.store import TicketStatus
+from clawdesk.settings import AppSettings
+from schemas import Channel, ControlAction, ConversationControl, Handoff, InboundMessage
+from tests.fakes import zendesk
+from tests.fakes.fixtures import Fakes, fake_servers, fakes
+
+__all__ = ["fake_servers", "fakes"]
+
+
+@pytest.fixture()
+async def pool(database_url: str) -> AsyncIterator[Any]:
+    pool = await db.open_pool(database_url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture()
+def memory(pool: Any, fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Services on real Postgres and the fake Zendesk; a dict stands in for the table
+    (the RocksDB table is exercised by the integration tests)."""
+    import agents.handoff
+
+    settings = AppSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        zendesk_url=fakes.zendesk.base_url,
+        zendesk_email=zendesk.EMAIL,
+        zendesk_api_token=SecretStr(zendesk.API_TOKEN),
+    )
+    services.install(
+        services.Services(settings=settings, pool=pool, kb=None, nlu=None, shop=None, cache=None)
+    )
+    monkeypatch.setattr(agents.handoff, "_tickets", None)
+    table: dict[str, Any] = {}
+    with (
+        patch("agents.handoff.conversation_memory", table),
+        patch("agents.control.conversation_memory", table),
+    ):
+        yield table
+
+
+async def conversation(pool: Any, conv: str = "conv-1") -> Handoff:
+    msg = InboundMessage(
+        conversation_id=conv,
+        tenant_id="demo",
+        channel=Channel.WEB,
+        channel_message_id=f"{conv}-m1",
+        customer_id="lena",
+        text="I want to talk to a human",
+    )
+    await db.record_inbound(pool, msg)
+    return Handoff(
+        **msg.lineage(), reason="customer_request", customer_id="lena", last_message=msg.text
+    )
+
+
+def hand_back(handoff: Handoff, **changes: Any) -> ConversationControl:
+    return ConversationControl(
+        **handoff.lineage(), action=ControlAction.HAND_BACK, agent_id="alice", **changes
+    )
+
+
+async def status(pool: Any, conv: str = "conv-1") -> str:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT status FROM conversations WHERE id = %s", (conv,))
+        return (await cur.fetchone())["status"]
+
+
+def finished(stage: str) -> float:
+    """Events the stage is done with: processed or dead-lettered."""
+    labels = {"stage": stage}
+    return sum(
+        REGISTRY.get_sample_value(name, labels) or 0.0
+        for name in ("clawdesk_messages_processed_total", "clawdesk_dead_letters_total")
+    )
+
+
+async def run(agent: Any, stage: str, payload: bytes) -> None:
+    """Put one event and wait until the agent is done with it: `put` returns as soon as
+    the stream hands the value over, before the agent's (I/O-bound) work finishes."""
+    before = finished(stage)
+    async with agent.test_context() as running:
+        await running.put(payload)
+        async with asyncio.timeout(15):
+            while finished(stage) <= before:
+                await asyncio.sleep(0.01)
+
+
+async def take_over(handoff: Handoff) -> None:
+    from agents.handoff import open_tickets
+
+    await run(open_tickets, "handoff", handoff.to_bytes())
+
+
+async def control(event: ConversationControl | bytes) -> None:
+    from agents.control import apply_controls
+
+    await run(apply_controls, "control", event if isinstance(event, bytes) else event.to_bytes())
+
+
+async def test_a_handoff_flags_memory_owns_the_conversation_and_opens_a_ticket(
+    test_app, memory, pool, fakes: Fakes
+) -> None:
+    handoff = await conversation(pool)
+
+    await take_over(handoff)
+
+    assert memory["conv-1"]["handoff"] is True
+    assert await status(pool) == "human"
+    row = await store.fetch_ticket(pool, handoff.event_id)
+    assert row is not None
+    assert row.status is TicketStatus.CREATED
+    assert len(fakes.zendesk.tickets) == 1
+
+
+async def test_hand_back_clears_the_flag_and_a_redelivered_handoff_does_not_retake_it(
+    test_app, memory, pool, fakes: Fakes
+) -> None:
+    handoff = await conversation(pool)
+    await take_over(handoff)
+
+    await control(hand_back(handoff))
+    assert memory["conv-1"]["handoff"] is False
+    assert await status(pool) == "bot"
+
+    await take_over(handoff)  # Kafka redelivers the old handoff
+    assert memory["conv-1"]["handoff"] is False
+    assert await status(pool) == "bot"
+    assert len(fakes.zendesk.tickets) == 1
+
+
+async def test_a_stale_or_repeated_hand_back_changes_nothing(
+    test_app, memory, pool, fakes: Fakes
+) -> None:
+    handoff = await conversation(pool)
+    await take_over(handoff)
+    stale = hand_back(handoff, occurred_at=handoff.occurred_at - timedelta(minutes=1))
+
+    await control(stale)
+    assert memory["conv-1"]["handoff"] is True
+    assert await status(pool) == "human"
+
+    fresh = hand_back(handoff)
+    await control(fresh)
+    memory["conv-1"]["handoff"] = True  # handed off again meanwhile (skills stage)
+    await control(fresh)  # redelivered: already applied
+    assert memory["conv-1"]["handoff"] is True
+
+
+async def test_a_malformed_control_event_is_dead_lettered(test_app, memory, pool) -> None:
+    with patch("topics.streams.dead_letter_topic.send") as dead:
+        await control(b'{"action": "delete_everything"}')
+    assert dead.await_count == 1
+    assert b"control" in dead.await_args.kwargs["value"]
+    assert memory == {}
