@@ -11,7 +11,8 @@ from agents import guard
 from agents.memory import conversation_memory, remember_turn
 from clawdesk.app import app
 from clawdesk.services import current, ready
-from schemas import Reply, SkillResult, SkillStatus, utc_now
+from clawdesk.skills.render import render as render_skill
+from schemas import Reply, SkillResult, utc_now
 from topics.streams import reply_topic, skill_result_topic
 
 STAGE = "reply"
@@ -22,15 +23,6 @@ TEXT = {
         "returns, refunds, payment or your account.",
         "thanks": "You're welcome! Anything else I can help with?",
         "goodbye": "Thanks for contacting ClawShop. Have a great day!",
-        "handoff": "I'm connecting you with a human agent now; they will reply here shortly.",
-        "need_order": "Could you tell me your order number (for example #1001)?",
-        "no_order": "I couldn't find an order {reference}. Please check the number "
-        "(it looks like #1001) and send it again.",
-        "order": "Order {order}: payment {financial_status}, fulfilment {fulfillment_status}"
-        ", total {total}.",
-        "tracking": " Shipped with {carrier}, tracking number {tracking_number}"
-        " (status: {shipment_status}).",
-        "cancelled": " This order was cancelled.",
         "clarify": "I'm not sure I understood. Could you rephrase, or tell me whether it's "
         "about an order, shipping, returns, refunds, payment or your account?",
         "source": "Source",
@@ -39,13 +31,6 @@ TEXT = {
         "greeting": "您好!我是 ClawShop 智能客服,可以帮您查询订单、物流、退换货、退款、支付和账户问题。",
         "thanks": "不客气!还有其他可以帮您的吗?",
         "goodbye": "感谢您联系 ClawShop,祝您生活愉快!",
-        "handoff": "正在为您转接人工客服,请稍候,客服人员会在这里回复您。",
-        "need_order": "请提供您的订单号(例如 #1001)。",
-        "no_order": "没有找到订单 {reference},请核对订单号(格式如 #1001)后再发一次。",
-        "order": "订单 {order}:支付状态 {financial_status},履约状态 {fulfillment_status},"
-        "金额 {total}。",
-        "tracking": "已由 {carrier} 发货,运单号 {tracking_number}(状态:{shipment_status})。",
-        "cancelled": "该订单已取消。",
         "clarify": "抱歉,我没有完全理解。您能换个说法吗?或者告诉我是关于订单、物流、退换货、退款、支付还是账户的问题?",
         "source": "来源",
     },
@@ -67,34 +52,29 @@ def plain(markdown: str) -> str:
     return re.sub(r"^\s*[-*]\s+", "• ", text, flags=re.M)
 
 
-def _order_text(t: dict[str, str], data: dict[str, object]) -> str:
-    text = t["order"].format(**data)
-    if data.get("tracking_number"):
-        text += t["tracking"].format(**data)
-    if data.get("cancelled"):
-        text += t["cancelled"]
-    return text
+def kb_answer(result: SkillResult, t: dict[str, str]) -> Composed:
+    """The best knowledge-base passage as chat text, with its source."""
+    hit = result.context.hits[0]
+    return Composed(
+        f"{plain(hit.text)}\n\n{t['source']}: {hit.title} › {hit.section}", [hit.doc_id]
+    )
 
 
 def compose(result: SkillResult, min_confidence: float) -> Composed:
-    """Choose and fill the reply for a skill result (pure)."""
+    """Choose and fill the reply for a skill result (pure). Skill results (order, parcel,
+    confirmation question, refund, handoff...) are rendered by `clawdesk.skills.render`."""
     nlu = result.context.nlu
     t = TEXT["zh" if nlu.language == "zh" else "en"]
-    if result.skill == "handoff":
-        return Composed(t["handoff"], handoff=True)
-    if result.skill == "order_status":
-        if result.status is SkillStatus.OK:
-            return Composed(_order_text(t, result.data), [f"order:{result.data['order']}"])
-        if result.status is SkillStatus.NOT_FOUND:
-            return Composed(t["no_order"].format(reference=result.data.get("reference", "")))
-        return Composed(t["need_order"])
+    rendered = render_skill(result)
+    if rendered is not None:
+        if rendered.with_kb and result.context.answerable:
+            kb = kb_answer(result, t)
+            return Composed(f"{kb.text}\n\n{rendered.text}", [*kb.sources, *rendered.sources])
+        return Composed(rendered.text, rendered.sources, handoff=rendered.handoff)
     if nlu.intent in ("greeting", "thanks", "goodbye") and nlu.confidence >= min_confidence:
         return Composed(t[nlu.intent])
     if result.context.answerable:
-        hit = result.context.hits[0]
-        return Composed(
-            f"{plain(hit.text)}\n\n{t['source']}: {hit.title} › {hit.section}", [hit.doc_id]
-        )
+        return kb_answer(result, t)
     return Composed(t["clarify"])
 
 
