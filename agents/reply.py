@@ -1,11 +1,17 @@
 """reply: a grounded reply from the KB passage and/or the skill result, in the
-customer's language. It never invents an order status: it quotes the shop's."""
+customer's language. It never invents an order status: it quotes the shop's.
+
+Offline (the default) the reply is composed from templates. In LLM mode
+(`clawdesk.llm`, on when an endpoint and key are configured) the model writes it from
+the same passages and results, citing them; whenever it cannot (timeout, errors, open
+circuit, token cap), the offline composition is sent instead."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from agents import guard
 from agents.memory import conversation_memory, remember_turn
@@ -14,6 +20,11 @@ from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
 from schemas import Reply, SkillResult, utc_now
 from topics.streams import reply_topic, skill_result_topic
+
+if TYPE_CHECKING:
+    from clawdesk.llm import LlmAnswer, LlmReplier
+    from clawdesk.settings import AppSettings
+    from clawdesk.skills import SkillOutcome
 
 STAGE = "reply"
 
@@ -44,6 +55,8 @@ class Composed:
     text: str
     sources: list[str] = field(default_factory=list)
     handoff: bool = False
+    llm: bool = False  # written by the LLM (else by the templates)
+    pending: SkillOutcome | None = None  # a side effect the LLM proposed, to be confirmed
 
 
 def plain(markdown: str) -> str:
@@ -78,16 +91,44 @@ def compose(result: SkillResult, min_confidence: float) -> Composed:
     return Composed(t["clarify"])
 
 
+def from_llm(answer: LlmAnswer, language: str) -> Composed:
+    """The LLM's answer with the passages it cited listed under it, as offline replies
+    list theirs (numbers as in the prompt)."""
+    t = TEXT["zh" if language == "zh" else "en"]
+    text = answer.text
+    if answer.cited:
+        cites = "; ".join(f"[{n}] {h.title} › {h.section}" for n, h in answer.cited)
+        text = f"{text}\n\n{t['source']}: {cites}"
+    return Composed(text, list(answer.sources), llm=True, pending=answer.pending)
+
+
+async def compose_any(
+    result: SkillResult, settings: AppSettings, llm: LlmReplier | None, reply_id: str
+) -> Composed:
+    """The reply to one skill result: the LLM's when LLM mode is on and it answers in
+    time, else the offline composition. A handoff notice is always the template's."""
+    offline = compose(result, settings.nlu_min_confidence)
+    if llm is None or offline.handoff:
+        return offline
+    from clawdesk.llm import Fallback
+
+    answer = await llm.answer(result, reply_id)
+    if isinstance(answer, Fallback):
+        return offline
+    return from_llm(answer, result.context.nlu.language)
+
+
 async def respond(raw: bytes) -> None:
     """Compose the reply to one skill result, remember it, and pass it on."""
     result = SkillResult.from_bytes(raw)
-    settings = current().settings
-    composed = compose(result, settings.nlu_min_confidence)
+    services = current()
+    settings = services.settings
     nlu = result.context.nlu
     msg = nlu.accepted.message
     # Derived from the inbound event id, so a redelivered event yields the same reply
     # id and the dispatcher sends it once.
     reply_id = f"r-{msg.event_id}"
+    composed = await compose_any(result, settings, services.llm, reply_id)
     conv = result.conversation_id
     conversation_memory[conv] = remember_turn(
         conversation_memory.get(conv),

@@ -42,6 +42,13 @@ METRIC_NAMES: tuple[str, ...] = (
     "clawdesk_handoff_tickets_total",
     "clawdesk_handoff_ticket_failures_total",
     "clawdesk_handoff_tickets_pending",
+    "clawdesk_llm_requests_total",
+    "clawdesk_llm_request_seconds",
+    "clawdesk_llm_request_seconds_bucket",
+    "clawdesk_llm_fallbacks_total",
+    "clawdesk_llm_tokens_total",
+    "clawdesk_llm_tool_calls_total",
+    "clawdesk_llm_breaker_open",
 )
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------
@@ -84,4 +91,30 @@ HANDOFF_TICKET_FAILURES = Counter(
 )
 HANDOFF_TICKETS_PENDING = Gauge(
     "clawdesk_handoff_tickets_pending", "Handoffs still waiting for their ticket"
+)
+
+# --- LLM mode of the reply stage (clawdesk.llm) ---------------------------------------
+# outcome: ok / error / timeout / rejected (the circuit was open: no request was sent).
+LLM_REQUESTS = Counter(
+    "clawdesk_llm_requests", "Chat-completion calls to the LLM endpoint", ["outcome"]
+)
+LLM_LATENCY = Histogram(
+    "clawdesk_llm_request_seconds",
+    "Time of one chat-completion call, retries included",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16),
+)
+# reason: breaker_open / timeout / error / token_cap / bad_response.
+LLM_FALLBACKS = Counter(
+    "clawdesk_llm_fallbacks",
+    "Replies composed offline although LLM mode is on",
+    ["reason"],
+)
+LLM_TOKENS = Counter(
+    "clawdesk_llm_tokens", "Tokens the LLM reported using", ["tenant", "kind"]
+)
+LLM_TOOL_CALLS = Counter(
+    "clawdesk_llm_tool_calls", "Tools the LLM asked for, by skill and outcome", ["skill", "status"]
+)
+LLM_BREAKER_OPEN = Gauge(
+    "clawdesk_llm_breaker_open", "1 while the LLM circuit breaker skips the LLM"
 )

@@ -25,6 +25,7 @@ class Services:
     nlu: Any  # clawdesk.nlu_runtime.TenantNlu
     shop: Any  # clawdesk.shop.DemoShop
     cache: Any  # clawdesk.cache.LayeredCache (embeddings and retrieval results)
+    llm: Any = None  # clawdesk.llm.LlmReplier in LLM mode; None: offline replies
 
 
 _current: Services | None = None
@@ -107,4 +108,9 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     log.info("intent model loaded", extra={"version": version})
     shop = DemoShop.from_file(packaged_data("shop", "orders.json"))
     cache = LayeredCache.from_settings("retrieval", connection=conn, app=settings)
-    return Services(settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop, cache=cache)
+    from clawdesk.llm import build_replier
+
+    llm = build_replier(settings, pool)  # None unless an LLM endpoint and key are set
+    return Services(
+        settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop, cache=cache, llm=llm
+    )

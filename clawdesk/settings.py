@@ -117,9 +117,41 @@ class AppSettings(BaseSettings):
     )
     handoff_retry_batch: int = Field(default=20, ge=1, description="tickets retried per tick")
 
+    # LLM mode (clawdesk/llm): on only when both the URL and a key are set (a local
+    # Ollama/vLLM takes any non-empty key); otherwise replies are composed offline.
     llm_base_url: str = ""
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(default=4.0, gt=0, description="one HTTP request to the LLM")
+    llm_max_retries: int = Field(
+        default=2, ge=0, le=5, description="retries of 408/409/429/5xx and connection errors"
+    )
+    llm_deadline_s: float = Field(
+        default=7.0,
+        gt=0,
+        description="the whole LLM reply (retries, tool rounds); kept below stage_timeout_s",
+    )
+    llm_max_tokens: int = Field(default=400, ge=16, description="completion tokens per call")
+    llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    llm_max_tool_rounds: int = Field(default=2, ge=0, le=5, description="tool-call rounds")
+    llm_breaker_failures: int = Field(
+        default=5, ge=1, description="consecutive failed calls that open the circuit"
+    )
+    llm_breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="how long an open circuit skips the LLM"
+    )
+    llm_conversation_token_cap: int = Field(
+        default=30_000, ge=0, description="tokens one conversation may use; 0 = no cap"
+    )
+    llm_tenant_daily_token_cap: int = Field(
+        default=2_000_000, ge=0, description="tokens a tenant may use per UTC day; 0 = no cap"
+    )
+
+    @property
+    def llm_enabled(self) -> bool:
+        """Whether replies go through the LLM (else: today's offline composition)."""
+        key = self.llm_api_key.get_secret_value() if self.llm_api_key else ""
+        return bool(self.llm_base_url.strip() and key.strip())
 
     log_level: str = "INFO"
 

@@ -1,0 +1,264 @@
+"""LLM mode of the reply stage: a grounded answer from the model, or a reason to fall
+back to the offline composition.
+
+One reply is: circuit open? → cap reached? → completion (with the tenant's tools) →
+tool calls run through the skills runner and fed back → final answer, all before one
+deadline. Any failure on the way (timeout, endpoint errors after retries, an open
+circuit, a reached token cap, an unusable answer) returns a `Fallback`, and the
+caller composes the offline reply it would have sent without an LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
+
+from clawdesk import metrics
+from clawdesk.llm.breaker import CircuitBreakerError
+from clawdesk.llm.budget import TokenBudget, Usage
+from clawdesk.llm.client import BadResponse, LlmClient
+from clawdesk.llm.prompt import build_messages, cited, strip_unknown_citations
+from clawdesk.llm.tools import Offer, ToolBox, ToolCall, tool_message
+from clawdesk.skills import OutcomeStatus, SkillContext, SkillOutcome
+from schemas import KbHit, SkillResult, SkillStatus
+
+log = logging.getLogger(__name__)
+
+NO_TOOLS = Offer(frozenset(), [])
+
+
+class Fallback(StrEnum):
+    """Why a reply was composed offline although LLM mode is on."""
+
+    BREAKER_OPEN = "breaker_open"
+    TOKEN_CAP = "token_cap"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    BAD_RESPONSE = "bad_response"
+    BUDGET_UNAVAILABLE = "budget_unavailable"
+
+
+@dataclass(frozen=True)
+class LlmAnswer:
+    """The model's reply and what it rests on."""
+
+    text: str
+    cited: list[tuple[int, KbHit]] = field(default_factory=list)  # (number in prompt, hit)
+    sources: list[str] = field(default_factory=list)
+    pending: SkillOutcome | None = None  # a side effect awaiting the customer's yes
+    tool_outcomes: list[SkillOutcome] = field(default_factory=list)
+    tokens: int = 0
+
+
+def _estimate_tokens(text: str) -> int:
+    # Used only when an endpoint leaves `usage` out: ~4 characters a token in English.
+    return max(1, len(text) // 4)
+
+
+def usage_of(completion: ChatCompletion, messages: list[dict[str, Any]], model: str) -> Usage:
+    """The call's usage as reported (estimated from the text when the endpoint omits it)."""
+    completion_id = completion.id or f"local-{uuid.uuid4().hex}"
+    if completion.usage is not None:
+        u = completion.usage
+        return Usage(
+            completion_id,
+            completion.model or model,
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.total_tokens,
+        )
+    prompt = _estimate_tokens("".join(str(m.get("content") or "") for m in messages))
+    answer = _estimate_tokens(completion.choices[0].message.content or "")
+    return Usage(completion_id, completion.model or model, prompt, answer, prompt + answer)
+
+
+def _assistant_turn(message: ChatCompletionMessage) -> dict[str, Any]:
+    """The model's tool-calling message, as it must be echoed back before the results."""
+    return message.model_dump(exclude_none=True, include={"role", "content", "tool_calls"})
+
+
+def _sources(result: SkillResult, hits: list[KbHit], outcomes: list[SkillOutcome]) -> list[str]:
+    out = [hit.doc_id for hit in hits]
+    if result.skill == "order_status" and result.status is SkillStatus.OK:
+        out.append(f"order:{result.data.get('order')}")
+    for outcome in outcomes:
+        if outcome.status is OutcomeStatus.OK and outcome.data.get("order"):
+            out.append(f"order:{outcome.data['order']}")
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class _Conversation:
+    """The state of one reply's exchange with the model."""
+
+    messages: list[dict[str, Any]]
+    offer: Offer
+    ctx: SkillContext
+    event_id: str
+    reply_id: str
+    deadline: float
+    outcomes: list[SkillOutcome] = field(default_factory=list)
+    tokens: int = 0
+
+
+class LlmReplier:
+    """Composes replies with the LLM; returns a `Fallback` whenever it cannot."""
+
+    def __init__(
+        self,
+        client: LlmClient,
+        *,
+        budget: TokenBudget | None,
+        tools: ToolBox | None,
+        deadline_s: float,
+        max_tool_rounds: int,
+    ) -> None:
+        self.client = client
+        self.budget = budget
+        self.tools = tools
+        self.deadline_s = deadline_s
+        self.max_tool_rounds = max_tool_rounds
+
+    async def answer(self, result: SkillResult, reply_id: str) -> LlmAnswer | Fallback:
+        """The model's grounded reply to one skill result, or why there is none."""
+        deadline = asyncio.get_running_loop().time() + self.deadline_s
+        if self.client.open:
+            return self._fallback(Fallback.BREAKER_OPEN, result)
+        refused = await self._over_budget(result)
+        if refused is not None:
+            return self._fallback(refused, result)
+        try:
+            return await self._answer(result, reply_id, deadline)
+        except CircuitBreakerError:
+            return self._fallback(Fallback.BREAKER_OPEN, result)
+        except (TimeoutError, openai.APITimeoutError):
+            return self._fallback(Fallback.TIMEOUT, result)
+        except (BadResponse, openai.APIResponseValidationError):
+            return self._fallback(Fallback.BAD_RESPONSE, result)
+        except Exception:
+            log.warning("llm reply failed", exc_info=True, extra=_ids(result))
+            return self._fallback(Fallback.ERROR, result)
+
+    async def _over_budget(self, result: SkillResult) -> Fallback | None:
+        if self.budget is None:
+            return None
+        try:
+            scope = await self.budget.exceeded(result.tenant_id, result.conversation_id)
+        except Exception:
+            # Without the counters the cap cannot be enforced: spend nothing.
+            log.warning("token budget unavailable", exc_info=True, extra=_ids(result))
+            return Fallback.BUDGET_UNAVAILABLE
+        if scope is None:
+            return None
+        log.info("llm token cap reached", extra={**_ids(result), "scope": scope.value})
+        return Fallback.TOKEN_CAP
+
+    async def _answer(self, result: SkillResult, reply_id: str, deadline: float) -> LlmAnswer:
+        msg = result.context.nlu.accepted.message
+        conv = _Conversation(
+            messages=build_messages(result),
+            offer=await self._offer(result.tenant_id),
+            ctx=SkillContext(
+                tenant_id=result.tenant_id,
+                conversation_id=result.conversation_id,
+                customer_id=msg.customer_id,
+                integrations=self.tools.integrations if self.tools else None,
+                customer_name=msg.metadata.get("customer_name"),
+                language=result.context.nlu.language,
+            ),
+            event_id=msg.event_id,
+            reply_id=reply_id,
+            deadline=deadline,
+        )
+        text = await self._converse(conv)
+        hits = result.context.hits
+        text = strip_unknown_citations(text, len(hits))
+        used = cited(text, hits)
+        pending = next(
+            (o for o in conv.outcomes if o.status is OutcomeStatus.NEEDS_CONFIRMATION), None
+        )
+        return LlmAnswer(
+            text=text,
+            cited=used,
+            sources=_sources(result, [hit for _, hit in used], conv.outcomes),
+            pending=pending,
+            tool_outcomes=conv.outcomes,
+            tokens=conv.tokens,
+        )
+
+    async def _offer(self, tenant_id: str) -> Offer:
+        if self.tools is None:
+            return NO_TOOLS
+        try:
+            return await self.tools.offer(tenant_id)
+        except Exception:  # no allow-list, no tools: the model answers from the passages
+            log.warning("could not read the tenant's allowed skills", exc_info=True)
+            return NO_TOOLS
+
+    async def _converse(self, conv: _Conversation) -> str:
+        """Call the model until it answers in text, running the tools it asks for."""
+        for round_ in range(self.max_tool_rounds + 1):
+            last = round_ == self.max_tool_rounds
+            completion = await self.client.complete(
+                conv.messages,
+                user=conv.ctx.conversation_id,
+                deadline=conv.deadline,
+                tools=conv.offer.tools or None,
+                tool_choice="none" if last else None,
+            )
+            await self._record(conv, completion)
+            message = completion.choices[0].message
+            if message.tool_calls and not last and self.tools is not None:
+                await self._run_tools(conv, message)
+                continue
+            text = (message.content or "").strip()
+            if not text:
+                raise BadResponse("the answer is empty")
+            return text
+        raise BadResponse("no answer within the tool rounds")
+
+    async def _run_tools(self, conv: _Conversation, message: ChatCompletionMessage) -> None:
+        assert self.tools is not None and message.tool_calls
+        conv.messages.append(_assistant_turn(message))
+        for raw in message.tool_calls:
+            function = getattr(raw, "function", None)
+            call = ToolCall(
+                raw.id,
+                function.name if function else "",
+                function.arguments if function else "",
+            )
+            # A slow skill must not carry the reply past its deadline either.
+            async with asyncio.timeout_at(conv.deadline):
+                outcome = await self.tools.call(call, conv.ctx, conv.offer, conv.event_id)
+            conv.outcomes.append(outcome)
+            conv.messages.append(tool_message(call, outcome))
+
+    async def _record(self, conv: _Conversation, completion: ChatCompletion) -> None:
+        usage = usage_of(completion, conv.messages, self.client.config.model)
+        conv.tokens += usage.total_tokens
+        tenant = conv.ctx.tenant_id
+        metrics.LLM_TOKENS.labels(tenant, "prompt").inc(usage.prompt_tokens)
+        metrics.LLM_TOKENS.labels(tenant, "completion").inc(usage.completion_tokens)
+        if self.budget is None:
+            return
+        try:
+            await self.budget.record(tenant, conv.ctx.conversation_id, conv.reply_id, usage)
+        except Exception:
+            # The reply is already paid for; losing the count must not lose the answer.
+            log.error("could not record llm token usage", exc_info=True)
+
+    def _fallback(self, reason: Fallback, result: SkillResult) -> Fallback:
+        metrics.LLM_FALLBACKS.labels(reason.value).inc()
+        log.info("reply composed offline", extra={**_ids(result), "reason": reason.value})
+        return reason
+
+
+def _ids(result: SkillResult) -> dict[str, str]:
+    return {"tenant": result.tenant_id, "conversation": result.conversation_id}
