@@ -1,13 +1,25 @@
-"""A request-body size limit, the ASGI twin of nginx's `client_max_body_size 10M`."""
+"""The gateway's limits: a request-body size limit (the ASGI twin of nginx's
+`client_max_body_size 10M`), and per-customer / per-tenant message rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
+from clawdesk.metrics import RATE_LIMIT_CHECKS
+from clawdesk.settings import ChannelSettings
+from schemas import InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +112,105 @@ def _declared_length(scope: Scope) -> int:
             except ValueError:
                 return 0  # not a number: let the streamed count decide
     return 0
+
+
+# --- Rate limits of inbound messages (Redis) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitExceeded:
+    """A refused message: which limit, and how long until it admits one again."""
+
+    scope: str  # "customer" or "tenant"
+    limit: str  # e.g. "30 per 1 minute"
+    retry_after_s: int
+
+
+class RateLimiter:
+    """Per-customer and per-tenant sliding-window limits kept in Redis (`limits`).
+
+    Every gateway instance shares the counters, so the limits hold however many
+    instances run. When Redis fails or is slow the message passes (fail open: a
+    customer-service inbox must not go deaf with its cache), with a warning and
+    `clawdesk_rate_limit_checks_total{result="error"}`; after a failure Redis is left
+    alone for `RETRY_REDIS_S` so every request does not wait for a dead server.
+    """
+
+    RETRY_REDIS_S = 5.0
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        customer: str,
+        tenant: str,
+        key_prefix: str = "clawdesk:rl",
+        timeout_s: float = 0.25,
+    ) -> None:
+        self.customer = parse(customer)
+        self.tenant = parse(tenant)
+        self.timeout_s = timeout_s
+        uri = redis_url.replace("redis://", "async+redis://", 1).replace(
+            "rediss://", "async+rediss://", 1
+        )
+        self.storage = RedisStorage(
+            uri,
+            implementation="redispy",
+            key_prefix=key_prefix,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+        self._skip_until = 0.0
+
+    @classmethod
+    def from_settings(cls, redis_url: str, channels: ChannelSettings) -> RateLimiter | None:
+        """The configured limiter; None when disabled or no Redis is configured."""
+        if not channels.rate_limit_enabled or not redis_url:
+            return None
+        return cls(
+            redis_url,
+            customer=channels.rate_limit_customer,
+            tenant=channels.rate_limit_tenant,
+            key_prefix=channels.rate_limit_key_prefix,
+            timeout_s=channels.rate_limit_redis_timeout_s,
+        )
+
+    async def check(self, messages: Sequence[InboundMessage]) -> LimitExceeded | None:
+        """Count the messages against their customers' and tenants' limits; the first
+        limit they exceed, or None when all may pass."""
+        for message in messages:
+            tenant, customer = message.tenant_id, message.customer_id
+            refused = await self._hit("customer", self.customer, tenant, customer)
+            refused = refused or await self._hit("tenant", self.tenant, tenant)
+            if refused is not None:
+                return refused
+        return None
+
+    async def _hit(self, scope: str, limit: RateLimitItem, *key: str) -> LimitExceeded | None:
+        if time.monotonic() < self._skip_until:
+            RATE_LIMIT_CHECKS.labels(scope, "error").inc()
+            return None
+        try:
+            async with asyncio.timeout(self.timeout_s * 4):
+                if await self.limiter.hit(limit, scope, *key):
+                    RATE_LIMIT_CHECKS.labels(scope, "allowed").inc()
+                    return None
+                stats = await self.limiter.get_window_stats(limit, scope, *key)
+        except Exception as err:  # any Redis failure: let the message through
+            self._skip_until = time.monotonic() + self.RETRY_REDIS_S
+            RATE_LIMIT_CHECKS.labels(scope, "error").inc()
+            log.warning("rate limit check failed; messages pass", extra={"error": repr(err)})
+            return None
+        RATE_LIMIT_CHECKS.labels(scope, "limited").inc()
+        wait = max(1, math.ceil(stats.reset_time - time.time()))
+        return LimitExceeded(scope, str(limit), wait)
+
+
+def rate_limiter_of(app: object, channels: ChannelSettings, redis_url: str) -> RateLimiter | None:
+    """The app's limiter (`app.state.rate_limiter`), made from the settings on first use."""
+    state = app.state  # type: ignore[attr-defined]
+    if not hasattr(state, "rate_limiter"):
+        state.rate_limiter = RateLimiter.from_settings(redis_url, channels)
+    limiter: RateLimiter | None = state.rate_limiter
+    return limiter

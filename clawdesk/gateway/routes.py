@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -13,23 +13,27 @@ from typing import Annotated
 import anyio
 import psycopg
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clawdesk.db import fetch_history, tenant_exists
+from clawdesk.deliveries import conversation_deliveries
 from clawdesk.gateway.fanout import Inbox
 from clawdesk.gateway.health import readiness
+from clawdesk.gateway.limits import LimitExceeded, rate_limiter_of
 from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, WEBSOCKETS
 from clawdesk.gateway.models import (
     CONVERSATION_ID_PATTERN,
     Accepted,
+    DeliveryView,
     HistoryItem,
     ReplyPush,
     WebMessageIn,
 )
 from clawdesk.gateway.state import GatewayState, gateway_state
+from clawdesk.settings import ChannelSettings, channel_settings, connection_settings
 from schemas import Channel, InboundMessage, new_id
 
 log = logging.getLogger(__name__)
@@ -44,17 +48,70 @@ _CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
 
 State = Annotated[GatewayState, Depends(gateway_state)]
 ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID_PATTERN)]
+ReplyId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 
 router = APIRouter()
 
 
 class GatewayError(Exception):
-    """An expected failure answered as `{"error": message}` with `status`."""
+    """An expected failure answered as `{"error": message}` with `status` (plus a machine
+    `code` and `extra` fields, and response `headers`, where the caller gives them)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        extra: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
+        self.extra = extra or {}
+        self.headers = headers
+
+    def body(self) -> dict[str, object]:
+        """The JSON answer."""
+        body: dict[str, object] = {"error": self.message, **self.extra}
+        if self.code:
+            body["code"] = self.code
+        return body
+
+
+def limited_error(refused: LimitExceeded) -> GatewayError:
+    """The 429 for a refused message: Retry-After, and a body saying which limit."""
+    return GatewayError(
+        429,
+        f"too many messages from this {refused.scope}; retry in {refused.retry_after_s} s",
+        code="rate_limited",
+        extra={
+            "scope": refused.scope,
+            "limit": refused.limit,
+            "retry_after_s": refused.retry_after_s,
+        },
+        headers={"Retry-After": str(refused.retry_after_s)},
+    )
+
+
+async def check_rate(request: Request, messages: Sequence[InboundMessage]) -> None:
+    """429 (and nothing enqueued) when a message is over its customer's or tenant's limit."""
+    channels = channel_settings_of(request)
+    limiter = rate_limiter_of(request.app, channels, connection_settings().redis_url)
+    if limiter is None or not messages:
+        return
+    refused = await limiter.check(messages)
+    if refused is not None:
+        raise limited_error(refused)
+
+
+def channel_settings_of(request: Request) -> ChannelSettings:
+    """The app's channel settings (`app.state.channel_settings`, tests), else the
+    environment's."""
+    configured = getattr(request.app.state, "channel_settings", None)
+    return configured if isinstance(configured, ChannelSettings) else channel_settings()
 
 
 def to_inbound(body: WebMessageIn, tenant_id: str) -> InboundMessage:
@@ -72,13 +129,18 @@ def to_inbound(body: WebMessageIn, tenant_id: str) -> InboundMessage:
 
 
 @router.post("/api/web/messages", status_code=202)
-async def post_web_message(body: WebMessageIn, state: State) -> Accepted:
+async def post_web_message(body: WebMessageIn, state: State, request: Request) -> Accepted:
     """Enqueue a customer's message on the inbound topic; answer once the broker has it."""
     tenant_id = body.tenant_id or state.settings.default_tenant
     if not await _known_tenant(state, tenant_id):
         MESSAGES.labels(outcome="unknown_tenant").inc()
         raise GatewayError(404, "unknown tenant")
     msg = to_inbound(body, tenant_id)
+    try:
+        await check_rate(request, [msg])
+    except GatewayError:
+        MESSAGES.labels(outcome="rate_limited").inc()
+        raise
     try:
         with ENQUEUE_SECONDS.time():
             async with asyncio.timeout(state.settings.stage_timeout_s):
@@ -122,6 +184,37 @@ async def get_history(conversation_id: ConversationId, state: State) -> list[His
         log.warning("history lookup failed", extra={"error": repr(err)})
         raise GatewayError(503, "database unavailable") from err
     return [HistoryItem.of(m) for m in stored]
+
+
+@router.get("/api/web/conversations/{conversation_id}/deliveries")
+async def get_deliveries(conversation_id: ConversationId, state: State) -> list[DeliveryView]:
+    """Each reply of the conversation with the delivery status its channel reported."""
+    return await list_deliveries(state, conversation_id)
+
+
+@router.get("/api/web/conversations/{conversation_id}/deliveries/{reply_id}")
+async def get_delivery(
+    conversation_id: ConversationId, reply_id: ReplyId, state: State
+) -> DeliveryView:
+    """One reply's delivery status and its timeline (404 if the conversation has no such
+    reply)."""
+    found = await list_deliveries(state, conversation_id, reply_id)
+    if not found:
+        raise GatewayError(404, "unknown reply")
+    return found[0]
+
+
+async def list_deliveries(
+    state: GatewayState, conversation_id: str, reply_id: str | None = None
+) -> list[DeliveryView]:
+    """The conversation's deliveries from Postgres (503 if it does not answer)."""
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            found = await conversation_deliveries(state.pool, conversation_id, reply_id)
+    except (psycopg.Error, TimeoutError) as err:
+        log.warning("delivery lookup failed", extra={"error": repr(err)})
+        raise GatewayError(503, "database unavailable") from err
+    return [DeliveryView.of(d) for d in found]
 
 
 @router.websocket("/ws/{conversation_id}")

@@ -26,13 +26,19 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import Counter
 
+from clawdesk import deliveries, metrics
 from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.gateway.fanout import ReplyHub
-from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, HistoryItem
-from clawdesk.gateway.routes import GatewayError
+from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, DeliveryView, HistoryItem
+from clawdesk.gateway.routes import (
+    GatewayError,
+    channel_settings_of,
+    check_rate,
+    list_deliveries,
+)
 from clawdesk.gateway.state import GatewayState, gateway_state
 from connectors import email, inapp, telegram, wechat, whatsapp
-from connectors.config import ChannelSettings, channel_settings
+from connectors.config import ChannelSettings
 from connectors.signatures import (
     CLAWDESK_SIGNATURE_HEADER,
     CLAWDESK_TIMESTAMP_HEADER,
@@ -58,8 +64,7 @@ router = APIRouter()
 
 def channel_config(request: Request) -> ChannelSettings:
     """FastAPI dependency: the app's channel settings, else the environment's."""
-    configured = getattr(request.app.state, "channel_settings", None)
-    return configured if isinstance(configured, ChannelSettings) else channel_settings()
+    return channel_settings_of(request)
 
 
 State = Annotated[GatewayState, Depends(gateway_state)]
@@ -169,19 +174,27 @@ async def enqueue(state: GatewayState, topic: str, events: Sequence[Event], chan
 
 
 async def accept(
+    request: Request,
     state: GatewayState,
     channel: str,
     messages: Sequence[InboundMessage],
     receipts: Sequence[DeliveryReceipt] = (),
 ) -> None:
-    """Check every event's tenant, then enqueue the messages on the inbound topic and
-    the receipts on the receipts topic (nothing is sent unless every check passed)."""
+    """Check every event's tenant and the messages' rate limits, record the delivery
+    statuses in Postgres, then enqueue the messages on the inbound topic and the receipts
+    on the receipts topic (no message is sent unless every check passed)."""
     if not (messages or receipts):
         WEBHOOKS.labels(channel, "ignored").inc()
         return
     await require_tenants(state, {e.tenant_id for e in (*messages, *receipts)}, channel)
+    try:
+        await check_rate(request, messages)
+    except GatewayError:
+        WEBHOOKS.labels(channel, "rate_limited").inc()
+        raise
+    recorded = await record_receipts(state, receipts)
     await enqueue(state, state.inbound_topic, messages, channel)
-    await enqueue(state, receipt_spec.name(state.settings), receipts, channel)
+    await enqueue(state, receipt_spec.name(state.settings), recorded, channel)
     WEBHOOKS.labels(channel, "enqueued").inc(len(messages))
     WEBHOOKS.labels(channel, "receipts").inc(len(receipts))
     for message in messages:
@@ -194,6 +207,29 @@ async def accept(
                 "tenant_id": message.tenant_id,
             },
         )
+
+
+async def record_receipts(
+    state: GatewayState, receipts: Sequence[DeliveryReceipt]
+) -> list[DeliveryReceipt]:
+    """Store each provider status on its reply's delivery; the receipts renamed after our
+    reply id where the provider named only its own message id. 503 if Postgres fails
+    (the provider sends the status again)."""
+    recorded: list[DeliveryReceipt] = []
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            for receipt in receipts:
+                reply_id = await deliveries.apply_receipt(state.pool, receipt)
+                metrics.DELIVERY_RECEIPTS.labels(
+                    receipt.channel.value, receipt.status.value, "yes" if reply_id else "no"
+                ).inc()
+                if reply_id and reply_id != receipt.reply_id:
+                    receipt = receipt.model_copy(update={"reply_id": reply_id})
+                recorded.append(receipt)
+    except (psycopg.Error, TimeoutError) as err:
+        log.warning("recording delivery statuses failed", extra={"error": repr(err)})
+        raise GatewayError(503, "database unavailable") from err
+    return recorded
 
 
 # --- WhatsApp -----------------------------------------------------------------------
@@ -230,7 +266,7 @@ async def whatsapp_notification(
         whatsapp.verify(body, signature, channels)
         tenants = whatsapp.tenant_resolver(channels, state.settings.default_tenant)
         events = whatsapp.parse_webhook(body, tenants)
-    await accept(state, "whatsapp", events.messages, events.receipts)
+    await accept(request, state, "whatsapp", events.messages, events.receipts)
     return {"enqueued": len(events.messages), "receipts": len(events.receipts)}
 
 
@@ -254,7 +290,7 @@ async def telegram_update(
     with rejecting("telegram"):
         message = telegram.parse_update(body, tenant_id=tenant)
     messages = [message] if message else []
-    await accept(state, "telegram", messages)
+    await accept(request, state, "telegram", messages)
     return {"enqueued": len(messages)}
 
 
@@ -322,7 +358,7 @@ async def _enqueue_and_await(
     )
     await asyncio.sleep(0)
     try:
-        await accept(state, "wechat", [message])
+        await accept(request, state, "wechat", [message])
     except BaseException:
         waiting.cancel()
         raise
@@ -362,7 +398,7 @@ async def inbound_mail(
         tenants = email.tenant_resolver(channels, state.settings.default_tenant)
         message = email.parse_email(body, tenant_for=tenants)
     messages = [message] if message else []
-    await accept(state, "email", messages)
+    await accept(request, state, "email", messages)
     return {"enqueued": len(messages)}
 
 
@@ -383,7 +419,7 @@ async def post_inapp_message(
     body = await read_body(request, channels.webhook_max_body_bytes, "inapp")
     with rejecting("inapp", payload_status=422):
         message = inapp.parse_message(body, tenant_id=tenant)
-    await accept(state, "inapp", [message])
+    await accept(request, state, "inapp", [message])
     return {"conversation_id": message.conversation_id, "event_id": message.event_id}
 
 
@@ -403,3 +439,15 @@ async def get_inapp_history(
         log.warning("history lookup failed", extra={"error": repr(err)})
         raise GatewayError(503, "database unavailable") from err
     return [HistoryItem.of(m) for m in stored]
+
+
+@router.get("/api/inapp/conversations/{conversation_id}/deliveries")
+async def get_inapp_deliveries(
+    conversation_id: ConversationId, state: State, channels: Channels, api_key: ApiKey = None
+) -> list[DeliveryView]:
+    """Each reply of the conversation with its delivery status (only the key's tenant's)."""
+    with rejecting("inapp"):
+        tenant = inapp.authenticate(api_key, channels)
+    if not inapp.owns(tenant, conversation_id):
+        raise GatewayError(404, "unknown conversation")
+    return await list_deliveries(state, conversation_id)

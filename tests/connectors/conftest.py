@@ -102,6 +102,7 @@ def gateway_app(
     if not any(getattr(r, "path", None) == "/webhooks/whatsapp" for r in app.routes):
         app.include_router(webhooks.router)  # until create_app includes it itself
     app.state.channel_settings = channels
+    app.state.rate_limiter = None  # the rate-limit tests set their own (real Redis)
     return app, settings, producer, pool, consumer
 
 

@@ -39,7 +39,7 @@ def fakes() -> tuple[FakeProducer, FakePool, FakeConsumer]:
 @pytest.fixture
 def app(settings: AppSettings, fakes: tuple[FakeProducer, FakePool, FakeConsumer]) -> FastAPI:
     producer, pool, consumer = fakes
-    return create_app(
+    app = create_app(
         settings,
         bootstrap_servers="unused:9092",
         database_url="postgresql://unused",
@@ -47,6 +47,8 @@ def app(settings: AppSettings, fakes: tuple[FakeProducer, FakePool, FakeConsumer
         pool=pool,  # type: ignore[arg-type]
         reply_consumer=consumer,
     )
+    app.state.rate_limiter = None  # the rate-limit tests set their own (real Redis)
+    return app
 
 
 @pytest.fixture

@@ -82,6 +82,7 @@ class FakePool:
 
     tenants: set[str] = field(default_factory=lambda: {"demo"})
     messages: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[tuple[Any, ...]] = field(default_factory=list)
     down: bool = False
 
     @asynccontextmanager
@@ -115,6 +116,10 @@ class FakeConnection:
             # Newest first, like the real query; fetch_history restores the order.
             mine.sort(key=lambda m: m["timestamp"], reverse=True)
             return FakeCursor(mine[:limit])
+        if query.startswith("UPDATE deliveries"):
+            # No reply of ours in memory: the status is recorded and matches nothing.
+            self.pool.statuses.append(params)
+            return FakeCursor([])
         if query.strip() == "SELECT 1":
             return FakeCursor([{"?column?": 1}])
         raise AssertionError(f"unexpected query: {query}")

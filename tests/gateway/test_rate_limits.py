@@ -1,0 +1,87 @@
+"""Per-customer and per-tenant message limits kept in a real Redis: 429 with Retry-After
+and a structured body, nothing enqueued; Redis down lets messages through."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prometheus_client import REGISTRY
+
+from clawdesk.gateway.limits import RateLimiter
+from clawdesk.runtime.ports import free_port
+
+from .conftest import Gateway
+
+# A database of its own, so the counters never meet the cache tests' keys.
+REDIS_DB = 14
+
+
+@pytest.fixture
+def limiter_url(redis_url: str) -> str:
+    base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") > 2 else redis_url
+    return f"{base}/{REDIS_DB}"
+
+
+def limiter(url: str, customer: str = "2/minute", tenant: str = "100/minute") -> RateLimiter:
+    # A fresh key prefix per test: counters from another test (or run) never count here.
+    prefix = f"test:rl:{uuid.uuid4().hex[:8]}"
+    return RateLimiter(url, customer=customer, tenant=tenant, key_prefix=prefix)
+
+
+def post(gateway: Gateway, customer: str, n: int) -> object:
+    return gateway.client.post(
+        "/api/web/messages",
+        json={"customer_id": customer, "client_message_id": f"m-{customer}-{n}", "text": "hi"},
+    )
+
+
+def checks(scope: str, result: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "clawdesk_rate_limit_checks_total", {"scope": scope, "result": result}
+    )
+    return value or 0.0
+
+
+def test_a_customer_over_the_limit_gets_429_with_retry_after(
+    gateway: Gateway, limiter_url: str
+) -> None:
+    gateway.app.state.rate_limiter = limiter(limiter_url, customer="2/minute")
+
+    answers = [post(gateway, "ana", n) for n in range(3)]
+
+    assert [a.status_code for a in answers] == [202, 202, 429]  # type: ignore[attr-defined]
+    refused = answers[2]
+    body = refused.json()  # type: ignore[attr-defined]
+    assert body["code"] == "rate_limited"
+    assert body["scope"] == "customer"
+    assert body["limit"] == "2 per 1 minute"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60  # type: ignore[attr-defined]
+    assert body["retry_after_s"] == int(refused.headers["retry-after"])  # type: ignore[attr-defined]
+    assert len(gateway.producer.sent) == 2
+    # Another customer of the same tenant is not held back by Ana's limit.
+    assert post(gateway, "bo", 0).status_code == 202  # type: ignore[attr-defined]
+
+
+def test_a_tenant_over_its_limit_gets_429_whoever_writes(
+    gateway: Gateway, limiter_url: str
+) -> None:
+    gateway.app.state.rate_limiter = limiter(limiter_url, customer="10/minute", tenant="3/minute")
+
+    answers = [post(gateway, f"customer-{n}", n) for n in range(4)]
+
+    assert [a.status_code for a in answers] == [202, 202, 202, 429]  # type: ignore[attr-defined]
+    assert answers[3].json()["scope"] == "tenant"  # type: ignore[attr-defined]
+    assert len(gateway.producer.sent) == 3
+
+
+def test_redis_down_lets_messages_through_and_counts_the_error(gateway: Gateway) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    gateway.app.state.rate_limiter = limiter(dead, customer="1/minute")
+    before = checks("customer", "error")
+
+    answers = [post(gateway, "ana", n) for n in range(3)]
+
+    assert [a.status_code for a in answers] == [202, 202, 202]  # type: ignore[attr-defined]
+    assert len(gateway.producer.sent) == 3
+    assert checks("customer", "error") - before == 3
