@@ -30,6 +30,7 @@ cli.add_typer(eval_cli, name="eval")
 nlu_cli = typer.Typer(help="Train and list per-tenant intent models.", no_args_is_help=True)
 cli.add_typer(nlu_cli, name="nlu")
 console = Console(stderr=True)
+DEMO_KEY_NAME = "demo (clawdesk up)"
 
 
 @cli.command()
@@ -37,6 +38,7 @@ def up(
     workers: Annotated[int, typer.Option(help="worker processes in the consumer group")] = 1,
 ) -> None:
     """Run the whole system on embedded parts (or configured URLs) until Ctrl-C."""
+    from clawdesk.apikeys import create_key
     from clawdesk.stack import (
         Infrastructure,
         reset_worker_state,
@@ -72,6 +74,9 @@ def up(
         console.print(f"  redis    {infra.redis_url}")
         console.print(f"  logs     {logs}/")
         console.print(f"[bold green]Chat with the demo shop at {url}[/]  (Ctrl-C stops everything)")
+        # Only a key's hash is stored, so each start makes a fresh demo key to show.
+        key = create_key(infra.database_url, settings.default_tenant, DEMO_KEY_NAME, replace=True)
+        console.print(f"  agent inbox {url}inbox  (API key: {key})")
         console.print("  workers are loading models (the first start also trains the demo NLU)…")
         waiting = set(names)
         while not stopping:
@@ -270,6 +275,16 @@ def _register_intent_eval() -> None:
 
 
 _register_intent_eval()
+
+
+def _register_tenant_commands() -> None:
+    """`clawdesk tenant key create|revoke` lives with the API-key code."""
+    from clawdesk.tenant_cli import app as tenant_cli
+
+    cli.add_typer(tenant_cli, name="tenant")
+
+
+_register_tenant_commands()
 
 
 def main() -> None:

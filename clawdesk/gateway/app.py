@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from clawdesk.db import open_pool
 from clawdesk.gateway.fanout import ReplyConsumer, ReplyHub, pump_replies
+from clawdesk.gateway.inbox import router as inbox_router
 from clawdesk.gateway.limits import MAX_BODY_BYTES, BodySizeLimit
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
 from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
@@ -65,6 +66,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
     app.include_router(webhooks_router)
+    app.include_router(inbox_router)
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app
 
@@ -164,7 +166,8 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+    headers = getattr(exc, "headers", None)  # e.g. the inbox's WWW-Authenticate
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

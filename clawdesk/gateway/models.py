@@ -66,12 +66,17 @@ class ReplyPush(BaseModel):
     text: str
     sources: list[str]
     handoff: bool
+    author: Literal["bot", "agent"] = "bot"
 
     @classmethod
     def of(cls, reply: Reply) -> ReplyPush:
         """The push message for a reply."""
         return cls(
-            reply_id=reply.reply_id, text=reply.text, sources=reply.sources, handoff=reply.handoff
+            reply_id=reply.reply_id,
+            text=reply.text,
+            sources=reply.sources,
+            handoff=reply.handoff,
+            author=reply.author,
         )
 
 

@@ -265,7 +265,7 @@
       if (data.type !== "reply") return;
       hideTyping();
       receive({
-        id: data.reply_id, author: "bot", text: data.text,
+        id: data.reply_id, author: data.author === "agent" ? "agent" : "bot", text: data.text,
         sources: data.sources, handoff: data.handoff,
       });
     };

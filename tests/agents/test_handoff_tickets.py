@@ -278,8 +278,15 @@ async def test_a_late_hand_back_does_not_undo_a_newer_handoff(pool, fakes: Fakes
 
 @pytest.mark.parametrize(
     ("attempts", "retry_after", "expected"),
-    [(1, None, 5.0), (2, None, 10.0), (4, None, 40.0), (10, None, 600.0), (3, 2.0, 2.0),
-     (1, 9999.0, 600.0), (1, 0.0, 0.0)],
+    [
+        (1, None, 5.0),
+        (2, None, 10.0),
+        (4, None, 40.0),
+        (10, None, 600.0),
+        (3, 2.0, 2.0),
+        (1, 9999.0, 600.0),
+        (1, 0.0, 0.0),
+    ],
 )
 def test_backoff_doubles_to_its_cap_and_honours_retry_after(attempts, retry_after, expected):
     assert Backoff(initial_s=5.0, max_s=600.0).delay(attempts, retry_after) == expected
@@ -288,10 +295,15 @@ def test_backoff_doubles_to_its_cap_and_honours_retry_after(attempts, retry_afte
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (RateLimited(429, None, "slow down", "zendesk", retry_after=3.0),
-         Failure("rate_limited", True, 3.0)),
+        (
+            RateLimited(429, None, "slow down", "zendesk", retry_after=3.0),
+            Failure("rate_limited", True, 3.0),
+        ),
         (ServerError(502, None, "bad gateway", "zendesk"), Failure("server_error", True)),
-        (ProviderUnavailable(0, "ConnectError", "refused", "zendesk"), Failure("unavailable", True)),
+        (
+            ProviderUnavailable(0, "ConnectError", "refused", "zendesk"),
+            Failure("unavailable", True),
+        ),
         (TimeoutError(), Failure("timeout", True)),
         (AuthError(401, None, "Couldn't authenticate you", "zendesk"), Failure("auth", True)),
         (ProviderError(422, "RecordInvalid", "bad", "zendesk"), Failure("invalid", False)),

@@ -42,6 +42,7 @@ def test_reply_is_pushed_only_to_its_conversation(gateway: Gateway) -> None:
         "text": "It ships today.",
         "sources": ["shipping.md#delivery-times"],
         "handoff": False,
+        "author": "bot",
     }
 
 

@@ -1,0 +1,302 @@
+"""The agent inbox: a page (`/inbox`) and its JSON API (`/api/inbox/*`).
+
+A human agent signs in with a tenant API key (`Authorization: Bearer cdk_…`) and sees
+that tenant's conversations a human owns. A reply is stored as an agent message and
+published as a Reply on the replies topic, so the dispatch stage sends it through the
+customer's channel once (deduplicated by reply id) like any bot reply. A hand-back is a
+control event the worker owning the conversation applies (memory flag, status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated
+
+import psycopg
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Depends, Header
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field, field_validator
+
+from clawdesk import apikeys
+from clawdesk.apikeys import TenantKey
+from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, MAX_TEXT_CHARS
+from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError
+from clawdesk.gateway.state import GatewayState, gateway_state
+from clawdesk.handoff import inbox
+from topics import control_spec, reply_spec
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+State = Annotated[GatewayState, Depends(gateway_state)]
+ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID_PATTERN)]
+
+
+class Unauthorized(GatewayError):
+    """401 with the challenge a client needs to know how to sign in."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, message)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="clawdesk inbox"'}
+
+
+# ---- response and request shapes ----------------------------------------------------
+
+
+class TicketOut(BaseModel):
+    """The ticket of the conversation's latest handoff."""
+
+    status: str
+    reason: str
+    handed_off_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    ticket_id: str | None
+    ticket_url: str | None
+    last_error: str
+
+
+class LastMessageOut(BaseModel):
+    """The newest message of a conversation."""
+
+    author: str
+    text: str
+    timestamp: datetime
+
+
+class ConversationOut(BaseModel):
+    """A conversation in the inbox list."""
+
+    id: str
+    channel: str
+    customer_id: str
+    language: str | None
+    status: str
+    updated_at: datetime
+    last_message: LastMessageOut | None
+    ticket: TicketOut | None
+
+    @classmethod
+    def of(cls, conversation: inbox.Conversation) -> ConversationOut:
+        """The API view of a conversation."""
+        last = None
+        if conversation.last_author and conversation.last_at:
+            last = LastMessageOut(
+                author=conversation.last_author,
+                text=conversation.last_text or "",
+                timestamp=conversation.last_at,
+            )
+        ticket = conversation.ticket
+        return cls(
+            id=conversation.id,
+            channel=conversation.channel,
+            customer_id=conversation.customer_id,
+            language=conversation.language,
+            status=conversation.status,
+            updated_at=conversation.updated_at,
+            last_message=last,
+            ticket=TicketOut(**ticket.__dict__) if ticket else None,
+        )
+
+
+class MessageOut(BaseModel):
+    """One message of the history; `delivery` is the send status of a reply."""
+
+    id: str
+    author: str
+    text: str
+    timestamp: datetime
+    delivery: str | None
+
+
+class ConversationDetailOut(ConversationOut):
+    """A conversation with its history."""
+
+    messages: list[MessageOut]
+
+
+class AgentReplyIn(BaseModel):
+    """An agent's reply. Retrying with the same `client_message_id` sends it once."""
+
+    text: str
+    client_message_id: str = Field(min_length=1, max_length=200)
+
+    @field_validator("text")
+    @classmethod
+    def _text_is_sendable(cls, value: str) -> str:
+        text = value.strip()
+        if not 1 <= len(text) <= MAX_TEXT_CHARS:
+            raise ValueError(
+                f"text must be 1 to {MAX_TEXT_CHARS} characters after trimming whitespace"
+            )
+        return text
+
+
+class AgentReplyAccepted(BaseModel):
+    """The reply is on its way to the customer's channel."""
+
+    reply_id: str
+
+
+class HandBackIn(BaseModel):
+    """Why the conversation goes back to the bot (optional)."""
+
+    note: str = Field(default="", max_length=2000)
+
+
+class HandBackAccepted(BaseModel):
+    """The hand-back is queued for the worker that owns the conversation."""
+
+    conversation_id: str
+    event_id: str
+
+
+class AgentOut(BaseModel):
+    """Who the key signs in."""
+
+    tenant_id: str
+    agent: str
+
+
+# ---- plumbing -------------------------------------------------------------------------
+
+
+async def signed_in_agent(
+    state: State, authorization: Annotated[str | None, Header()] = None
+) -> TenantKey:
+    """FastAPI dependency: the tenant key in `Authorization: Bearer …` (401 if none)."""
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthorized("sign in with a tenant API key (Authorization: Bearer <key>)")
+    async with _database(state):
+        agent = await apikeys.authenticate(state.pool, key.strip())
+    if agent is None:
+        raise Unauthorized("unknown or revoked API key")
+    return agent
+
+
+Agent = Annotated[TenantKey, Depends(signed_in_agent)]
+
+
+@asynccontextmanager
+async def _database(state: GatewayState) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            yield
+    except (psycopg.Error, TimeoutError) as err:
+        log.warning("inbox database call failed", extra={"error": repr(err)})
+        raise GatewayError(503, "database unavailable") from err
+
+
+async def _publish(state: GatewayState, topic: str, key: str, value: bytes) -> None:
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            await state.producer.send_and_wait(topic, key=key.encode(), value=value)
+    except (KafkaError, TimeoutError) as err:
+        log.warning("inbox publish failed", extra={"topic": topic, "error": repr(err)})
+        raise GatewayError(503, "could not reach the message broker; retry") from err
+
+
+async def _owned(state: GatewayState, agent: TenantKey, conversation_id: str) -> inbox.Conversation:
+    async with _database(state):
+        conversation = await inbox.find_conversation(state.pool, agent.tenant_id, conversation_id)
+    if conversation is None:  # another tenant's conversation looks like no conversation
+        raise GatewayError(404, "unknown conversation")
+    return conversation
+
+
+def _require_human(conversation: inbox.Conversation) -> None:
+    if conversation.status != "human":
+        status = conversation.status
+        raise GatewayError(409, f"the conversation is not with a human (status: {status})")
+
+
+# ---- routes ---------------------------------------------------------------------------
+
+
+@router.get("/inbox", include_in_schema=False)
+async def inbox_page() -> FileResponse:
+    """The agent inbox page (it asks for the API key itself)."""
+    return FileResponse(
+        WEB_DIR / "inbox.html",
+        media_type="text/html",
+        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+@router.get("/api/inbox/me")
+async def me(agent: Agent) -> AgentOut:
+    """Who the key signs in (the page checks a key with it)."""
+    return AgentOut(tenant_id=agent.tenant_id, agent=agent.name)
+
+
+@router.get("/api/inbox/conversations")
+async def list_conversations(agent: Agent, state: State) -> list[ConversationOut]:
+    """The tenant's conversations a human owns, latest activity first."""
+    async with _database(state):
+        found = await inbox.human_conversations(state.pool, agent.tenant_id)
+    return [ConversationOut.of(c) for c in found]
+
+
+@router.get("/api/inbox/conversations/{conversation_id}")
+async def get_conversation(
+    conversation_id: ConversationId, agent: Agent, state: State
+) -> ConversationDetailOut:
+    """A conversation of the tenant (whoever owns it now) with its history."""
+    conversation = await _owned(state, agent, conversation_id)
+    async with _database(state):
+        messages = await inbox.history(state.pool, conversation_id)
+    return ConversationDetailOut(
+        **ConversationOut.of(conversation).model_dump(),
+        messages=[MessageOut(**m.__dict__) for m in messages],
+    )
+
+
+@router.post("/api/inbox/conversations/{conversation_id}/replies", status_code=202)
+async def post_reply(
+    conversation_id: ConversationId, body: AgentReplyIn, agent: Agent, state: State
+) -> AgentReplyAccepted:
+    """Send an agent's reply to the customer, through the channel they wrote on."""
+    conversation = await _owned(state, agent, conversation_id)
+    _require_human(conversation)
+    async with _database(state):
+        in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
+        reply = inbox.agent_reply(conversation, body.text, body.client_message_id, in_reply_to)
+        # Stored and published together: if the broker refuses, nothing is stored and
+        # the agent sees an error instead of a message that was never sent.
+        async with state.pool.connection() as conn, conn.transaction():
+            await inbox.store_agent_message(conn, reply)
+            await _publish(
+                state, reply_spec.name(state.settings), conversation_id, reply.to_bytes()
+            )
+    log.info(
+        "agent reply queued",
+        extra={"conversation_id": conversation_id, "reply_id": reply.reply_id, "agent": agent.name},
+    )
+    return AgentReplyAccepted(reply_id=reply.reply_id)
+
+
+@router.post("/api/inbox/conversations/{conversation_id}/hand-back", status_code=202)
+async def post_hand_back(
+    conversation_id: ConversationId, agent: Agent, state: State, body: HandBackIn | None = None
+) -> HandBackAccepted:
+    """Give the conversation back to the bot; it answers the customer's next message."""
+    conversation = await _owned(state, agent, conversation_id)
+    _require_human(conversation)
+    control = inbox.hand_back(conversation, agent.name, body.note if body else "")
+    await _publish(state, control_spec.name(state.settings), conversation_id, control.to_bytes())
+    log.info(
+        "hand-back queued",
+        extra={
+            "conversation_id": conversation_id,
+            "event_id": control.event_id,
+            "agent": agent.name,
+        },
+    )
+    return HandBackAccepted(conversation_id=conversation_id, event_id=control.event_id)

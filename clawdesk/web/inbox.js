@@ -1,0 +1,283 @@
+/* clawdesk agent inbox. Vanilla JS, no build step.
+ *
+ * Signs in with a tenant API key (kept in sessionStorage, sent as a Bearer token), polls
+ * the conversations a human owns, shows the selected one's history, sends replies and
+ * hands conversations back to the bot. Text is only ever set with textContent.
+ */
+(function () {
+  "use strict";
+
+  var KEY_STORE = "clawdesk.inbox.key";
+  var LIST_EVERY_MS = 3000;
+  var DETAIL_EVERY_MS = 2000;
+  var AUTHORS = { customer: "Customer", bot: "Bot", agent: "Agent" };
+
+  var els = {};
+  ["sign-in", "api-key", "sign-in-error", "sign-in-button", "workspace", "who", "sign-out",
+   "conversations", "no-conversations", "placeholder", "detail-header", "detail-title",
+   "detail-sub", "ticket", "hand-back", "history", "notice", "composer", "reply-input",
+   "reply-send"].forEach(function (id) { els[id] = document.getElementById(id); });
+
+  var state = {
+    key: null, selected: null, listTimer: null, detailTimer: null, sending: false, pending: null,
+  };
+
+  var store = {
+    get: function () { try { return window.sessionStorage.getItem(KEY_STORE); } catch (e) { return null; } },
+    set: function (v) { try { window.sessionStorage.setItem(KEY_STORE, v); } catch (e) { /* memory only */ } },
+    clear: function () { try { window.sessionStorage.removeItem(KEY_STORE); } catch (e) { /* none */ } },
+  };
+
+  function randomId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return b.toString(16).padStart(2, "0");
+    }).join("");
+  }
+
+  /* ---- API ---- */
+
+  function api(method, path, body) {
+    var headers = { Accept: "application/json", Authorization: "Bearer " + state.key };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, {
+      method: method, headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then(function (res) {
+      return res.json().catch(function () { return {}; }).then(function (data) {
+        if (res.status === 401) { signOut(data.error || "Signed out."); throw data; }
+        if (!res.ok) throw { status: res.status, error: data.error || res.statusText };
+        return data;
+      });
+    });
+  }
+
+  function conversationPath(id) {
+    return "/api/inbox/conversations/" + encodeURIComponent(id);
+  }
+
+  /* ---- rendering ---- */
+
+  function formatTime(value) {
+    return new Date(value).toLocaleString("en", {
+      month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    });
+  }
+
+  function badge(ticket) {
+    var span = document.createElement("span");
+    span.className = "badge " + (ticket ? ticket.status : "none");
+    span.textContent = ticket ? ticketLabel(ticket) : "no ticket";
+    return span;
+  }
+
+  function ticketLabel(ticket) {
+    if (ticket.status === "created") return "ticket #" + ticket.ticket_id;
+    if (ticket.status === "pending") return "ticket pending";
+    if (ticket.status === "not_configured") return "no ticket system";
+    return "ticket failed";
+  }
+
+  function ticketDetail(ticket) {
+    if (!ticket) return "";
+    var text = "Handed off (" + ticket.reason + ") " + formatTime(ticket.handed_off_at) + " · ";
+    if (ticket.status === "created") return text + "Zendesk ticket #" + ticket.ticket_id;
+    if (ticket.status === "not_configured") return text + "no ticket system configured";
+    if (ticket.status === "failed") return text + "ticket refused: " + ticket.last_error;
+    return text + "ticket not created yet (" + ticket.attempts + " attempts, next " +
+      formatTime(ticket.next_attempt_at) + ")" + (ticket.last_error ? ": " + ticket.last_error : "");
+  }
+
+  function renderList(conversations) {
+    els.conversations.textContent = "";
+    els["no-conversations"].hidden = conversations.length > 0;
+    conversations.forEach(function (c) {
+      var item = document.createElement("li");
+      item.className = "conversation" + (c.id === state.selected ? " selected" : "");
+      item.dataset.id = c.id;
+      var who = document.createElement("div");
+      who.className = "customer";
+      who.textContent = c.customer_id;
+      who.appendChild(badge(c.ticket));
+      var snippet = document.createElement("div");
+      snippet.className = "snippet";
+      snippet.textContent = c.last_message ? c.last_message.text : "";
+      var meta = document.createElement("div");
+      meta.className = "meta";
+      meta.textContent = c.channel + " · " + formatTime(c.updated_at);
+      item.appendChild(who);
+      item.appendChild(snippet);
+      item.appendChild(meta);
+      item.addEventListener("click", function () { select(c.id); });
+      els.conversations.appendChild(item);
+    });
+  }
+
+  function renderDetail(c) {
+    els.placeholder.hidden = true;
+    els["detail-header"].hidden = false;
+    els.history.hidden = false;
+    els["detail-title"].textContent = c.customer_id;
+    els["detail-sub"].textContent = c.channel + " · " + c.id + " · " +
+      (c.status === "human" ? "with a human" : "with the bot");
+    els.ticket.textContent = ticketDetail(c.ticket);
+    var human = c.status === "human";
+    els.composer.hidden = !human;
+    els["hand-back"].hidden = !human;
+    els.history.dataset.status = c.status;
+    var atEnd = els.history.scrollHeight - els.history.scrollTop - els.history.clientHeight < 40;
+    els.history.textContent = "";
+    c.messages.forEach(function (m) {
+      var item = document.createElement("li");
+      item.className = "msg " + m.author;
+      item.dataset.id = m.id;
+      var bubble = document.createElement("div");
+      bubble.className = "bubble";
+      bubble.textContent = m.text;
+      var meta = document.createElement("div");
+      meta.className = "meta";
+      var delivery = m.author === "customer" ? "" : " · " + (m.delivery || "queued");
+      meta.textContent = (AUTHORS[m.author] || m.author) + " · " + formatTime(m.timestamp) + delivery;
+      item.appendChild(bubble);
+      item.appendChild(meta);
+      els.history.appendChild(item);
+    });
+    if (atEnd) els.history.scrollTop = els.history.scrollHeight;
+  }
+
+  function notice(text, bad) {
+    els.notice.textContent = text || "";
+    els.notice.style.color = bad ? "var(--bad)" : "var(--muted)";
+  }
+
+  /* ---- polling ---- */
+
+  function refreshList() {
+    return api("GET", "/api/inbox/conversations").then(renderList, function () { /* next tick */ });
+  }
+
+  function refreshDetail() {
+    var id = state.selected;
+    if (!id) return Promise.resolve();
+    return api("GET", conversationPath(id)).then(function (c) {
+      if (id === state.selected) renderDetail(c);
+    }, function (err) {
+      if (err && err.status === 404) notice("This conversation no longer exists.", true);
+    });
+  }
+
+  function select(id) {
+    state.selected = id;
+    notice("");
+    Array.prototype.forEach.call(els.conversations.children, function (item) {
+      item.classList.toggle("selected", item.dataset.id === id);
+    });
+    els.history.scrollTop = els.history.scrollHeight;
+    refreshDetail().then(function () { els["reply-input"].focus(); });
+  }
+
+  function startPolling() {
+    stopPolling();
+    refreshList();
+    state.listTimer = setInterval(refreshList, LIST_EVERY_MS);
+    state.detailTimer = setInterval(refreshDetail, DETAIL_EVERY_MS);
+  }
+
+  function stopPolling() {
+    clearInterval(state.listTimer);
+    clearInterval(state.detailTimer);
+  }
+
+  /* ---- actions ---- */
+
+  function sendReply(text) {
+    var id = state.selected;
+    // A retry of the same text keeps its client_message_id, so it is sent only once.
+    if (!state.pending || state.pending.text !== text || state.pending.conversation !== id) {
+      state.pending = { text: text, conversation: id, clientId: randomId() };
+    }
+    var body = { text: text, client_message_id: state.pending.clientId };
+    state.sending = true;
+    refreshSendButton();
+    notice("Sending…");
+    return api("POST", conversationPath(id) + "/replies", body).then(function () {
+      state.pending = null;
+      els["reply-input"].value = "";
+      notice("");
+      return refreshDetail();
+    }, function (err) {
+      notice("Not sent: " + ((err && err.error) || "network error") + ". Press Send to retry.", true);
+    }).then(function () {
+      state.sending = false;
+      refreshSendButton();
+    });
+  }
+
+  function handBack() {
+    var id = state.selected;
+    els["hand-back"].disabled = true;
+    api("POST", conversationPath(id) + "/hand-back", {}).then(function () {
+      notice("Handed back: the bot answers the customer's next message.");
+      refreshList();
+    }, function (err) {
+      notice("Could not hand back: " + ((err && err.error) || "network error"), true);
+    }).then(function () { els["hand-back"].disabled = false; });
+  }
+
+  function refreshSendButton() {
+    els["reply-send"].disabled = state.sending || els["reply-input"].value.trim() === "";
+  }
+
+  /* ---- signing in and out ---- */
+
+  function signIn(key) {
+    state.key = key;
+    els["sign-in-button"].disabled = true;
+    return api("GET", "/api/inbox/me").then(function (me) {
+      store.set(key);
+      els["sign-in"].hidden = true;
+      els.workspace.hidden = false;
+      els["sign-out"].hidden = false;
+      els.who.textContent = me.agent + " · " + me.tenant_id;
+      startPolling();
+    }, function (err) {
+      if (err && err.status) els["sign-in-error"].textContent = err.error;
+    }).then(function () { els["sign-in-button"].disabled = false; });
+  }
+
+  function signOut(message) {
+    stopPolling();
+    store.clear();
+    state.key = null;
+    state.selected = null;
+    els.workspace.hidden = true;
+    els["sign-out"].hidden = true;
+    els["sign-in"].hidden = false;
+    els.who.textContent = "";
+    els["sign-in-error"].textContent = message || "";
+  }
+
+  els["sign-in"].addEventListener("submit", function (event) {
+    event.preventDefault();
+    var key = els["api-key"].value.trim();
+    if (key) signIn(key);
+  });
+  els["sign-out"].addEventListener("click", function () { signOut(""); });
+  els["hand-back"].addEventListener("click", handBack);
+  els["reply-input"].addEventListener("input", refreshSendButton);
+  els["reply-input"].addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      els.composer.requestSubmit();
+    }
+  });
+  els.composer.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = els["reply-input"].value.trim();
+    if (text && state.selected && !state.sending) sendReply(text);
+  });
+
+  var saved = store.get();
+  if (saved) signIn(saved);
+})();
