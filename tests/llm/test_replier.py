@@ -106,7 +106,7 @@ async def test_tool_call_runs_the_skill_and_feeds_its_result_back(
     assert out.text == "Order #1002 is fulfilled."
     assert out.sources == ["order:#1002"]
     assert [o.status for o in out.tool_outcomes] == [OutcomeStatus.OK]
-    first, second = fake_llm.requests
+    _, second = fake_llm.requests
     call = second["messages"][-2]["tool_calls"][0]
     assert call["function"]["name"] == "order_status"
     assert second["messages"][-1]["tool_call_id"] == call["id"]

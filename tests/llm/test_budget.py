@@ -1,0 +1,31 @@
+"""Token counters in Postgres: once per completion id, per conversation and tenant-day."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+from clawdesk.llm.budget import CapScope, TokenBudget, Usage
+
+
+async def test_a_call_recorded_twice_counts_once(pool: AsyncConnectionPool) -> None:
+    budget = TokenBudget(pool, conversation_cap=100, tenant_daily_cap=1000)
+    usage = Usage("chatcmpl-1", "m", prompt_tokens=60, completion_tokens=20, total_tokens=80)
+    assert await budget.record("demo", "c1", "r-1", usage)
+    assert not await budget.record("demo", "c1", "r-1", usage)  # a retried bookkeeping
+    spent = await budget.spent("demo", "c1")
+    assert (spent.conversation, spent.tenant_today) == (80, 80)
+    assert await budget.exceeded("demo", "c1") is None
+
+    second = Usage("chatcmpl-2", "m", prompt_tokens=15, completion_tokens=5, total_tokens=20)
+    assert await budget.record("demo", "c1", "r-2", second)
+    assert await budget.exceeded("demo", "c1") is CapScope.CONVERSATION
+    assert await budget.exceeded("demo", "c2") is None
+
+
+async def test_tenant_day_cap_and_no_caps(pool: AsyncConnectionPool) -> None:
+    usage = Usage("chatcmpl-9", "m", prompt_tokens=900, completion_tokens=100, total_tokens=1000)
+    await TokenBudget(pool, 0, 0).record("demo", "c1", "r-1", usage)
+    assert await TokenBudget(pool, 0, 1000).exceeded("demo", "c-new") is CapScope.TENANT_DAY
+    assert await TokenBudget(pool, 0, 1001).exceeded("demo", "c-new") is None
+    assert await TokenBudget(pool, 0, 0).exceeded("demo", "c1") is None
+    assert await TokenBudget(pool, 0, 1000).exceeded("other", "c-new") is None

@@ -1,0 +1,145 @@
+"""The reply stage in LLM mode: the LLM's answer with its sources when it answers, the
+exact offline reply when it cannot or when LLM mode is off."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+from unittest.mock import AsyncMock, patch
+
+import pytest
+from pydantic import SecretStr
+
+from clawdesk.llm import LlmReplier, build_replier
+from clawdesk.settings import AppSettings
+from schemas import Reply, SkillStatus
+from tests.agents.conftest import test_app
+from tests.fakes.openai_server import FakeOpenAI, answer
+from tests.llm.events import skill_result
+
+__all__ = ["test_app"]
+
+
+@pytest.mark.parametrize(
+    ("url", "key"),
+    [("", "sk-1"), ("http://127.0.0.1:9/v1", None), ("http://127.0.0.1:9/v1", ""), ("  ", "k")],
+)
+def test_offline_unless_both_url_and_key_are_set(url: str, key: str | None) -> None:
+    settings = AppSettings(
+        llm_base_url=url, llm_api_key=SecretStr(key) if key is not None else None
+    )
+    assert not settings.llm_enabled
+    assert build_replier(settings, None) is None
+
+
+def test_deadline_is_cut_to_fit_the_stage_timeout() -> None:
+    from clawdesk.llm import deadline_for
+
+    assert deadline_for(AppSettings(llm_deadline_s=30.0, stage_timeout_s=10.0)) == 8.0
+    assert deadline_for(AppSettings(llm_deadline_s=3.0, stage_timeout_s=10.0)) == 3.0
+
+
+async def test_offline_mode_composes_exactly_as_before() -> None:
+    from agents.reply import compose, compose_any
+
+    result = skill_result()
+    settings = AppSettings()
+    assert await compose_any(result, settings, None, "r-m1") == compose(result, 0.45)
+
+
+async def test_llm_answer_lists_the_cited_passages_under_it(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+) -> None:
+    from agents.reply import compose_any
+
+    fake_llm.then(answer("5-8 business days [1]; returns within 30 days [2]."))
+    out = await compose_any(skill_result(), AppSettings(), make_replier(), "r-m1")
+    assert out.llm
+    assert out.text == (
+        "5-8 business days [1]; returns within 30 days [2].\n\n"
+        "Source: [1] Shipping › How long does delivery take?; "
+        "[2] Returns › How do I return an item?"
+    )
+    assert out.sources == ["en/shipping.md", "en/returns.md"]
+
+
+async def test_chinese_reply_is_asked_for_and_labelled_in_chinese(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+) -> None:
+    from agents.reply import compose_any
+
+    fake_llm.then(answer("标准配送需要 5-8 个工作日 [1]。"))
+    out = await compose_any(
+        skill_result("寄到德国要多久?", language="zh"), AppSettings(), make_replier(), "r"
+    )
+    assert out.text.endswith("来源: [1] Shipping › How long does delivery take?")
+    assert "Simplified Chinese" in fake_llm.requests[0]["messages"][0]["content"]
+
+
+async def test_failed_llm_sends_exactly_the_offline_reply(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+) -> None:
+    from agents.reply import compose, compose_any
+
+    fake_llm.fail_next(1, 500)
+    result = skill_result()
+    out = await compose_any(result, AppSettings(), make_replier(llm_max_retries=0), "r-m1")
+    assert out == compose(result, 0.45)
+    assert not out.llm
+
+
+async def test_handoff_notice_never_goes_to_the_llm(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+) -> None:
+    from agents.reply import compose_any
+
+    result = skill_result(
+        "I want a human",
+        intent="human_agent",
+        skill="handoff",
+        status=SkillStatus.OK,
+        data={"reason": "customer_request"},
+    )
+    out = await compose_any(result, AppSettings(), make_replier(), "r-m1")
+    assert out.handoff
+    assert fake_llm.completions == 0
+
+
+async def test_reply_agent_sends_the_llm_answer(
+    test_app: Any,
+    fake_llm: FakeOpenAI,
+    llm_settings: Callable[..., AppSettings],
+    make_replier: Callable[..., LlmReplier],
+) -> None:
+    from agents.reply import compose_reply
+    from clawdesk import services
+
+    services.install(
+        services.Services(
+            settings=llm_settings(),
+            pool=AsyncMock(),
+            kb=None,
+            nlu=None,
+            shop=None,
+            cache=None,
+            llm=make_replier(),
+        )
+    )
+    fake_llm.then(answer("Standard delivery to Germany takes 5-8 business days [1]."))
+    result = skill_result(conversation="c1")
+    memory: dict[str, Any] = {}
+    sent = asyncio.Event()
+    with (
+        patch("agents.reply.reply_topic.send", side_effect=lambda **_: sent.set()) as send,
+        patch("agents.reply.conversation_memory", memory),
+    ):
+        async with compose_reply.test_context() as agent:
+            await agent.put(result.to_bytes())
+            # The agent is handed the event; its LLM call is still on the wire.
+            await asyncio.wait_for(sent.wait(), 5)
+    reply = Reply.from_bytes(send.await_args.kwargs["value"])
+    assert reply.text.startswith("Standard delivery to Germany takes 5-8 business days [1].")
+    assert reply.sources == ["en/shipping.md"]
+    assert memory["c1"]["turns"][-1]["text"] == reply.text
+    assert fake_llm.requests[0]["user"] == "c1"
