@@ -73,3 +73,15 @@ def with_handoff(raw: dict[str, Any] | None, handoff: bool) -> dict[str, Any]:
     memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
     memory["handoff"] = handoff
     return memory
+
+
+def dialogue(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """The skills stage's dialogue state kept in memory (pending confirmation, counters)."""
+    return dict((raw or {}).get("dialogue") or {})
+
+
+def with_dialogue(raw: dict[str, Any] | None, state: dict[str, Any]) -> dict[str, Any]:
+    """Memory with the skills stage's dialogue state replaced."""
+    memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
+    memory["dialogue"] = state
+    return memory

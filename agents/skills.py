@@ -1,109 +1,161 @@
-"""skills: run the action an intent asks for (order status, tracking, handoff)."""
+"""skills: run the action the intent asks for through the skill runner (allow-list,
+confirmation, idempotency, audit), and hand the conversation to a human when it should.
+
+The decisions are pure functions in `clawdesk.skills.dialogue`; this stage reads and
+writes conversation memory (here, inside the per-event loop, where Faust allows table
+writes), runs the chosen skill, and passes a `SkillResult` on to the reply stage.
+"""
 
 from __future__ import annotations
 
-import re
+import hashlib
+import logging
 from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import conversation_memory, remember_slots, with_handoff
+from agents.memory import (
+    conversation_memory,
+    dialogue,
+    remember_slots,
+    with_dialogue,
+    with_handoff,
+)
 from clawdesk import db, metrics
 from clawdesk.app import app
-from clawdesk.services import current, ready
-from schemas import Handoff, RetrievalContext, SkillResult, SkillStatus
+from clawdesk.services import Services, current, ready
+from clawdesk.settings import AppSettings, connection_settings
+from clawdesk.skills.base import SkillContext
+from clawdesk.skills.dialogue import (
+    Conclusion,
+    DialogueState,
+    Policy,
+    Turn,
+    conclude,
+    decide,
+)
+from clawdesk.skills.runtime import SkillRuntime
+from schemas import Channel, Handoff, InboundMessage, RetrievalContext, SkillResult, SkillStatus
 from topics.streams import context_topic, handoff_topic, skill_result_topic
 
+log = logging.getLogger(__name__)
 STAGE = "skills"
-ORDER_INTENTS = frozenset({"order_status", "track_shipment", "cancel_order"})
-# "where is it now?" after an order was named: a short question pointing back at it.
-FOLLOW_UP = re.compile(
-    r"\b(it|its|it's|that|this|them|the order|the package|the parcel)\b|它|那个|这个|到哪",
-    re.IGNORECASE,
-)
+APP_EMAIL = "app.email"  # in-app metadata: the signed-in user's e-mail, from the app backend
+
+_runtime: tuple[Services, SkillRuntime] | None = None
 
 
-def is_order_follow_up(context: RetrievalContext) -> bool:
-    """An unclear message that refers back to the order remembered in this conversation."""
-    nlu = context.nlu
-    remembered = "order_number" in nlu.accepted.memory.slots
-    unclear = nlu.intent == "oos" or not context.answerable
-    return remembered and unclear and bool(FOLLOW_UP.search(nlu.accepted.message.text))
-
-
-def order_reference(context: RetrievalContext) -> str | None:
-    """The order this message is about: named in it, or remembered from earlier."""
-    for entity in context.nlu.entities:
-        if entity.kind == "order_number":
-            return entity.value
-    return context.nlu.accepted.memory.slots.get("order_number")
-
-
-def summarise_order(order: dict[str, Any]) -> dict[str, Any]:
-    """The fields of a Shopify order a reply may quote."""
-    fulfillments = order.get("fulfillments") or []
-    last = fulfillments[-1] if fulfillments else {}
-    return {
-        "order": order["name"],
-        "financial_status": order.get("financial_status"),
-        "fulfillment_status": order.get("fulfillment_status") or "unfulfilled",
-        "cancelled": bool(order.get("cancelled_at")),
-        "total": f"{order.get('total_price')} {order.get('currency')}",
-        "carrier": last.get("tracking_company"),
-        "tracking_number": last.get("tracking_number"),
-        "shipment_status": last.get("shipment_status"),
-        "items": [i["title"] for i in order.get("line_items", [])],
-    }
-
-
-def look_up_order(context: RetrievalContext) -> SkillResult:
-    """The order-status skill against the shop."""
-    reference = order_reference(context)
-    skill = "order_status"
-    if reference is None:
-        return SkillResult(
-            **context.lineage(),
-            context=context,
-            skill=skill,
-            status=SkillStatus.NEEDS_INPUT,
-            message="order number missing",
+def skill_runtime() -> SkillRuntime:
+    """The worker's skill runtime, built on first use from the installed services."""
+    global _runtime
+    services = current()
+    if _runtime is None or _runtime[0] is not services:
+        redis_url = connection_settings().redis_url
+        _runtime = (
+            services,
+            SkillRuntime.from_settings(services.settings, services.pool, redis_url),
         )
-    order = current().shop.find(reference)
-    if order is None:
-        return SkillResult(
-            **context.lineage(),
-            context=context,
-            skill=skill,
-            status=SkillStatus.NOT_FOUND,
-            data={"reference": reference},
-        )
-    return SkillResult(
-        **context.lineage(),
-        context=context,
-        skill=skill,
-        status=SkillStatus.OK,
-        data=summarise_order(order),
+    return _runtime[1]
+
+
+def use_runtime(runtime: SkillRuntime) -> None:
+    """Run skills with `runtime` for the installed services (tests, embedding apps)."""
+    global _runtime
+    _runtime = (current(), runtime)
+
+
+def verified_email(msg: InboundMessage) -> str | None:
+    """An e-mail the channel vouches for: the sender of an e-mail, or the address an
+    in-app backend (authenticated by its API key) gives for its signed-in user. Never
+    an address typed in the chat."""
+    if msg.channel is Channel.EMAIL and "@" in msg.customer_id:
+        return msg.customer_id
+    if msg.channel is Channel.INAPP:
+        return msg.metadata.get(APP_EMAIL) or None
+    return None
+
+
+def policy_of(settings: AppSettings) -> Policy:
+    """The dialogue limits from settings."""
+    return Policy(
+        confirm_ttl_s=settings.skill_confirmation_ttl_s,
+        unclear_limit=settings.handoff_unclear_turns,
+        failure_limit=settings.handoff_failed_skills,
     )
 
 
-async def hand_off(context: RetrievalContext, reason: str) -> SkillResult:
+def turn_of(context: RetrievalContext, slots: dict[str, str]) -> Turn:
+    """The facts of this message the dialogue decides on."""
+    nlu = context.nlu
+    msg = nlu.accepted.message
+    entities: dict[str, str] = {}
+    for entity in nlu.entities:
+        entities.setdefault(entity.kind, entity.value)
+    return Turn(
+        # The inbound event's id and time: the same on every redelivery of this message.
+        event_id=msg.event_id,
+        text=msg.text,
+        intent=nlu.intent,
+        at=msg.received_at,
+        entities=entities,
+        slots=dict(slots),
+        answerable=context.answerable,
+        verified_email=verified_email(msg),
+    )
+
+
+def skill_context(context: RetrievalContext) -> SkillContext:
+    """Who the skill acts for; the runtime adds the providers and sources."""
+    msg = context.nlu.accepted.message
+    return SkillContext(
+        tenant_id=context.tenant_id,
+        conversation_id=context.conversation_id,
+        customer_id=msg.customer_id,
+        customer_email=verified_email(msg),
+        customer_name=msg.metadata.get("customer_name"),
+        language=context.nlu.language or "en",
+    )
+
+
+def handoff_event_id(inbound_event_id: str) -> str:
+    """The handoff's event id, derived from the message that caused it, so a redelivered
+    message yields the same handoff event (its consumer can drop the repeat)."""
+    return "h-" + hashlib.sha256(inbound_event_id.encode()).hexdigest()[:32]
+
+
+async def hand_off(context: RetrievalContext, reason: str) -> None:
     """Give the conversation to a human: flag memory, mark it in Postgres, emit a handoff."""
     msg = context.nlu.accepted.message
     conv = context.conversation_id
     conversation_memory[conv] = with_handoff(conversation_memory.get(conv), True)
     await db.set_conversation_status(current().pool, conv, "human")
     handoff = Handoff(
-        **context.lineage(), reason=reason, customer_id=msg.customer_id, last_message=msg.text
+        **context.lineage(event_id=handoff_event_id(msg.event_id)),
+        reason=reason,
+        customer_id=msg.customer_id,
+        last_message=msg.text,
     )
     await handoff_topic.send(key=conv.encode(), value=handoff.to_bytes())
     metrics.HANDOFFS.labels(reason).inc()
-    return SkillResult(
-        **context.lineage(),
-        context=context,
-        skill="handoff",
-        status=SkillStatus.OK,
-        data={"reason": reason},
+    log.info("handed off", extra={"conversation_id": conv, "reason": reason})
+
+
+async def think(context: RetrievalContext, memory: dict[str, Any]) -> tuple[Turn, Conclusion]:
+    """Decide, run the chosen skill (if any), and conclude — for one message."""
+    policy = policy_of(current().settings)
+    turn = turn_of(context, memory.get("slots", {}))
+    decision = decide(turn, DialogueState.load(dialogue(memory)), policy)
+    if not decision.run or decision.skill is None:
+        return turn, conclude(turn, decision, policy)
+    outcome = await skill_runtime().run(
+        decision.skill,
+        skill_context(context),
+        decision.args,
+        confirmed=decision.confirmed,
+        key_event_id=decision.key_event_id or turn.event_id,
     )
+    status = SkillStatus(outcome.status.value)
+    return turn, conclude(turn, decision, policy, status, outcome.data, outcome.message)
 
 
 async def run(raw: bytes) -> None:
@@ -112,19 +164,23 @@ async def run(raw: bytes) -> None:
     conv = context.conversation_id
     # Slots are remembered here, not in the batched nlu stage: Faust allows table
     # writes only while iterating a stream event by event.
-    conversation_memory[conv] = remember_slots(
-        conversation_memory.get(conv), context.nlu.entities, context.nlu.language
+    entities, language = context.nlu.entities, context.nlu.language
+    memory = remember_slots(conversation_memory.get(conv), entities, language)
+    _, conclusion = await think(context, memory)
+    # Re-read: ingest may have added a turn while the skill ran; keep it, set ours.
+    latest = remember_slots(conversation_memory.get(conv), entities, language)
+    conversation_memory[conv] = with_dialogue(latest, conclusion.state.dump())
+    if conclusion.handoff is not None:
+        await hand_off(context, conclusion.handoff)
+    result = SkillResult(
+        **context.lineage(),
+        context=context,
+        skill=conclusion.skill,
+        status=conclusion.status,
+        data=conclusion.data,
+        message=conclusion.message,
     )
-    intent = context.nlu.intent
-    if intent == "human_agent":
-        result = await hand_off(context, "customer_request")
-    elif intent in ORDER_INTENTS or is_order_follow_up(context):
-        result = look_up_order(context)
-    else:
-        result = SkillResult(
-            **context.lineage(), context=context, skill=None, status=SkillStatus.SKIPPED
-        )
-    await skill_result_topic.send(key=context.conversation_id.encode(), value=result.to_bytes())
+    await skill_result_topic.send(key=conv.encode(), value=result.to_bytes())
 
 
 @app.agent(context_topic)
@@ -133,3 +189,10 @@ async def run_skill(contexts: AsyncIterable[bytes]) -> None:
     await ready()
     async for raw in contexts:
         await guard.process(STAGE, raw, run)
+
+
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def close_skill_runtime(sender: object, **_: object) -> None:
+    """Close the provider clients when the worker stops."""
+    if _runtime is not None:
+        await _runtime[1].aclose()

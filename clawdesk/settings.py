@@ -104,6 +104,22 @@ class AppSettings(BaseSettings):
     skill_timeout_s: float = 8.0
     skill_max_attempts: int = 2
     skill_idempotency_lease_s: int = 300
+    skill_cache_ttl_s: int = Field(
+        default=60, ge=1, description="order and tracking reads are cached this long (L1+L2)"
+    )
+    skill_confirmation_ttl_s: float = Field(
+        default=900.0, gt=0, description="a refund/cancel question can be confirmed this long"
+    )
+    demo_shop: bool = Field(
+        default=True,
+        description="the default tenant reads the packaged demo orders when Shopify is unset",
+    )
+    handoff_unclear_turns: int = Field(
+        default=2, ge=1, description="unclear messages in a row before a human takes over"
+    )
+    handoff_failed_skills: int = Field(
+        default=2, ge=1, description="failed skill runs in a row before a human takes over"
+    )
 
     # Human handoff: every handoff gets a ticket, retried from Postgres until it exists.
     handoff_retry_interval_s: float = Field(

@@ -6,12 +6,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from clawdesk.integrations.providers import Integrations, NotConfigured
 from clawdesk.skills.manifest import SkillManifest
+
+if TYPE_CHECKING:
+    from clawdesk.skills.sources import OrderSource, TrackingSource
 
 
 class OutcomeStatus(StrEnum):
@@ -66,6 +69,8 @@ class SkillContext:
 
     `customer_email` is an identity the channel vouches for (signed-in app user, e-mail
     channel), not one typed in the chat. `idempotency_key` is set by the runner.
+    `orders` / `tracking` are where order and parcel reads go (the pipeline passes
+    cached sources, or the demo shop); unset, the Shopify and DHL clients are read.
     """
 
     tenant_id: str
@@ -76,6 +81,8 @@ class SkillContext:
     customer_name: str | None = None
     language: str = "en"
     idempotency_key: str | None = None
+    orders: OrderSource | None = None
+    tracking: TrackingSource | None = None
 
     @property
     def providers(self) -> Integrations:
@@ -83,6 +90,16 @@ class SkillContext:
         if self.integrations is None:
             raise NotConfigured("integrations", ["provider settings"])
         return self.integrations
+
+    @property
+    def order_source(self) -> OrderSource:
+        """Where orders are read (raises `NotConfigured` when there is nowhere)."""
+        return self.orders if self.orders is not None else self.providers.shopify
+
+    @property
+    def tracker(self) -> TrackingSource:
+        """Where parcels are tracked (raises `NotConfigured` when there is nowhere)."""
+        return self.tracking if self.tracking is not None else self.providers.dhl
 
 
 SkillRun = Callable[[SkillContext, dict[str, Any]], Awaitable[SkillOutcome]]

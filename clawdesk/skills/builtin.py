@@ -5,6 +5,12 @@ shown or acted on only for its owner: when the context or the arguments name an 
 that is not the order's, the order is "not found" (its existence is not revealed), and
 the side-effecting skills (refund, cancel) need that e-mail to match. `order_list`
 uses the channel-verified e-mail only, never one typed in the chat.
+
+Orders are read from `ctx.order_source` (Shopify, or the packaged demo shop, behind the
+cache) and parcels from `ctx.tracker` (DHL). A NEEDS_INPUT outcome names what is
+missing in `data["missing"]` ("order", "email", "sign_in") so the pipeline can ask for
+it and resume. The side-effecting skills' previews return NEEDS_CONFIRMATION with the
+facts to confirm (`action`, `order`, `amount`, `currency`) for the reply to quote.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from clawdesk.integrations.providers import NotConfigured
 from clawdesk.integrations.shopify import Order
 from clawdesk.integrations.zendesk import Requester
 from clawdesk.shop import order_number
-from clawdesk.skills.base import Skill, SkillContext, SkillOutcome
+from clawdesk.skills.base import OutcomeStatus, Skill, SkillContext, SkillOutcome
 from clawdesk.skills.manifest import SkillManifest
 
 SHOPIFY = (["shopify_url", "shopify_api_version"], ["shopify_token"])
@@ -123,12 +129,16 @@ async def _find_order(
     reference = str(args["order"])
     digits = order_number(reference)
     if digits is None:
-        return SkillOutcome.needs_input("order number not recognised", {"order": reference})
+        return SkillOutcome.needs_input(
+            "order number not recognised", {"order": reference, "missing": "order"}
+        )
     # A channel-verified identity wins over an e-mail typed in the chat.
     email = ctx.customer_email or args.get("email")
     if verified and not email:
-        return SkillOutcome.needs_input("e-mail needed to verify the order", {"order": reference})
-    order = await ctx.providers.shopify.get_order_by_name(digits)
+        return SkillOutcome.needs_input(
+            "e-mail needed to verify the order", {"order": f"#{digits}", "missing": "email"}
+        )
+    order = await ctx.order_source.get_order_by_name(digits)
     if order is None or (email and not _owns(order, email)):
         return SkillOutcome.not_found({"order": f"#{digits}"})
     return order
@@ -155,8 +165,10 @@ order_status = Skill(
 
 async def _order_list(ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:
     if not ctx.customer_email:
-        return SkillOutcome.needs_input("sign-in needed: the customer's e-mail is not verified")
-    orders = await ctx.providers.shopify.list_orders(ctx.customer_email)
+        return SkillOutcome.needs_input(
+            "sign-in needed: the customer's e-mail is not verified", {"missing": "sign_in"}
+        )
+    orders = await ctx.order_source.list_orders(ctx.customer_email)
     limit = int(args.get("limit", 5))
     return SkillOutcome.ok(
         {"orders": [summarise_order(o) for o in orders[:limit]], "count": len(orders)}
@@ -179,7 +191,7 @@ order_list = Skill(
 
 async def _track_dhl(ctx: SkillContext, number: str) -> SkillOutcome:
     try:
-        shipment = await ctx.providers.dhl.track(number, language=ctx.language[:2] or "en")
+        shipment = await ctx.tracker.track(number, language=ctx.language[:2] or "en")
     except NotFound:
         return SkillOutcome.not_found({"tracking_number": number})
     status = shipment.status
@@ -215,8 +227,11 @@ async def _track_shipment(ctx: SkillContext, args: dict[str, Any]) -> SkillOutco
             }
         )
     if (last.tracking_company or "").upper().startswith("DHL"):
-        return await _track_dhl(ctx, last.tracking_number)
-    # Not a DHL parcel: Shopify's fulfilment status is what we know.
+        try:
+            return await _track_dhl(ctx, last.tracking_number)
+        except NotConfigured:
+            pass  # no DHL account: the shop's fulfilment record is still true, if older
+    # Not a DHL parcel (or no DHL access): the shop's fulfilment status is what we know.
     return SkillOutcome.ok(
         {
             "order": found.name,
@@ -275,14 +290,24 @@ async def _refundable(ctx: SkillContext, args: dict[str, Any]) -> Order | SkillO
     return found
 
 
+def _to_confirm(message: str, **facts: Any) -> SkillOutcome:
+    return SkillOutcome(status=OutcomeStatus.NEEDS_CONFIRMATION, message=message, data=facts)
+
+
 async def _preview_refund(ctx: SkillContext, args: dict[str, Any]) -> str | SkillOutcome:
+    ctx.providers.stripe  # noqa: B018 -- raises NotConfigured before we ask the customer
     found = await _refundable(ctx, args)
     if isinstance(found, SkillOutcome):
         return found
-    amount = f"{_refund_amount(found, args)} {found.currency}"
+    value = _refund_amount(found, args)
+    amount = f"{value} {found.currency}"
     if _chinese(ctx):
-        return f"将为订单 {found.name} 退款 {amount},原路退回。确认吗?"
-    return f"Refund {amount} for order {found.name} to the original payment method?"
+        text = f"将为订单 {found.name} 退款 {amount},原路退回。确认吗?"
+    else:
+        text = f"Refund {amount} for order {found.name} to the original payment method?"
+    return _to_confirm(
+        text, action="refund", order=found.name, amount=f"{value}", currency=found.currency
+    )
 
 
 async def _refund(ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:
@@ -294,8 +319,10 @@ async def _refund(ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:
     stripe = ctx.providers.stripe
     intent = await stripe.find_payment_intent(found.name)
     if intent is None:
+        # Paid some other way (bank transfer, a marketplace): a person refunds it.
         return SkillOutcome.not_found(
-            {"order": found.name, "payment": None}, "no card payment found for this order"
+            {"order": found.name, "payment": None, "handoff": "manual_refund"},
+            "no card payment found for this order",
         )
     amount = _refund_amount(found, args)
     try:
@@ -360,15 +387,26 @@ async def _cancellable(ctx: SkillContext, args: dict[str, Any]) -> Order | Skill
 
 
 async def _preview_cancel(ctx: SkillContext, args: dict[str, Any]) -> str | SkillOutcome:
+    ctx.providers.shopify  # noqa: B018 -- the demo shop is read-only: no Shopify, no cancel
     found = await _cancellable(ctx, args)
     if isinstance(found, SkillOutcome):
         return found
     if found.cancelled:
         return SkillOutcome.ok({"order": found.name, "cancelled": True, "already": True})
-    items = ", ".join(i.title for i in found.line_items)
+    items = [i.title for i in found.line_items]
+    total = f"{found.total_price} {found.currency}"
     if _chinese(ctx):
-        return f"将取消订单 {found.name}({items},{found.total_price} {found.currency})。确认吗?"
-    return f"Cancel order {found.name} ({items}, {found.total_price} {found.currency})?"
+        text = f"将取消订单 {found.name}({', '.join(items)},{total})。确认吗?"
+    else:
+        text = f"Cancel order {found.name} ({', '.join(items)}, {total})?"
+    return _to_confirm(
+        text,
+        action="cancel_order",
+        order=found.name,
+        items=items,
+        amount=f"{found.total_price}",
+        currency=found.currency,
+    )
 
 
 async def _cancel_order(ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:

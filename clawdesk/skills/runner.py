@@ -94,16 +94,27 @@ async def _confirmation(
     skill: Skill, ctx: SkillContext, args: dict[str, Any], policy: RunPolicy
 ) -> SkillOutcome:
     """NEEDS_CONFIRMATION saying what would happen; or the skill's answer if its
-    read-only checks already show it cannot happen (nothing to confirm then)."""
+    read-only checks already show it cannot happen (nothing to confirm then).
+
+    A preview may return its own NEEDS_CONFIRMATION outcome with the facts of the
+    action in `data` (order, amount...) for the reply to quote. A provider that is not
+    configured (or rejects our credentials) makes the skill unavailable right away:
+    asking the customer to confirm what cannot be done would waste their turn.
+    """
     text = f"{skill.manifest.description} ({', '.join(f'{k}={v}' for k, v in args.items())})"
     if skill.preview is not None:
         try:
             async with asyncio.timeout(policy.timeout_s):
                 preview = await skill.preview(ctx, dict(args))
+        except (NotConfigured, AuthError) as exc:
+            return outcome_of_error(exc, policy)
         except Exception:
             log.warning("skill preview failed", extra={"skill": skill.name}, exc_info=True)
         else:
             if isinstance(preview, SkillOutcome):
+                if preview.status is OutcomeStatus.NEEDS_CONFIRMATION:
+                    data = {**preview.data, "arguments": args}
+                    return preview.model_copy(update={"data": data})
                 return preview
             text = preview
     return SkillOutcome(
