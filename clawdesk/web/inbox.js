@@ -20,6 +20,7 @@
 
   var state = {
     key: null, selected: null, listTimer: null, detailTimer: null, sending: false, pending: null,
+    rendered: null, listed: null,
   };
 
   var store = {
@@ -90,6 +91,9 @@
   }
 
   function renderList(conversations) {
+    var signature = JSON.stringify(conversations);
+    if (signature === state.listed) return; // unchanged: keep the DOM (and any click) as is
+    state.listed = signature;
     els.conversations.textContent = "";
     els["no-conversations"].hidden = conversations.length > 0;
     conversations.forEach(function (c) {
@@ -126,6 +130,13 @@
     els.composer.hidden = !human;
     els["hand-back"].hidden = !human;
     els.history.dataset.status = c.status;
+    // Rebuild the history only when it changed: a rebuild every poll would reset the
+    // agent's text selection and flicker.
+    var signature = c.id + "|" + c.messages.map(function (m) {
+      return m.id + ":" + (m.delivery || "");
+    }).join(",");
+    if (signature === state.rendered) return;
+    state.rendered = signature;
     var atEnd = els.history.scrollHeight - els.history.scrollTop - els.history.clientHeight < 40;
     els.history.textContent = "";
     c.messages.forEach(function (m) {
@@ -169,6 +180,7 @@
 
   function select(id) {
     state.selected = id;
+    state.rendered = null;
     notice("");
     Array.prototype.forEach.call(els.conversations.children, function (item) {
       item.classList.toggle("selected", item.dataset.id === id);
@@ -251,6 +263,7 @@
     store.clear();
     state.key = null;
     state.selected = null;
+    state.listed = null;
     els.workspace.hidden = true;
     els["sign-out"].hidden = true;
     els["sign-in"].hidden = false;
