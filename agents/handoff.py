@@ -82,3 +82,10 @@ async def retry_tickets() -> None:
         await tickets().retry_due(batch)
     except Exception:
         log.exception("retrying handoff tickets failed; trying again next tick")
+
+
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def close_ticket_client(sender: object, **_: object) -> None:
+    """Close the Zendesk client when the worker stops."""
+    if _tickets is not None:
+        await _tickets.aclose()
