@@ -33,6 +33,7 @@ from clawdesk.skills.dialogue import (
     Turn,
     conclude,
     decide,
+    turn_of,
 )
 from clawdesk.skills.runtime import SkillRuntime
 from schemas import Channel, Handoff, InboundMessage, RetrievalContext, SkillResult, SkillStatus
@@ -84,26 +85,6 @@ def policy_of(settings: AppSettings) -> Policy:
     )
 
 
-def turn_of(context: RetrievalContext, slots: dict[str, str]) -> Turn:
-    """The facts of this message the dialogue decides on."""
-    nlu = context.nlu
-    msg = nlu.accepted.message
-    entities: dict[str, str] = {}
-    for entity in nlu.entities:
-        entities.setdefault(entity.kind, entity.value)
-    return Turn(
-        # The inbound event's id and time: the same on every redelivery of this message.
-        event_id=msg.event_id,
-        text=msg.text,
-        intent=nlu.intent,
-        at=msg.received_at,
-        entities=entities,
-        slots=dict(slots),
-        answerable=context.answerable,
-        verified_email=verified_email(msg),
-    )
-
-
 def skill_context(context: RetrievalContext) -> SkillContext:
     """Who the skill acts for; the runtime adds the providers and sources."""
     msg = context.nlu.accepted.message
@@ -143,7 +124,8 @@ async def hand_off(context: RetrievalContext, reason: str) -> None:
 async def think(context: RetrievalContext, memory: dict[str, Any]) -> tuple[Turn, Conclusion]:
     """Decide, run the chosen skill (if any), and conclude — for one message."""
     policy = policy_of(current().settings)
-    turn = turn_of(context, memory.get("slots", {}))
+    msg = context.nlu.accepted.message
+    turn = turn_of(context, memory.get("slots", {}), verified_email(msg))
     decision = decide(turn, DialogueState.load(dialogue(memory)), policy)
     if not decision.run or decision.skill is None:
         return turn, conclude(turn, decision, policy)

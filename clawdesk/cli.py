@@ -277,6 +277,16 @@ def _register_intent_eval() -> None:
 _register_intent_eval()
 
 
+def _register_answers_eval() -> None:
+    """`clawdesk eval answers` lives with the skills."""
+    from clawdesk.skills.eval_cli import eval_answers
+
+    eval_cli.command("answers")(eval_answers)
+
+
+_register_answers_eval()
+
+
 def _register_tenant_commands() -> None:
     """`clawdesk tenant key create|revoke` lives with the API-key code."""
     from clawdesk.tenant_cli import app as tenant_cli

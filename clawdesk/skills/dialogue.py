@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from clawdesk.shop import order_number
 from clawdesk.skills.answers import yes_or_no
 from clawdesk.skills.sentiment import is_negative
-from schemas import SkillStatus
+from schemas import RetrievalContext, SkillStatus
 
 OOS = "oos"
 SIDE_EFFECTS = frozenset({"refund", "cancel_order"})
@@ -121,6 +121,26 @@ class Turn:
     slots: dict[str, str] = field(default_factory=dict)  # memory, this message's included
     answerable: bool = False
     verified_email: str | None = None
+
+
+def turn_of(context: RetrievalContext, slots: dict[str, str], verified_email: str | None) -> Turn:
+    """The facts of the message in `context`; `slots` as remembered with its entities."""
+    nlu = context.nlu
+    msg = nlu.accepted.message
+    entities: dict[str, str] = {}
+    for entity in nlu.entities:
+        entities.setdefault(entity.kind, entity.value)
+    return Turn(
+        # The inbound event's id and time: the same on every redelivery of this message.
+        event_id=msg.event_id,
+        text=msg.text,
+        intent=nlu.intent,
+        at=msg.received_at,
+        entities=entities,
+        slots=dict(slots),
+        answerable=context.answerable,
+        verified_email=verified_email,
+    )
 
 
 @dataclass(frozen=True)

@@ -318,14 +318,18 @@ def _confirm(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> 
 
 
 def _needs_input(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
+    # After the knowledge-base answer, when there is one: "my parcel hasn't moved for two
+    # weeks" gets the guidance and the question for the order number.
     missing = data.get("missing")
     if missing == "email":
-        return Rendered(t["need_email"].format(action=_action(t, skill), order=data["order"]))
-    if missing == "sign_in":
-        return Rendered(t["need_sign_in"])
-    if missing == "order" and data.get("order"):
-        return Rendered(t["bad_order"].format(**data))
-    return Rendered(t["need_order"])
+        text = t["need_email"].format(action=_action(t, skill), order=data["order"])
+    elif missing == "sign_in":
+        text = t["need_sign_in"]
+    elif missing == "order" and data.get("order"):
+        text = t["bad_order"].format(**data)
+    else:
+        text = t["need_order"]
+    return Rendered(text, with_kb=True)
 
 
 def _not_found(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:

@@ -1,0 +1,123 @@
+"""`clawdesk eval answers`: how a reply is classified and counted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from clawdesk.skills.evaluate import AnswerReport, outcome_of, tally
+from schemas import (
+    AcceptedMessage,
+    Channel,
+    ConversationSnapshot,
+    InboundMessage,
+    KbHit,
+    NluResult,
+    RetrievalContext,
+    SkillResult,
+    SkillStatus,
+)
+
+HIT = KbHit(
+    doc_id="en/shipping.md", title="Shipping", section="How long?", text="5 days", score=0.8
+)
+
+
+def result(
+    intent: str,
+    *,
+    answerable: bool = False,
+    skill: str | None = None,
+    status: SkillStatus = SkillStatus.SKIPPED,
+    data: dict[str, Any] | None = None,
+) -> SkillResult:
+    msg = InboundMessage(
+        conversation_id="c",
+        tenant_id="demo",
+        channel=Channel.WEB,
+        channel_message_id="m",
+        customer_id="u",
+        text="q",
+    )
+    acc = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
+    nlu = NluResult(
+        **msg.lineage(),
+        accepted=acc,
+        intent=intent,
+        confidence=0.9,
+        language="en",
+        model_version="v",
+    )
+    ctx = RetrievalContext(
+        **msg.lineage(), nlu=nlu, hits=[HIT], answerable=answerable, kb_version="k"
+    )
+    return SkillResult(**msg.lineage(), context=ctx, skill=skill, status=status, data=data or {})
+
+
+@pytest.mark.parametrize(
+    ("res", "outcome"),
+    [
+        (result("shipping_info", answerable=True), "kb"),
+        (result("oos"), "clarify"),
+        (result("greeting"), "small_talk"),
+        (
+            result(
+                "human_agent",
+                skill="handoff",
+                status=SkillStatus.OK,
+                data={"reason": "customer_request"},
+            ),
+            "handoff",
+        ),
+        (
+            result(
+                "order_status",
+                skill="order_status",
+                status=SkillStatus.OK,
+                data={
+                    "order": "#1",
+                    "financial_status": "paid",
+                    "fulfillment_status": None,
+                    "total": "1 EUR",
+                },
+            ),
+            "skill",
+        ),
+        (
+            result(
+                "track_shipment",
+                skill="track_shipment",
+                status=SkillStatus.NEEDS_INPUT,
+                data={"missing": "order"},
+            ),
+            "ask",
+        ),
+        (
+            result(
+                "track_shipment",
+                answerable=True,
+                skill="track_shipment",
+                status=SkillStatus.NEEDS_INPUT,
+                data={"missing": "order"},
+            ),
+            "kb",
+        ),
+    ],
+)
+def test_each_reply_kind_is_classified(res: SkillResult, outcome: str) -> None:
+    assert outcome_of(res, 0.45) == outcome
+
+
+def test_shares_count_answers_and_the_expected_passage() -> None:
+    report = AnswerReport()
+    expected = {"lang": "en", "expected_doc": "en/shipping.md", "expected_section": "How long?"}
+    other = {**expected, "expected_section": "Other"}
+    tally(report, expected, result("shipping_info", answerable=True), "kb")
+    tally(report, other, result("shipping_info", answerable=True), "kb")
+    tally(report, expected, result("human_agent"), "handoff")
+    tally(report, {"lang": "zh", "expected_doc": None}, result("oos"), "clarify")
+    assert (report.total, report.answered) == (4, 2)
+    assert report.answered_share == 0.5 and report.handoff_share == 0.25
+    assert (report.expected_passage, report.answerable_answered, report.answerable) == (1, 2, 3)
+    assert (report.unanswerable_not_answered, report.unanswerable) == (1, 1)
