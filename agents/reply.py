@@ -3,28 +3,31 @@ customer's language. It never invents an order status: it quotes the shop's.
 
 Offline (the default) the reply is composed from templates. In LLM mode
 (`clawdesk.llm`, on when an endpoint and key are configured) the model writes it from
-the same passages and results, citing them; whenever it cannot (timeout, errors, open
-circuit, token cap), the offline composition is sent instead."""
+the same passages and results, citing them, and may call the tenant's allowed skills
+as tools (through the skills stage's runtime); whenever it cannot (timeout, errors,
+open circuit, token cap), the offline composition is sent instead. A refund or
+cancellation the model proposes is kept as the dialogue's pending question, so it runs
+only on the customer's "yes" (skills stage)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agents import guard
-from agents.memory import conversation_memory, remember_turn
+from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
-from schemas import Reply, SkillResult, utc_now
+from schemas import InboundMessage, Reply, SkillResult, utc_now
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
-    from clawdesk.llm import LlmAnswer, LlmReplier
+    from clawdesk.llm import LlmAnswer, LlmReplier, ToolBox
     from clawdesk.settings import AppSettings
-    from clawdesk.skills import SkillOutcome
+    from clawdesk.skills import SkillContext, SkillOutcome
 
 STAGE = "reply"
 
@@ -103,7 +106,13 @@ def from_llm(answer: LlmAnswer, language: str) -> Composed:
 
 
 async def compose_any(
-    result: SkillResult, settings: AppSettings, llm: LlmReplier | None, reply_id: str
+    result: SkillResult,
+    settings: AppSettings,
+    llm: LlmReplier | None,
+    reply_id: str,
+    *,
+    tools: ToolBox | None = None,
+    ctx: SkillContext | None = None,
 ) -> Composed:
     """The reply to one skill result: the LLM's when LLM mode is on and it answers in
     time, else the offline composition. A handoff notice is always the template's."""
@@ -112,10 +121,31 @@ async def compose_any(
         return offline
     from clawdesk.llm import Fallback
 
-    answer = await llm.answer(result, reply_id)
+    answer = await llm.answer(result, reply_id, tools=tools, ctx=ctx)
     if isinstance(answer, Fallback):
         return offline
     return from_llm(answer, result.context.nlu.language)
+
+
+def remember_pending(
+    memory: dict[str, Any], outcome: SkillOutcome, msg: InboundMessage
+) -> dict[str, Any]:
+    """Memory with the side effect the LLM proposed as the dialogue's pending question,
+    keyed by this message as the skills stage keys its own."""
+    from clawdesk.skills.dialogue import DialogueState, PendingAction, replace_state
+
+    args = outcome.data.get("arguments")
+    if not outcome.skill or not isinstance(args, dict):
+        return memory
+    pending = PendingAction(
+        skill=outcome.skill,
+        args=args,
+        origin_event_id=msg.event_id,
+        asked_at=msg.received_at,
+        facts={k: v for k, v in outcome.data.items() if k != "arguments"},
+    )
+    state = replace_state(DialogueState.load(dialogue(memory)), pending=pending)
+    return with_dialogue(memory, state.dump())
 
 
 async def respond(raw: bytes) -> None:
@@ -128,9 +158,15 @@ async def respond(raw: bytes) -> None:
     # Derived from the inbound event id, so a redelivered event yields the same reply
     # id and the dispatcher sends it once.
     reply_id = f"r-{msg.event_id}"
-    composed = await compose_any(result, settings, services.llm, reply_id)
+    tools = ctx = None
+    if services.llm is not None:
+        from agents.skills import skill_context, skill_runtime
+        from clawdesk.llm import ToolBox
+
+        tools, ctx = ToolBox(skill_runtime()), skill_context(result.context)
+    composed = await compose_any(result, settings, services.llm, reply_id, tools=tools, ctx=ctx)
     conv = result.conversation_id
-    conversation_memory[conv] = remember_turn(
+    memory = remember_turn(
         conversation_memory.get(conv),
         "bot",
         composed.text,
@@ -138,6 +174,9 @@ async def respond(raw: bytes) -> None:
         reply_id,
         settings.memory_turns,
     )
+    if composed.pending is not None:
+        memory = remember_pending(memory, composed.pending, msg)
+    conversation_memory[conv] = memory
     reply = Reply(
         **result.lineage(),
         reply_id=reply_id,

@@ -5,7 +5,8 @@ the tenant's allowed skills as tools. Off unless `CLAWDESK_LLM_BASE_URL` and
 
 Modules: `client` (the `openai` client, timeout, retries, breaker), `breaker`,
 `budget` (token counters and caps in Postgres), `prompt`, `tools` (skills as tools,
-through the skills runner), `replier` (one reply), `echo_server` (a dev/bench endpoint).
+through the skills stage's runtime and runner), `replier` (one reply), `echo_server`
+(a dev/bench endpoint).
 """
 
 from __future__ import annotations
@@ -14,15 +15,21 @@ import logging
 
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.integrations import Integrations
 from clawdesk.llm.budget import TokenBudget
 from clawdesk.llm.client import LlmClient, LlmConfig
 from clawdesk.llm.replier import Fallback, LlmAnswer, LlmReplier
 from clawdesk.llm.tools import ToolBox
 from clawdesk.settings import AppSettings
-from clawdesk.skills import RunPolicy, SkillRegistry, load_registry
 
-__all__ = ["Fallback", "LlmAnswer", "LlmClient", "LlmConfig", "LlmReplier", "build_replier"]
+__all__ = [
+    "Fallback",
+    "LlmAnswer",
+    "LlmClient",
+    "LlmConfig",
+    "LlmReplier",
+    "ToolBox",
+    "build_replier",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,34 +65,21 @@ def deadline_for(settings: AppSettings) -> float:
     return min(settings.llm_deadline_s, limit)
 
 
-def build_replier(
-    settings: AppSettings,
-    pool: AsyncConnectionPool | None,
-    *,
-    integrations: Integrations | None = None,
-    registry: SkillRegistry | None = None,
-) -> LlmReplier | None:
+def build_replier(settings: AppSettings, pool: AsyncConnectionPool | None) -> LlmReplier | None:
     """The worker's LLM replier, or None in offline mode (no URL or no key).
 
-    Without a pool there are no token caps and no tools (they live in Postgres).
+    Without a pool there are no token caps (the counters live in Postgres).
     """
     if not settings.llm_enabled:
         return None
-    budget = tools = None
+    budget = None
     if pool is not None:
         budget = TokenBudget(
             pool, settings.llm_conversation_token_cap, settings.llm_tenant_daily_token_cap
         )
-        tools = ToolBox(
-            registry or load_registry(),
-            pool,
-            integrations or Integrations.from_settings(settings),
-            RunPolicy(timeout_s=settings.skill_timeout_s, attempts=settings.skill_max_attempts),
-        )
     return LlmReplier(
         LlmClient(config_from(settings)),
         budget=budget,
-        tools=tools,
         deadline_s=deadline_for(settings),
         max_tool_rounds=settings.llm_max_tool_rounds,
     )

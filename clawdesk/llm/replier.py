@@ -25,13 +25,11 @@ from clawdesk.llm.breaker import CircuitBreakerError
 from clawdesk.llm.budget import TokenBudget, Usage
 from clawdesk.llm.client import BadResponse, LlmClient
 from clawdesk.llm.prompt import build_messages, cited, strip_unknown_citations
-from clawdesk.llm.tools import Offer, ToolBox, ToolCall, tool_message
+from clawdesk.llm.tools import NO_TOOLS, Offer, ToolBox, ToolCall, tool_message
 from clawdesk.skills import OutcomeStatus, SkillContext, SkillOutcome
 from schemas import KbHit, SkillResult, SkillStatus
 
 log = logging.getLogger(__name__)
-
-NO_TOOLS = Offer(frozenset(), [])
 
 
 class Fallback(StrEnum):
@@ -99,6 +97,7 @@ class _Conversation:
     """The state of one reply's exchange with the model."""
 
     messages: list[dict[str, Any]]
+    tools: ToolBox | None
     offer: Offer
     ctx: SkillContext
     event_id: str
@@ -116,18 +115,27 @@ class LlmReplier:
         client: LlmClient,
         *,
         budget: TokenBudget | None,
-        tools: ToolBox | None,
         deadline_s: float,
         max_tool_rounds: int,
     ) -> None:
         self.client = client
         self.budget = budget
-        self.tools = tools
         self.deadline_s = deadline_s
         self.max_tool_rounds = max_tool_rounds
 
-    async def answer(self, result: SkillResult, reply_id: str) -> LlmAnswer | Fallback:
-        """The model's grounded reply to one skill result, or why there is none."""
+    async def answer(
+        self,
+        result: SkillResult,
+        reply_id: str,
+        *,
+        tools: ToolBox | None = None,
+        ctx: SkillContext | None = None,
+    ) -> LlmAnswer | Fallback:
+        """The model's grounded reply to one skill result, or why there is none.
+
+        With `tools`, the tenant's allowed skills are offered, run for `ctx` (who the
+        customer is, as the skills stage sees them; by default the message's sender).
+        """
         deadline = asyncio.get_running_loop().time() + self.deadline_s
         if self.client.open:
             return self._fallback(Fallback.BREAKER_OPEN, result)
@@ -135,7 +143,7 @@ class LlmReplier:
         if refused is not None:
             return self._fallback(refused, result)
         try:
-            return await self._answer(result, reply_id, deadline)
+            return await self._answer(result, reply_id, deadline, tools, ctx)
         except CircuitBreakerError:
             return self._fallback(Fallback.BREAKER_OPEN, result)
         except (TimeoutError, openai.APITimeoutError):
@@ -160,17 +168,24 @@ class LlmReplier:
         log.info("llm token cap reached", extra={**_ids(result), "scope": scope.value})
         return Fallback.TOKEN_CAP
 
-    async def _answer(self, result: SkillResult, reply_id: str, deadline: float) -> LlmAnswer:
+    async def _answer(
+        self,
+        result: SkillResult,
+        reply_id: str,
+        deadline: float,
+        tools: ToolBox | None,
+        ctx: SkillContext | None,
+    ) -> LlmAnswer:
         msg = result.context.nlu.accepted.message
         conv = _Conversation(
             messages=build_messages(result),
-            offer=await self._offer(result.tenant_id),
-            ctx=SkillContext(
+            tools=tools,
+            offer=await _offer(tools, result.tenant_id),
+            ctx=ctx
+            or SkillContext(
                 tenant_id=result.tenant_id,
                 conversation_id=result.conversation_id,
                 customer_id=msg.customer_id,
-                integrations=self.tools.integrations if self.tools else None,
-                customer_name=msg.metadata.get("customer_name"),
                 language=result.context.nlu.language,
             ),
             event_id=msg.event_id,
@@ -193,15 +208,6 @@ class LlmReplier:
             tokens=conv.tokens,
         )
 
-    async def _offer(self, tenant_id: str) -> Offer:
-        if self.tools is None:
-            return NO_TOOLS
-        try:
-            return await self.tools.offer(tenant_id)
-        except Exception:  # no allow-list, no tools: the model answers from the passages
-            log.warning("could not read the tenant's allowed skills", exc_info=True)
-            return NO_TOOLS
-
     async def _converse(self, conv: _Conversation) -> str:
         """Call the model until it answers in text, running the tools it asks for."""
         for round_ in range(self.max_tool_rounds + 1):
@@ -215,7 +221,7 @@ class LlmReplier:
             )
             await self._record(conv, completion)
             message = completion.choices[0].message
-            if message.tool_calls and not last and self.tools is not None:
+            if message.tool_calls and not last and conv.tools is not None:
                 await self._run_tools(conv, message)
                 continue
             text = (message.content or "").strip()
@@ -225,7 +231,7 @@ class LlmReplier:
         raise BadResponse("no answer within the tool rounds")
 
     async def _run_tools(self, conv: _Conversation, message: ChatCompletionMessage) -> None:
-        assert self.tools is not None and message.tool_calls
+        assert conv.tools is not None and message.tool_calls
         conv.messages.append(_assistant_turn(message))
         for raw in message.tool_calls:
             function = getattr(raw, "function", None)
@@ -236,7 +242,7 @@ class LlmReplier:
             )
             # A slow skill must not carry the reply past its deadline either.
             async with asyncio.timeout_at(conv.deadline):
-                outcome = await self.tools.call(call, conv.ctx, conv.offer, conv.event_id)
+                outcome = await conv.tools.call(call, conv.ctx, conv.event_id)
             conv.outcomes.append(outcome)
             conv.messages.append(tool_message(call, outcome))
 
@@ -258,6 +264,16 @@ class LlmReplier:
         metrics.LLM_FALLBACKS.labels(reason.value).inc()
         log.info("reply composed offline", extra={**_ids(result), "reason": reason.value})
         return reason
+
+
+async def _offer(tools: ToolBox | None, tenant_id: str) -> Offer:
+    if tools is None:
+        return NO_TOOLS
+    try:
+        return await tools.offer(tenant_id)
+    except Exception:  # no allow-list, no tools: the model answers from the passages
+        log.warning("could not read the tenant's allowed skills", exc_info=True)
+        return NO_TOOLS
 
 
 def _ids(result: SkillResult) -> dict[str, str]:

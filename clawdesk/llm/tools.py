@@ -1,7 +1,8 @@
 """Skills as LLM tools: which the model is offered (the tenant's allow-list, from the
-skill manifests), and how a tool call it makes is carried out (through the skills
-runner, which enforces the allow-list, the argument schema, confirmation of side
-effects, idempotency and the audit log; nothing here duplicates it).
+skill manifests), and how a tool call it makes is carried out — by the skills stage's
+`SkillRuntime` (the same registry, provider clients, demo shop, caches and allow-lists),
+whose `runner.run_skill` enforces the allow-list, the argument schema, confirmation of
+side effects, idempotency and the audit log. Nothing here duplicates those checks.
 
 The model never confirms a side effect: every call runs with `confirmed=False`, so a
 refund or cancellation comes back as NEEDS_CONFIRMATION with a description of the
@@ -13,26 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg_pool import AsyncConnectionPool
-
 from clawdesk import metrics
-from clawdesk.integrations import Integrations
-from clawdesk.skills import (
-    AuditLog,
-    OutcomeStatus,
-    PostgresAudit,
-    RunPolicy,
-    SkillContext,
-    SkillOutcome,
-    SkillRegistry,
-    idempotency_key,
-    run_skill,
-)
-from clawdesk.skills.audit import allowed_skills
+from clawdesk.skills import OutcomeStatus, SkillContext, SkillOutcome
+from clawdesk.skills.runtime import SkillRuntime
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +30,16 @@ PIPELINE_ONLY = frozenset({"handoff"})
 
 @dataclass(frozen=True)
 class Offer:
-    """What the model may call for one reply: the tenant's allowed skills and their tools."""
+    """The tools the model may call for one reply."""
 
-    allowed: frozenset[str]
     tools: list[dict[str, Any]]
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(t["function"]["name"] for t in self.tools)
+
+
+NO_TOOLS = Offer([])
 
 
 @dataclass(frozen=True)
@@ -62,11 +51,10 @@ class ToolCall:
     arguments: str  # the JSON text the model wrote
 
 
-def call_key(tenant: str, conversation: str, event_id: str, call: ToolCall) -> str:
-    """The idempotency key of one tool call: the same for the same call on a redelivered
-    event, another for other arguments (the model may look up two orders)."""
-    digest = hashlib.sha256(call.arguments.encode()).hexdigest()[:16]
-    return idempotency_key(tenant, conversation, f"{event_id}:{digest}", call.name)
+def call_event_id(event_id: str, call: ToolCall) -> str:
+    """What a tool call's idempotency key derives from: the same for the same call on a
+    redelivered event, another for other arguments (the model may open two tickets)."""
+    return f"{event_id}:{hashlib.sha256(call.arguments.encode()).hexdigest()[:16]}"
 
 
 def tool_message(call: ToolCall, outcome: SkillOutcome) -> dict[str, Any]:
@@ -83,60 +71,37 @@ def tool_message(call: ToolCall, outcome: SkillOutcome) -> dict[str, Any]:
     }
 
 
-def _refused(message: str) -> SkillOutcome:
-    return SkillOutcome(status=OutcomeStatus.REFUSED, message=message)
-
-
 @dataclass
 class ToolBox:
-    """The registered skills, the tenant allow-lists in Postgres, and what skills need."""
+    """The skills stage's runtime, seen as tools."""
 
-    registry: SkillRegistry
-    pool: AsyncConnectionPool
-    integrations: Integrations | None
-    policy: RunPolicy
-    audit: AuditLog | None = None
-
-    def __post_init__(self) -> None:
-        if self.audit is None:
-            self.audit = PostgresAudit(self.pool)
+    runtime: SkillRuntime
 
     async def offer(self, tenant_id: str) -> Offer:
         """The tools this tenant allows (and that the pipeline lets the model call)."""
-        allowed = await allowed_skills(self.pool, tenant_id)
-        return Offer(allowed, self.registry.tools(allowed - PIPELINE_ONLY))
+        allowed = await self.runtime.allow_lists(tenant_id)
+        return Offer(self.runtime.registry.tools(allowed - PIPELINE_ONLY))
 
-    async def call(
-        self, call: ToolCall, ctx: SkillContext, offer: Offer, event_id: str
-    ) -> SkillOutcome:
-        """Carry out one tool call the model made (never raises for the model's mistakes)."""
-        outcome = await self._call(call, ctx, offer, event_id)
+    async def call(self, call: ToolCall, ctx: SkillContext, event_id: str) -> SkillOutcome:
+        """Carry out one tool call the model made (never raises for the model's mistakes).
+
+        A tool the model was not offered goes to the runner all the same: the tenant's
+        allow-list refuses it there, and the refusal is audited.
+        """
+        outcome = await self._call(call, ctx, event_id)
         metrics.LLM_TOOL_CALLS.labels(call.name[:64], outcome.status.value).inc()
         return outcome
 
-    async def _call(
-        self, call: ToolCall, ctx: SkillContext, offer: Offer, event_id: str
-    ) -> SkillOutcome:
-        if call.name not in self.registry:
-            log.warning("llm asked for an unknown tool", extra={"tool": call.name[:64]})
-            return _refused("no such action")
+    async def _call(self, call: ToolCall, ctx: SkillContext, event_id: str) -> SkillOutcome:
+        if call.name in PIPELINE_ONLY:
+            log.warning("llm asked for a pipeline-only skill", extra={"skill": call.name})
+            return SkillOutcome(status=OutcomeStatus.REFUSED, message="not an action for you")
         try:
             args = json.loads(call.arguments or "{}")
         except json.JSONDecodeError:
             return SkillOutcome.needs_input("the arguments are not valid JSON")
         if not isinstance(args, dict):
             return SkillOutcome.needs_input("the arguments must be a JSON object")
-        # A tool the model was not offered (not allowed, or pipeline-only) goes to the
-        # runner with an allow-list without it: refused there, and audited.
-        allow: Collection[str] = offer.allowed if call.name in offer.names else frozenset()
-        assert self.audit is not None
-        return await run_skill(
-            self.registry.get(call.name),
-            ctx,
-            args,
-            tenant_allow_list=allow,
-            confirmed=False,
-            idempotency_key=call_key(ctx.tenant_id, ctx.conversation_id, event_id, call),
-            audit=self.audit,
-            policy=self.policy,
+        return await self.runtime.run(
+            call.name, ctx, args, confirmed=False, key_event_id=call_event_id(event_id, call)
         )

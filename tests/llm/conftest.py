@@ -12,8 +12,11 @@ from pydantic import SecretStr
 
 from clawdesk import db
 from clawdesk.integrations import Integrations, ProviderSettings
-from clawdesk.llm import LlmReplier, build_replier
+from clawdesk.llm import LlmReplier, ToolBox, build_replier
 from clawdesk.settings import AppSettings
+from clawdesk.skills import PostgresAudit, load_registry
+from clawdesk.skills.audit import allowed_skills
+from clawdesk.skills.runtime import AllowLists, SkillRuntime
 from tests.fakes.base import Served
 from tests.fakes.fixtures import fake_servers, fakes, provider_settings
 from tests.fakes.openai_server import API_KEY, FakeOpenAI
@@ -74,16 +77,28 @@ def llm_settings(fake_llm: FakeOpenAI) -> Callable[..., AppSettings]:
 
 
 @pytest.fixture()
+def toolbox(pool: AsyncConnectionPool, integrations: Integrations) -> ToolBox:
+    """The skills stage's runtime (registry, provider clients on the fakes, Postgres audit
+    and allow-lists) as the LLM's tools."""
+
+    async def read(tenant_id: str) -> frozenset[str]:
+        return await allowed_skills(pool, tenant_id)
+
+    runtime = SkillRuntime(
+        load_registry(), integrations, PostgresAudit(pool), AllowLists(read, ttl_s=0)
+    )
+    return ToolBox(runtime)
+
+
+@pytest.fixture()
 async def make_replier(
-    llm_settings: Callable[..., AppSettings],
-    pool: AsyncConnectionPool,
-    integrations: Integrations,
+    llm_settings: Callable[..., AppSettings], pool: AsyncConnectionPool
 ) -> AsyncIterator[Callable[..., LlmReplier]]:
     """Build LLM repliers as a worker does (closed after the test)."""
     made: list[LlmReplier] = []
 
     def make(**overrides: Any) -> LlmReplier:
-        replier = build_replier(llm_settings(**overrides), pool, integrations=integrations)
+        replier = build_replier(llm_settings(**overrides), pool)
         assert replier is not None
         made.append(replier)
         return replier

@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.llm import Fallback, LlmAnswer, LlmReplier
+from clawdesk.llm import Fallback, LlmAnswer, LlmReplier, ToolBox
 from clawdesk.skills import OutcomeStatus
 from tests.fakes.fixtures import Fakes
 from tests.fakes.openai_server import FakeOpenAI, Scripted, answer, call_tools
@@ -35,10 +35,13 @@ def last_tool_result(request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_answer_cites_the_passages_and_sends_the_conversation_as_user(
-    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier], pool: AsyncConnectionPool
+    fake_llm: FakeOpenAI,
+    make_replier: Callable[..., LlmReplier],
+    pool: AsyncConnectionPool,
+    toolbox: ToolBox,
 ) -> None:
     fake_llm.then(answer("Standard delivery to Germany takes 5-8 business days [1]."))
-    out = await make_replier().answer(skill_result(conversation="conv-42"), "r-m1")
+    out = await make_replier().answer(skill_result(conversation="conv-42"), "r-m1", tools=toolbox)
 
     assert isinstance(out, LlmAnswer)
     assert out.text == "Standard delivery to Germany takes 5-8 business days [1]."
@@ -92,6 +95,7 @@ async def test_tool_call_runs_the_skill_and_feeds_its_result_back(
     fakes: Fakes,
     make_replier: Callable[..., LlmReplier],
     pool: AsyncConnectionPool,
+    toolbox: ToolBox,
 ) -> None:
     def final(request: dict[str, Any]) -> Scripted:
         data = last_tool_result(request)["data"]
@@ -99,7 +103,9 @@ async def test_tool_call_runs_the_skill_and_feeds_its_result_back(
 
     fake_llm.then(call_tools(("order_status", {"order": "#1002"})), final)
     out = await make_replier().answer(
-        skill_result("where is order 1002?", intent="oos", hits=[], answerable=False), "r-m1"
+        skill_result("where is order 1002?", intent="oos", hits=[], answerable=False),
+        "r-m1",
+        tools=toolbox,
     )
 
     assert isinstance(out, LlmAnswer)
@@ -124,6 +130,7 @@ async def test_tool_the_tenant_does_not_allow_is_refused_and_not_offered(
     fakes: Fakes,
     make_replier: Callable[..., LlmReplier],
     pool: AsyncConnectionPool,
+    toolbox: ToolBox,
 ) -> None:
     async with pool.connection() as conn:
         await conn.execute(
@@ -133,7 +140,7 @@ async def test_tool_the_tenant_does_not_allow_is_refused_and_not_offered(
         call_tools(("refund", {"order": "#1001", "email": "lena.vogel@example.com"})),
         lambda request: answer(f"status={last_tool_result(request)['status']}"),
     )
-    out = await make_replier().answer(skill_result("refund order 1002 now"), "r-m1")
+    out = await make_replier().answer(skill_result("refund order 1002 now"), "r-m1", tools=toolbox)
 
     assert isinstance(out, LlmAnswer)
     assert out.text == "status=refused"
@@ -144,7 +151,9 @@ async def test_tool_the_tenant_does_not_allow_is_refused_and_not_offered(
 
 
 async def test_unknown_tool_and_bad_arguments_are_answered_not_run(
-    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+    fake_llm: FakeOpenAI,
+    make_replier: Callable[..., LlmReplier],
+    toolbox: ToolBox,
 ) -> None:
     fake_llm.then(
         call_tools(("drop_tables", {}), ("order_status", "{not json")),
@@ -156,7 +165,7 @@ async def test_unknown_tool_and_bad_arguments_are_answered_not_run(
             )
         ),
     )
-    out = await make_replier().answer(skill_result(), "r-m1")
+    out = await make_replier().answer(skill_result(), "r-m1", tools=toolbox)
     assert isinstance(out, LlmAnswer)
     assert out.text == "refused needs_input"
 
@@ -165,12 +174,15 @@ async def test_side_effecting_tool_needs_confirmation_and_runs_nothing(
     fake_llm: FakeOpenAI,
     fakes: Fakes,
     make_replier: Callable[..., LlmReplier],
+    toolbox: ToolBox,
 ) -> None:
     fake_llm.then(
         call_tools(("refund", {"order": "#1001", "email": "lena.vogel@example.com"})),
         answer("Shall I refund order #1001? Please reply yes to confirm."),
     )
-    out = await make_replier().answer(skill_result("please refund order 1001"), "r-m1")
+    out = await make_replier().answer(
+        skill_result("please refund order 1001"), "r-m1", tools=toolbox
+    )
 
     assert isinstance(out, LlmAnswer)
     assert out.pending is not None
@@ -181,10 +193,12 @@ async def test_side_effecting_tool_needs_confirmation_and_runs_nothing(
 
 
 async def test_the_last_round_forbids_more_tool_calls(
-    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+    fake_llm: FakeOpenAI,
+    make_replier: Callable[..., LlmReplier],
+    toolbox: ToolBox,
 ) -> None:
     fake_llm.then(call_tools(("order_status", {"order": "#1001"})), answer("Done."))
-    out = await make_replier(llm_max_tool_rounds=1).answer(skill_result(), "r-m1")
+    out = await make_replier(llm_max_tool_rounds=1).answer(skill_result(), "r-m1", tools=toolbox)
     assert isinstance(out, LlmAnswer)
     assert [r.get("tool_choice") for r in fake_llm.requests] == [None, "none"]
 
@@ -238,13 +252,15 @@ async def test_slow_endpoint_times_out_and_falls_back(
 
 
 async def test_deadline_bounds_the_whole_reply(
-    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+    fake_llm: FakeOpenAI,
+    make_replier: Callable[..., LlmReplier],
+    toolbox: ToolBox,
 ) -> None:
     fake_llm.delay_next(3, 0.6)
     replier = make_replier(llm_timeout_s=2.0, llm_max_retries=0, llm_deadline_s=1.0)
     fake_llm.then(call_tools(("order_status", {"order": "#1001"})), answer("late"))
     started = time.monotonic()
-    out = await replier.answer(skill_result(), "r-m1")
+    out = await replier.answer(skill_result(), "r-m1", tools=toolbox)
     assert out is Fallback.TIMEOUT
     assert time.monotonic() - started < 1.5
 

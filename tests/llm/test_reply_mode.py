@@ -6,16 +6,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
-from unittest.mock import AsyncMock, patch
+from unittest.mock import patch
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
-from clawdesk.llm import LlmReplier, build_replier
+from clawdesk.llm import LlmReplier, ToolBox, build_replier
 from clawdesk.settings import AppSettings
-from schemas import Reply, SkillStatus
+from schemas import Reply, SkillResult, SkillStatus
 from tests.agents.conftest import test_app
-from tests.fakes.openai_server import FakeOpenAI, answer
+from tests.fakes.fixtures import Fakes
+from tests.fakes.openai_server import FakeOpenAI, answer, call_tools
 from tests.llm.events import skill_result
 
 __all__ = ["test_app"]
@@ -106,29 +108,10 @@ async def test_handoff_notice_never_goes_to_the_llm(
     assert fake_llm.completions == 0
 
 
-async def test_reply_agent_sends_the_llm_answer(
-    test_app: Any,
-    fake_llm: FakeOpenAI,
-    llm_settings: Callable[..., AppSettings],
-    make_replier: Callable[..., LlmReplier],
-) -> None:
+async def run_reply_agent(result: SkillResult, memory: dict[str, Any]) -> Reply:
+    """One skill result through the reply agent (sends mocked, memory a dict)."""
     from agents.reply import compose_reply
-    from clawdesk import services
 
-    services.install(
-        services.Services(
-            settings=llm_settings(),
-            pool=AsyncMock(),
-            kb=None,
-            nlu=None,
-            shop=None,
-            cache=None,
-            llm=make_replier(),
-        )
-    )
-    fake_llm.then(answer("Standard delivery to Germany takes 5-8 business days [1]."))
-    result = skill_result(conversation="c1")
-    memory: dict[str, Any] = {}
     sent = asyncio.Event()
     with (
         patch("agents.reply.reply_topic.send", side_effect=lambda **_: sent.set()) as send,
@@ -138,8 +121,66 @@ async def test_reply_agent_sends_the_llm_answer(
             await agent.put(result.to_bytes())
             # The agent is handed the event; its LLM call is still on the wire.
             await asyncio.wait_for(sent.wait(), 5)
-    reply = Reply.from_bytes(send.await_args.kwargs["value"])
+    return Reply.from_bytes(send.await_args.kwargs["value"])
+
+
+@pytest.fixture()
+def llm_worker(
+    test_app: Any,
+    pool: AsyncConnectionPool,
+    toolbox: ToolBox,
+    llm_settings: Callable[..., AppSettings],
+    make_replier: Callable[..., LlmReplier],
+) -> None:
+    """Services as a worker in LLM mode has them, skills running on the fake providers."""
+    from agents.skills import use_runtime
+    from clawdesk import services
+
+    services.install(
+        services.Services(
+            settings=llm_settings(),
+            pool=pool,
+            kb=None,
+            nlu=None,
+            shop=None,
+            cache=None,
+            llm=make_replier(),
+        )
+    )
+    use_runtime(toolbox.runtime)
+
+
+async def test_reply_agent_sends_the_llm_answer(llm_worker: None, fake_llm: FakeOpenAI) -> None:
+    fake_llm.then(answer("Standard delivery to Germany takes 5-8 business days [1]."))
+    memory: dict[str, Any] = {}
+    reply = await run_reply_agent(skill_result(conversation="c1"), memory)
     assert reply.text.startswith("Standard delivery to Germany takes 5-8 business days [1].")
     assert reply.sources == ["en/shipping.md"]
     assert memory["c1"]["turns"][-1]["text"] == reply.text
     assert fake_llm.requests[0]["user"] == "c1"
+
+
+async def test_refund_the_llm_proposes_runs_only_on_the_customers_yes(
+    llm_worker: None, fake_llm: FakeOpenAI, fakes: Fakes
+) -> None:
+    from agents.skills import think
+
+    fake_llm.then(
+        call_tools(("refund", {"order": "#1001", "email": "lena.vogel@example.com"})),
+        answer("Shall I refund order #1001 to your card? Please reply yes to confirm."),
+    )
+    memory: dict[str, Any] = {}
+    asked = skill_result("I want my money back for #1001", conversation="c1", intent="oos")
+    await run_reply_agent(asked, memory)
+    assert not fakes.stripe.calls_to("POST", "/v1/refunds")
+    pending = memory["c1"]["dialogue"]["pending"]
+    assert pending["skill"] == "refund"
+    assert pending["args"] == {"order": "#1001", "email": "lena.vogel@example.com"}
+    assert pending["origin_event_id"] == asked.context.nlu.accepted.message.event_id
+
+    # The customer's "yes" reaches the skills stage, which runs the refund once.
+    yes = skill_result("yes", conversation="c1", intent="oos", message_id="m2").context
+    _, conclusion = await think(yes, memory["c1"])
+    assert conclusion.skill == "refund"
+    assert conclusion.status is SkillStatus.OK
+    assert len(fakes.stripe.calls_to("POST", "/v1/refunds")) == 1
