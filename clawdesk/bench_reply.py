@@ -103,7 +103,12 @@ def _result(i: int, row: dict[str, Any], hits: list[KbHit], settings: AppSetting
 
 
 async def measure(
-    mode: str, endpoint: str, results: list[SkillResult], settings: AppSettings, llm: Any
+    mode: str,
+    endpoint: str,
+    results: list[SkillResult],
+    settings: AppSettings,
+    llm: Any,
+    tools: Any = None,
 ) -> ModeResult:
     """Compose every reply in turn, timing each."""
     from agents.reply import compose_any
@@ -112,7 +117,7 @@ async def measure(
     by_llm = 0
     for result in results:
         started = time.perf_counter()
-        composed = await compose_any(result, settings, llm, f"r-{result.event_id}")
+        composed = await compose_any(result, settings, llm, f"r-{result.event_id}", tools=tools)
         latencies.append((time.perf_counter() - started) * 1000)
         by_llm += composed.llm
     return ModeResult(mode, endpoint, latencies, by_llm)
@@ -122,21 +127,26 @@ async def _llm_mode(
     results: list[SkillResult], settings: AppSettings, label: str, endpoint: str
 ) -> ModeResult:
     from clawdesk import db
-    from clawdesk.llm import build_replier
+    from clawdesk.llm import ToolBox, build_replier
+    from clawdesk.skills.runtime import SkillRuntime
 
     url = connection_settings().database_url
-    pool = None
+    pool = tools = None
     if url:
         await asyncio.to_thread(db.apply_migrations, url)
         pool = await db.open_pool(url, max_size=4)
+        # As in the worker: the tenant's allowed skills are offered as tools.
+        tools = ToolBox(SkillRuntime.from_settings(settings, pool, None))
     llm = build_replier(settings, pool)
     assert llm is not None
+    state = "token counters + tools in Postgres" if pool else "no DATABASE_URL: no counters/tools"
     try:
-        await measure("warm-up", endpoint, results[:3], settings, llm)
-        state = "token counters + tools in Postgres" if pool else "no DATABASE_URL: no counters"
-        return await measure(f"llm {label}", f"{endpoint}; {state}", results, settings, llm)
+        await measure("warm-up", endpoint, results[:3], settings, llm, tools)
+        return await measure(f"llm {label}", f"{endpoint}; {state}", results, settings, llm, tools)
     finally:
         await llm.client.aclose()
+        if tools is not None:
+            await tools.runtime.aclose()
         if pool is not None:
             await pool.close()
 
