@@ -21,12 +21,13 @@ up: install
 
 # Debian tools some tests drive: docker-compose (validates compose.yaml, no engine needed)
 # promtool (from the prometheus package: checks and unit-tests the alert rules) and
-# headless Chromium + ChromeDriver (the web chat page is tested in a real browser).
+# headless Chromium + ChromeDriver (the web chat page is tested in a real browser), and
+# wrk (the load generator of `clawdesk bench webhooks`).
 system-test-deps:
-	@{ command -v docker-compose && command -v promtool && command -v chromedriver; } >/dev/null 2>&1 || \
+	@{ command -v docker-compose && command -v promtool && command -v chromedriver && command -v wrk; } >/dev/null 2>&1 || \
 	  { command -v apt-get >/dev/null 2>&1 && \
-	    (apt-get install -y -q docker-compose prometheus chromium chromium-driver >/dev/null 2>&1 || \
-	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose prometheus chromium chromium-driver >/dev/null 2>&1)) || \
+	    (apt-get install -y -q docker-compose prometheus chromium chromium-driver wrk >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q docker-compose prometheus chromium chromium-driver wrk >/dev/null 2>&1)) || \
 	    echo "warning: could not install docker-compose; compose tests will fail"; }
 
 test: install system-test-deps

@@ -211,17 +211,47 @@ def schemas_export(
         console.print(str(path))
 
 
-@cli.command()
+bench_cli = typer.Typer(help="Benchmarks: the pipeline (default) or `webhooks`.")
+cli.add_typer(bench_cli, name="bench")
+
+
+@bench_cli.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     n: Annotated[int, typer.Option(help="unique questions to push")] = 500,
     embed_n: Annotated[int, typer.Option(help="sentences for the raw embedding run")] = 2000,
     repeat: Annotated[float, typer.Option(help="share of repeated questions, 0..1")] = 0.0,
 ) -> None:
     """Push N questions through the running pipeline; print msgs/s, latency percentiles,
-    raw batched embedding throughput and their ratio."""
+    raw batched embedding throughput and their ratio. `bench webhooks`: the gateway's
+    webhook acknowledgement latency under load."""
+    if ctx.invoked_subcommand is not None:
+        return
     from clawdesk.bench import run_bench
 
     run_bench(n=n, embed_n=embed_n, repeat=repeat, console=console)
+
+
+def _register_channel_commands() -> None:
+    """`clawdesk poll …` and `clawdesk bench webhooks` live with the channel code."""
+    from clawdesk.bench_webhooks import bench_webhooks
+    from connectors.poll import poll_cli
+
+    cli.add_typer(poll_cli, name="poll")
+    bench_cli.command("webhooks")(bench_webhooks)
+
+
+_register_channel_commands()
+
+
+def _register_reply_bench() -> None:
+    """`clawdesk bench reply` lives with the LLM code."""
+    from clawdesk.bench_reply import bench_reply
+
+    bench_cli.command("reply")(bench_reply)
+
+
+_register_reply_bench()
 
 
 @eval_cli.command("retrieval")

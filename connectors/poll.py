@@ -1,0 +1,155 @@
+"""`clawdesk poll telegram|email`: channels read by polling instead of webhooks.
+
+For a deployment without a public URL (development, or a mailbox with no relay), a
+poll loop reads the provider and puts each message on the inbound topic exactly as the
+webhooks do: keyed by conversation, acknowledged by the broker before the next is taken.
+The source confirms only what was taken (Telegram by the next `getUpdates` offset, IMAP
+by flagging a batch seen), so a crash redelivers and the pipeline drops the duplicates;
+nothing is lost. A broker outage is waited out: the loop retries the same message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+import typer
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from clawdesk.settings import AppSettings, ChannelSettings, app_settings, channel_settings
+from connectors import email, telegram
+from schemas import InboundMessage
+from topics import inbound_spec
+
+log = logging.getLogger(__name__)
+
+BROKER_RETRY_S = 1.0
+
+Enqueue = Callable[[InboundMessage], Awaitable[None]]
+
+
+async def forward(
+    messages: AsyncIterator[InboundMessage], enqueue: Enqueue, *, limit: int | None = None
+) -> int:
+    """Enqueue each message before taking the next; stop after `limit` (None: never).
+    Returns how many were enqueued."""
+    count = 0
+    async for message in messages:
+        await _until_enqueued(enqueue, message)
+        count += 1
+        log.info(
+            "polled message enqueued",
+            extra={
+                "channel": message.channel.value,
+                "event_id": message.event_id,
+                "conversation_id": message.conversation_id,
+            },
+        )
+        if limit is not None and count >= limit:
+            break
+    return count
+
+
+async def _until_enqueued(enqueue: Enqueue, message: InboundMessage) -> None:
+    while True:
+        try:
+            await enqueue(message)
+            return
+        except (KafkaError, TimeoutError) as err:
+            # Not confirmed to the provider yet: waiting here loses nothing.
+            log.warning("enqueue failed; retrying", extra={"error": repr(err)})
+            await asyncio.sleep(BROKER_RETRY_S)
+
+
+def producer_enqueue(producer: AIOKafkaProducer, settings: AppSettings) -> Enqueue:
+    """Enqueue on the inbound topic the way the gateway does (keyed, acked)."""
+    topic = inbound_spec.name(settings)
+
+    async def enqueue(message: InboundMessage) -> None:
+        async with asyncio.timeout(settings.stage_timeout_s):
+            await producer.send_and_wait(
+                topic, key=message.conversation_id.encode(), value=message.to_bytes()
+            )
+
+    return enqueue
+
+
+def telegram_source(
+    settings: AppSettings, channels: ChannelSettings
+) -> AsyncIterator[InboundMessage]:
+    """Telegram Updates by long polling `getUpdates`."""
+    if channels.telegram_bot_token is None:
+        raise typer.BadParameter("CLAWDESK_TELEGRAM_BOT_TOKEN is not set")
+    return telegram.poll_updates(
+        tenant_id=channels.telegram_tenant or settings.default_tenant,
+        settings=channels,
+        timeout_s=channels.telegram_poll_timeout_s,
+    )
+
+
+def email_source(
+    settings: AppSettings, channels: ChannelSettings, interval_s: float | None
+) -> AsyncIterator[InboundMessage]:
+    """New mail of the IMAP mailbox, every `interval_s` (default `imap_poll_s`)."""
+    if not channels.imap_host or channels.imap_password is None:
+        raise typer.BadParameter("CLAWDESK_IMAP_HOST / CLAWDESK_IMAP_PASSWORD are not set")
+    return email.watch_mailbox(
+        tenant_for=email.tenant_resolver(channels, settings.default_tenant),
+        settings=channels,
+        interval_s=interval_s,
+    )
+
+
+async def run(source: AsyncIterator[InboundMessage], bootstrap: str, limit: int | None) -> int:
+    """Poll `source` into the inbound topic of the broker at `bootstrap`."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id="clawdesk-poll",
+        acks="all",
+        enable_idempotence=False,  # as the gateway: the pipeline dedupes redeliveries
+    )
+    await producer.start()
+    try:
+        return await forward(source, producer_enqueue(producer, app_settings()), limit=limit)
+    finally:
+        await producer.stop()
+
+
+poll_cli = typer.Typer(help="Read a channel by polling (no public webhook URL needed).")
+
+MaxMessages = Annotated[
+    int, typer.Option("--max-messages", help="stop after this many messages; 0 = run forever")
+]
+
+
+def _start(source: AsyncIterator[InboundMessage], max_messages: int) -> None:
+    from clawdesk.logs import configure_logging
+    from clawdesk.settings import connection_settings
+
+    configure_logging(app_settings().log_level)
+    bootstrap = connection_settings().kafka_bootstrap_servers
+    if not bootstrap:
+        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS is not set (or use `clawdesk up`)")
+    count = asyncio.run(run(source, bootstrap, max_messages or None))
+    typer.echo(f"enqueued {count} messages", err=True)
+
+
+@poll_cli.command("telegram")
+def poll_telegram(max_messages: MaxMessages = 0) -> None:
+    """Long-poll the Telegram Bot API (getUpdates) and enqueue each text message."""
+    _start(telegram_source(app_settings(), channel_settings()), max_messages)
+
+
+@poll_cli.command("email")
+def poll_email(
+    max_messages: MaxMessages = 0,
+    interval: Annotated[
+        float, typer.Option(help="seconds between polls; default CLAWDESK_IMAP_POLL_S")
+    ] = -1.0,
+) -> None:
+    """Poll the IMAP mailbox and enqueue each new mail's text."""
+    interval_s = None if interval < 0 else interval
+    _start(email_source(app_settings(), channel_settings(), interval_s), max_messages)
