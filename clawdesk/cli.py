@@ -211,7 +211,7 @@ def schemas_export(
         console.print(str(path))
 
 
-bench_cli = typer.Typer(help="Benchmarks: the pipeline (default) or `webhooks`.")
+bench_cli = typer.Typer(help="Benchmarks: the pipeline (default), `webhooks` or `reply`.")
 cli.add_typer(bench_cli, name="bench")
 
 
@@ -224,7 +224,8 @@ def bench(
 ) -> None:
     """Push N questions through the running pipeline; print msgs/s, latency percentiles,
     raw batched embedding throughput and their ratio. `bench webhooks`: the gateway's
-    webhook acknowledgement latency under load."""
+    webhook acknowledgement latency under load. `bench reply`: reply-composition latency,
+    offline and through an LLM endpoint."""
     if ctx.invoked_subcommand is not None:
         return
     from clawdesk.bench import run_bench
