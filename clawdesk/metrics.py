@@ -103,7 +103,7 @@ LLM_LATENCY = Histogram(
     "Time of one chat-completion call, retries included",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16),
 )
-# reason: breaker_open / timeout / error / token_cap / bad_response.
+# reason: breaker_open / timeout / error / token_cap / bad_response / budget_unavailable.
 LLM_FALLBACKS = Counter(
     "clawdesk_llm_fallbacks",
     "Replies composed offline although LLM mode is on",

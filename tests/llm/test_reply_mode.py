@@ -121,6 +121,7 @@ async def run_reply_agent(result: SkillResult, memory: dict[str, Any]) -> Reply:
             await agent.put(result.to_bytes())
             # The agent is handed the event; its LLM call is still on the wire.
             await asyncio.wait_for(sent.wait(), 5)
+    assert send.await_args is not None
     return Reply.from_bytes(send.await_args.kwargs["value"])
 
 
