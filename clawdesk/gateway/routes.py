@@ -23,7 +23,7 @@ from clawdesk.deliveries import conversation_deliveries
 from clawdesk.gateway.fanout import Inbox
 from clawdesk.gateway.health import readiness
 from clawdesk.gateway.limits import LimitExceeded, rate_limiter_of
-from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, WEBSOCKETS
+from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, REPLIES, WEBSOCKETS
 from clawdesk.gateway.models import (
     CONVERSATION_ID_PATTERN,
     Accepted,
@@ -32,6 +32,7 @@ from clawdesk.gateway.models import (
     ReplyPush,
     WebMessageIn,
 )
+from clawdesk.gateway.replay import replies_after
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.settings import ChannelSettings, channel_settings, connection_settings
 from schemas import Channel, InboundMessage, new_id
@@ -224,11 +225,45 @@ async def reply_socket(websocket: WebSocket, conversation_id: str) -> None:
         await websocket.close(code=1008)
         return
     state = gateway_state(websocket)
-    # Subscribe before accepting: a client that fetches history once connected cannot
-    # miss a reply published in between.
+    after = websocket.query_params.get("after")
+    # Subscribe before accepting (and before replaying): a reply published meanwhile is
+    # in the inbox, so none falls between the replay and the live ones.
     with state.hub.subscribe(conversation_id) as inbox, WEBSOCKETS.track_inprogress():
         await websocket.accept()
+        if after and not await _replay(websocket, state, conversation_id, after):
+            return
         await _serve_socket(websocket, inbox)
+
+
+async def _replay(
+    websocket: WebSocket, state: GatewayState, conversation_id: str, after: str
+) -> bool:
+    """Push what the client missed since message `after`; False if the socket is done."""
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            missed = await replies_after(state.pool, conversation_id, after[:200])
+    except (psycopg.Error, TimeoutError) as err:
+        log.warning("replay lookup failed", extra={"error": repr(err)})
+        missed = None  # the client re-reads the history once the database is back
+    try:
+        if missed is None:
+            REPLIES.labels(outcome="resync").inc()
+            await websocket.send_text('{"type": "resync"}')
+            return True
+        for message in missed:
+            push = ReplyPush(
+                reply_id=message.id,
+                text=message.text,
+                sources=[],
+                handoff=False,
+                author="agent" if message.author == "agent" else "bot",
+            )
+            await websocket.send_text(push.model_dump_json())
+            REPLIES.labels(outcome="replayed").inc()
+    except (WebSocketDisconnect, RuntimeError, OSError) as err:
+        log.info("websocket replay failed", extra={"error": repr(err)})
+        return False
+    return True
 
 
 async def _serve_socket(websocket: WebSocket, inbox: Inbox) -> None:

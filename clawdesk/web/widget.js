@@ -1,8 +1,10 @@
 /* ClawShop web chat widget for the clawdesk gateway. Vanilla JS, no build step.
  *
- * Flow: open the reply WebSocket first, then (on every open) re-read the history, so a
- * reply sent while the socket was down still shows up. Messages are de-duplicated by id
- * (bot messages use the reply id both in the history and on the socket).
+ * Flow: open the reply WebSocket, then read the history once. The widget remembers the
+ * id of the last reply it showed; a reconnecting socket asks for `?after=<that id>` and
+ * the gateway replays, from Postgres, every reply sent while the socket was down (or
+ * answers "resync" and the widget re-reads the history). Messages are de-duplicated by
+ * id (bot messages use the reply id both in the history and on the socket).
  */
 (function () {
   "use strict";
@@ -90,6 +92,8 @@
     customerId: persistentId(KEYS.customer),
     lang: initialLanguage(),
     seen: new Set(),
+    lastReplyId: null,
+    historyLoaded: false,
     socket: null,
     attempt: 0,
     reconnectTimer: null,
@@ -221,9 +225,14 @@
   function receive(msg) {
     if (msg.id && state.seen.has(msg.id)) return false;
     if (msg.id) state.seen.add(msg.id);
+    if (msg.id && msg.author !== "customer") rememberReply(msg.id);
     addMessage(msg);
     return true;
   }
+
+  // The resume point of the next reconnect: the last reply shown. (A reloaded page
+  // starts from the whole history, so it need not outlive the page.)
+  function rememberReply(id) { state.lastReplyId = id; }
 
   function loadHistory() {
     var conversationId = state.conversationId;
@@ -232,6 +241,7 @@
       .then(function (res) { return res.ok ? res.json() : []; })
       .then(function (items) {
         if (conversationId !== state.conversationId) return; // a new chat started meanwhile
+        state.historyLoaded = true;
         var gotReply = false;
         items.forEach(function (item) {
           if (receive(item) && item.author !== "customer") gotReply = true;
@@ -244,8 +254,11 @@
   function connect() {
     clearTimeout(state.reconnectTimer);
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    // Resuming: the gateway first replays what came after the last reply we showed.
+    var resume = state.historyLoaded && state.lastReplyId
+      ? "?after=" + encodeURIComponent(state.lastReplyId) : "";
     var socket = new WebSocket(
-      scheme + window.location.host + "/ws/" + encodeURIComponent(state.conversationId)
+      scheme + window.location.host + "/ws/" + encodeURIComponent(state.conversationId) + resume
     );
     var keepalive = null;
     state.socket = socket;
@@ -253,7 +266,7 @@
     socket.onopen = function () {
       state.attempt = 0;
       setStatus("online");
-      loadHistory(); // picks up replies sent while we were disconnected
+      if (!resume) loadHistory(); // the first open, or nothing to resume from
       // Idle sockets get cut by proxies; the gateway ignores what the client sends.
       keepalive = setInterval(function () {
         if (socket.readyState === WebSocket.OPEN) socket.send("ping");
@@ -262,6 +275,7 @@
     socket.onmessage = function (event) {
       var data;
       try { data = JSON.parse(event.data); } catch (e) { return; }
+      if (data.type === "resync") { loadHistory(); return; }
       if (data.type !== "reply") return;
       hideTyping();
       receive({
@@ -380,6 +394,8 @@
     state.conversationId = randomId();
     store.set(KEYS.conversation, state.conversationId);
     state.seen = new Set();
+    state.lastReplyId = null;
+    state.historyLoaded = false;
     hideTyping();
     els.list.textContent = "";
     showWelcome();
