@@ -154,23 +154,6 @@ async def record_intent(pool: AsyncConnectionPool, nlu: NluResult) -> None:
 _FINAL = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.READ)
 
 
-async def claim_delivery(pool: AsyncConnectionPool, reply: Reply) -> bool:
-    """Record a reply as queued. False if it was already sent (a redelivery)."""
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO deliveries (reply_id, conversation_id, tenant_id, channel, status)"
-            " VALUES (%s, %s, %s, %s, 'queued') ON CONFLICT DO NOTHING",
-            (reply.reply_id, reply.conversation_id, reply.tenant_id, reply.channel.value),
-        )
-        cur = await conn.execute(
-            "UPDATE deliveries SET attempts = attempts + 1, updated_at = now()"
-            " WHERE reply_id = %s RETURNING status",
-            (reply.reply_id,),
-        )
-        row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
-        return row is not None and row["status"] not in [s.value for s in _FINAL]
-
-
 async def record_sent(
     pool: AsyncConnectionPool,
     reply: Reply,

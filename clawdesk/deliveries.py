@@ -69,21 +69,22 @@ async def claim(pool: AsyncConnectionPool, reply: Reply, lease_s: float) -> Clai
 
 async def release(pool: AsyncConnectionPool, reply_id: str, detail: str) -> None:
     """Give a claim back after a failed attempt (another attempt will claim it again)."""
-    async with pool.connection() as conn:
-        await conn.execute(
-            "UPDATE deliveries SET status = 'queued', claimed_until = NULL, detail = %s,"
-            " updated_at = now() WHERE reply_id = %s AND status = 'sending'",
-            (detail[:DETAIL_CHARS], reply_id),
-        )
+    await _set_status(pool, reply_id, "queued", detail, only_from="sending")
 
 
 async def mark_failed(pool: AsyncConnectionPool, reply_id: str, detail: str) -> None:
     """The dispatcher gave up on the reply (it is dead-lettered)."""
+    await _set_status(pool, reply_id, "failed", detail)
+
+
+async def _set_status(
+    pool: AsyncConnectionPool, reply_id: str, status: str, detail: str, only_from: str = ""
+) -> None:
     async with pool.connection() as conn:
         await conn.execute(
-            "UPDATE deliveries SET status = 'failed', claimed_until = NULL, detail = %s,"
-            " updated_at = now() WHERE reply_id = %s",
-            (detail[:DETAIL_CHARS], reply_id),
+            "UPDATE deliveries SET status = %s, claimed_until = NULL, detail = %s,"
+            " updated_at = now() WHERE reply_id = %s AND (%s = '' OR status = %s)",
+            (status, detail[:DETAIL_CHARS], reply_id, only_from, only_from),
         )
 
 

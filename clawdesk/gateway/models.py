@@ -8,7 +8,6 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from clawdesk.db import StoredMessage
-from clawdesk.deliveries import Delivery
 from schemas import Reply
 
 MAX_TEXT_CHARS = 4000
@@ -77,41 +76,4 @@ class ReplyPush(BaseModel):
             sources=reply.sources,
             handoff=reply.handoff,
             author=reply.author,
-        )
-
-
-class DeliveryStep(BaseModel):
-    """One status a reply's delivery went through."""
-
-    status: str
-    detail: str
-    at: datetime
-
-
-class DeliveryView(BaseModel):
-    """A reply's delivery: the status the provider last reported, and how it got there."""
-
-    reply_id: str
-    channel: str
-    status: str
-    provider_message_id: str | None
-    attempts: int
-    detail: str
-    updated_at: datetime
-    history: list[DeliveryStep]
-
-    @classmethod
-    def of(cls, delivery: Delivery) -> DeliveryView:
-        """The API view of a stored delivery."""
-        return cls(
-            reply_id=delivery.reply_id,
-            channel=delivery.channel,
-            status=delivery.status,
-            provider_message_id=delivery.provider_message_id,
-            attempts=delivery.attempts,
-            detail=delivery.detail,
-            updated_at=delivery.updated_at,
-            history=[
-                DeliveryStep(status=s.status, detail=s.detail, at=s.at) for s in delivery.history
-            ],
         )

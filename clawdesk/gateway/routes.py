@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clawdesk.db import fetch_history, tenant_exists
-from clawdesk.deliveries import conversation_deliveries
+from clawdesk.deliveries import Delivery, conversation_deliveries
 from clawdesk.gateway.fanout import Inbox
 from clawdesk.gateway.health import readiness
 from clawdesk.gateway.limits import LimitExceeded, rate_limiter_of
@@ -27,7 +27,6 @@ from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, REPLIES, WEBSOCK
 from clawdesk.gateway.models import (
     CONVERSATION_ID_PATTERN,
     Accepted,
-    DeliveryView,
     HistoryItem,
     ReplyPush,
     WebMessageIn,
@@ -188,7 +187,7 @@ async def get_history(conversation_id: ConversationId, state: State) -> list[His
 
 
 @router.get("/api/web/conversations/{conversation_id}/deliveries")
-async def get_deliveries(conversation_id: ConversationId, state: State) -> list[DeliveryView]:
+async def get_deliveries(conversation_id: ConversationId, state: State) -> list[Delivery]:
     """Each reply of the conversation with the delivery status its channel reported."""
     return await list_deliveries(state, conversation_id)
 
@@ -196,7 +195,7 @@ async def get_deliveries(conversation_id: ConversationId, state: State) -> list[
 @router.get("/api/web/conversations/{conversation_id}/deliveries/{reply_id}")
 async def get_delivery(
     conversation_id: ConversationId, reply_id: ReplyId, state: State
-) -> DeliveryView:
+) -> Delivery:
     """One reply's delivery status and its timeline (404 if the conversation has no such
     reply)."""
     found = await list_deliveries(state, conversation_id, reply_id)
@@ -207,15 +206,14 @@ async def get_delivery(
 
 async def list_deliveries(
     state: GatewayState, conversation_id: str, reply_id: str | None = None
-) -> list[DeliveryView]:
+) -> list[Delivery]:
     """The conversation's deliveries from Postgres (503 if it does not answer)."""
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
-            found = await conversation_deliveries(state.pool, conversation_id, reply_id)
+            return await conversation_deliveries(state.pool, conversation_id, reply_id)
     except (psycopg.Error, TimeoutError) as err:
         log.warning("delivery lookup failed", extra={"error": repr(err)})
         raise GatewayError(503, "database unavailable") from err
-    return [DeliveryView.of(d) for d in found]
 
 
 @router.websocket("/ws/{conversation_id}")

@@ -28,8 +28,9 @@ from prometheus_client import Counter
 
 from clawdesk import deliveries, metrics
 from clawdesk.db import fetch_history, tenant_exists
+from clawdesk.deliveries import Delivery
 from clawdesk.gateway.fanout import ReplyHub
-from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, DeliveryView, HistoryItem
+from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, HistoryItem
 from clawdesk.gateway.routes import (
     GatewayError,
     channel_settings_of,
@@ -423,15 +424,20 @@ async def post_inapp_message(
     return {"conversation_id": message.conversation_id, "event_id": message.event_id}
 
 
+def require_owner(api_key: str | None, channels: ChannelSettings, conversation_id: str) -> None:
+    """401 unless the API key is a tenant's, 404 unless the conversation is that tenant's."""
+    with rejecting("inapp"):
+        tenant = inapp.authenticate(api_key, channels)
+    if not inapp.owns(tenant, conversation_id):
+        raise GatewayError(404, "unknown conversation")
+
+
 @router.get("/api/inapp/conversations/{conversation_id}/messages")
 async def get_inapp_history(
     conversation_id: ConversationId, state: State, channels: Channels, api_key: ApiKey = None
 ) -> list[HistoryItem]:
     """The conversation's stored messages, oldest first (only the key's tenant's)."""
-    with rejecting("inapp"):
-        tenant = inapp.authenticate(api_key, channels)
-    if not inapp.owns(tenant, conversation_id):
-        raise GatewayError(404, "unknown conversation")
+    require_owner(api_key, channels, conversation_id)
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             stored = await fetch_history(state.pool, conversation_id)
@@ -444,10 +450,7 @@ async def get_inapp_history(
 @router.get("/api/inapp/conversations/{conversation_id}/deliveries")
 async def get_inapp_deliveries(
     conversation_id: ConversationId, state: State, channels: Channels, api_key: ApiKey = None
-) -> list[DeliveryView]:
+) -> list[Delivery]:
     """Each reply of the conversation with its delivery status (only the key's tenant's)."""
-    with rejecting("inapp"):
-        tenant = inapp.authenticate(api_key, channels)
-    if not inapp.owns(tenant, conversation_id):
-        raise GatewayError(404, "unknown conversation")
+    require_owner(api_key, channels, conversation_id)
     return await list_deliveries(state, conversation_id)

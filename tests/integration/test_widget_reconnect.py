@@ -10,11 +10,9 @@ outbound topic, record in Postgres), so no NLU worker has to start.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -29,10 +27,13 @@ from clawdesk.settings import ChannelSettings
 from clawdesk.stack import stop_process
 from connectors.dispatcher import Dispatcher, Outcome
 from schemas import Channel, DeliveryReceipt, InboundMessage, Reply
+from tests.integration import test_web_chat
 from tests.integration.conftest import Pipeline
 from topics import inbound_spec, outbound_spec
 
 pytestmark = pytest.mark.integration
+
+browser = test_web_chat.browser  # the same headless Chromium fixture
 
 
 class Gateway:
@@ -70,24 +71,6 @@ async def gateway(pipeline: Pipeline) -> AsyncIterator[Gateway]:
     running.start()
     yield running
     running.stop()
-
-
-@pytest.fixture()
-def browser(tmp_path: Path) -> Iterator[Any]:
-    if not shutil.which("chromedriver"):
-        pytest.fail("chromedriver is missing: `make test` installs chromium and chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome'}",
-                 "--lang=en-US"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture()
