@@ -35,7 +35,7 @@ from connectors.config import (
     send_retrying,
 )
 from connectors.signatures import PayloadError, UnknownTenant
-from schemas import Channel, InboundMessage, Reply
+from schemas import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,74 @@ def _to_event(message: EmailMessage, raw: bytes, tenant_for: TenantFor) -> Inbou
             META_SUBJECT: str(message.get("Subject", ""))[:300],
         },
     )
+
+
+def parse_bounce(raw: bytes, *, tenant_for: TenantFor) -> DeliveryReceipt | None:
+    """A FAILED receipt for our reply that a bounce (an RFC 3464 delivery status
+    notification, `multipart/report; report-type=delivery-status`) reports as undeliverable;
+    None for any other mail, and for delays (`Action: delayed`)."""
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        if message.get_content_type() != "multipart/report":
+            return None
+        if str(message.get_param("report-type", "")).lower() != "delivery-status":
+            return None
+        failures = [b for b in _status_blocks(message) if b.get("Action", "").lower() == "failed"]
+        original = _returned_headers(message)
+    except Exception as err:  # hostile MIME: refuse it like any unparsable mail
+        raise PayloadError(f"unparsable delivery report: {type(err).__name__}") from err
+    if not failures or original is None:
+        return None
+    found = message_ids(str(original.get("Message-ID", "")))
+    if not found:
+        return None
+    ours = found[0]
+    recipients = [a.lower() for _, a in getaddresses(_recipient_headers(message)) if "@" in a]
+    tenant_id = tenant_for(recipients)
+    if tenant_id is None:
+        raise UnknownTenant("no tenant for the report's recipients")
+    root = thread_root(
+        ours, str(original.get("References", "")), str(original.get("In-Reply-To", ""))
+    )
+    detail = "; ".join(
+        f"{b.get('Status', '')} {b.get('Diagnostic-Code', '')}".strip() for b in failures
+    )
+    return DeliveryReceipt(
+        conversation_id=conversation_id(root),
+        tenant_id=tenant_id,
+        channel=Channel.EMAIL,
+        reply_id=ours[:200],  # the dispatcher stored our Message-ID as the provider's id
+        status=DeliveryStatus.FAILED,
+        provider_message_id=ours,
+        detail=detail[:500],
+    )
+
+
+def _status_blocks(report: EmailMessage) -> list[dict[str, str]]:
+    """The per-recipient fields of the report's message/delivery-status part."""
+    blocks: list[dict[str, str]] = []
+    for part in report.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        for block in part.get_payload():
+            if hasattr(block, "items"):
+                blocks.append({str(k): str(v) for k, v in block.items()})
+    return blocks
+
+
+def _returned_headers(report: EmailMessage) -> EmailMessage | None:
+    """The headers of the message that bounced (text/rfc822-headers or message/rfc822)."""
+    for part in report.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            inner = part.get_payload()
+            first = inner[0] if isinstance(inner, list) and inner else None
+            return first if isinstance(first, EmailMessage) else None
+        if kind == "text/rfc822-headers":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                return BytesParser(policy=policy.default).parsebytes(payload, headersonly=True)
+    return None
 
 
 def _address(value: str) -> str | None:

@@ -382,7 +382,8 @@ async def inbound_mail(
     signature: Annotated[str | None, Header(alias=CLAWDESK_SIGNATURE_HEADER)] = None,
     timestamp: Annotated[str | None, Header(alias=CLAWDESK_TIMESTAMP_HEADER)] = None,
 ) -> dict[str, int]:
-    """A raw RFC 822 message from the mail relay, signed like clawdesk's callbacks."""
+    """A raw RFC 822 message from the mail relay, signed like clawdesk's callbacks: a
+    customer's mail (enqueued), or a bounce of one of our replies (its delivery fails)."""
     secret = channels.email_webhook_secret
     if secret is None:
         raise disabled("email")
@@ -397,10 +398,12 @@ async def inbound_mail(
             max_skew_s=channels.webhook_max_skew_s,
         )
         tenants = email.tenant_resolver(channels, state.settings.default_tenant)
-        message = email.parse_email(body, tenant_for=tenants)
+        bounce = email.parse_bounce(body, tenant_for=tenants)
+        message = None if bounce else email.parse_email(body, tenant_for=tenants)
     messages = [message] if message else []
-    await accept(request, state, "email", messages)
-    return {"enqueued": len(messages)}
+    receipts = [bounce] if bounce else []
+    await accept(request, state, "email", messages, receipts)
+    return {"enqueued": len(messages), "receipts": len(receipts)}
 
 
 # --- In-app chat --------------------------------------------------------------------

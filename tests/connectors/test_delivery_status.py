@@ -190,3 +190,74 @@ async def test_a_customer_over_the_limit_gets_429_from_the_webhook(
     assert answers[1].json()["code"] == "rate_limited"
     assert int(answers[1].headers["Retry-After"]) >= 1
     assert len(hooks.inbound()) == 1  # the refused message was not enqueued
+
+
+BOUNCE = b"""From: MAILER-DAEMON@mx.shop.example
+To: support@shop.example
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+Your message could not be delivered.
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.shop.example
+
+Final-Recipient: rfc822; gone@customer.example
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 user unknown
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Support <support@shop.example>
+To: gone@customer.example
+Subject: Re: Order 1234
+Message-ID: <reply-1@shop.example>
+In-Reply-To: <CAF1@mail.example>
+References: <CAF1@mail.example>
+
+--B--
+""".replace(b"\n", b"\r\n")
+
+
+async def test_a_bounce_marks_the_email_reply_failed(
+    hooks: Hooks, pool: AsyncConnectionPool
+) -> None:
+    from connectors import email as mail
+
+    from .test_email import signed
+
+    conversation = mail.conversation_id("<CAF1@mail.example>")
+    reply = Reply(
+        conversation_id=conversation,
+        tenant_id="demo",
+        channel=Channel.EMAIL,
+        reply_id=f"r-{uuid.uuid4().hex[:8]}",
+        in_reply_to="e-1",
+        customer_id="gone@customer.example",
+        text="It ships today.",
+        language="en",
+        intent="order_status",
+        confidence=0.9,
+        received_at=utc_now(),
+    )
+    await deliveries.claim(pool, reply, lease_s=30)
+    await db.record_sent(pool, reply, DeliveryStatus.SENT, "<reply-1@shop.example>")
+
+    response = await hooks.client.post("/webhooks/email", content=BOUNCE, headers=signed(BOUNCE))
+
+    assert response.status_code == 202
+    assert response.json() == {"enqueued": 0, "receipts": 1}
+    assert hooks.inbound() == []  # a bounce is never answered
+    [receipt] = hooks.receipts()
+    assert (receipt.reply_id, receipt.status) == (reply.reply_id, DeliveryStatus.FAILED)
+    [delivery] = await deliveries.conversation_deliveries(pool, conversation)
+    assert delivery.status == "failed"
+    assert "5.1.1" in delivery.detail

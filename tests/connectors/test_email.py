@@ -132,7 +132,7 @@ async def test_a_signed_mail_is_enqueued(hooks: Hooks) -> None:
     response = await hooks.client.post(URL, content=body, headers=signed(body))
 
     assert response.status_code == 202
-    assert response.json() == {"enqueued": 1}
+    assert response.json() == {"enqueued": 1, "receipts": 0}
     (message,) = hooks.inbound()
     assert message.channel is Channel.EMAIL
     assert message.customer_id == "ana.li@example.com"
@@ -179,7 +179,7 @@ async def test_automatic_mail_is_accepted_but_not_enqueued(hooks: Hooks, headers
     response = await hooks.client.post(URL, content=body, headers=signed(body))
 
     assert response.status_code == 202
-    assert response.json() == {"enqueued": 0}
+    assert response.json() == {"enqueued": 0, "receipts": 0}
     assert hooks.producer.sent == []
 
 
