@@ -13,6 +13,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from clawdesk.logs import json_handler
+from clawdesk.runtime import faust_fixes
 from clawdesk.settings import app_settings, connection_settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def create_app() -> faust.App:
         )
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     _cap_fetch_wait(settings.consumer_fetch_max_wait_ms)
+    faust_fixes.apply()
     brokers = [f"kafka://{b.strip()}" for b in conn.kafka_bootstrap_servers.split(",")]
     return faust.App(
         settings.app_id,

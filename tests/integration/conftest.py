@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import uuid
@@ -33,8 +34,6 @@ class Pipeline:
         return AppSettings(app_id=self.app_id, topic_prefix=self.app_id, topic_partitions=4)
 
     def env(self, name: str) -> dict[str, str]:
-        import os
-
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -61,7 +60,8 @@ class Pipeline:
                 "clawdesk.app",
                 "worker",
                 "-l",
-                "info",
+                # debug when diagnosing a run; Faust's own loggers follow this level
+                os.environ.get("CLAWDESK_TEST_WORKER_LOG_LEVEL", "info"),
                 "--without-web",
             ],
             env=self.env(name),
@@ -97,14 +97,38 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    """Remember each phase's report so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture()
 def pipeline(
-    broker: str, database_url: str, redis_url: str, models_dir: Path, tmp_path: Path
+    request: pytest.FixtureRequest,
+    broker: str,
+    database_url: str,
+    redis_url: str,
+    models_dir: Path,
+    tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    """A pipeline with its own app id and topics; its workers stop at the end."""
+    """A pipeline with its own app id and topics; its workers stop at the end.
+
+    When the test failed, the tail of every worker's log is printed: a flaky
+    end-to-end failure is otherwise impossible to diagnose after the fact.
+    """
     p = Pipeline(broker, database_url, redis_url, tmp_path, models_dir)
     yield p
     p.stop_all()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for path in sorted(tmp_path.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-150:]
+            print(f"----- {path.name} (last {len(tail)} lines) -----", *tail, sep="\n")
 
 
 @pytest.fixture()

@@ -165,10 +165,25 @@ async def test_restart_resumes_offsets_and_conversation_memory(
     started = time.monotonic()
     pipeline.start_worker("w2")
     follow_up = await harness.ask("where is it now?", first.conversation_id)
-    second = await answered(out, follow_up.event_id, START_TIMEOUT)
+    try:
+        second = await answered(out, follow_up.event_id, START_TIMEOUT)
+    except TimeoutError:
+        await _print_progress(harness)
+        raise
     print(f"restarted worker answered after {time.monotonic() - started:.1f}s")
     assert "#1002" in second.text, "the order number mentioned earlier is remembered"
     assert len(replies_to(out, first.event_id)) == 1
+
+
+async def _print_progress(harness: Harness) -> None:
+    """How far the pipeline got: the records on each stage's topic, per key."""
+    from topics import ALL_TOPICS
+
+    seen = {spec.suffix: await harness.follow(spec) for spec in ALL_TOPICS}
+    await asyncio.sleep(3)
+    for suffix, records in seen.items():
+        keys = [r.key.decode() if r.key else "-" for r in records]
+        print(f"{suffix}: {len(records)} records {sorted(set(keys))}")
 
 
 async def test_two_workers_split_partitions_and_answer_once(pipeline: Pipeline, harness: Harness):

@@ -1,0 +1,40 @@
+"""The Faust recovery fix: the flow stops before stream partitions resume."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from faust.tables.recovery import Recovery
+
+from clawdesk.runtime import faust_fixes
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: self.calls.append(name)
+
+
+async def test_flow_is_stopped_before_the_step_runs() -> None:
+    calls: list[str] = []
+    flow, consumer = _Recorder(), _Recorder()
+    flow.calls = consumer.calls = calls
+
+    async def step(self: Any, generation_id: int = 0) -> None:
+        calls.append(f"step({generation_id})")
+
+    wrapped = faust_fixes._stop_flow_first(step)
+    fake = SimpleNamespace(app=SimpleNamespace(flow_control=flow, consumer=consumer))
+    await wrapped(fake, generation_id=3)
+    assert calls == ["suspend", "stop_flow", "step(3)"]
+
+
+def test_apply_wraps_both_recovery_steps_once() -> None:
+    faust_fixes.apply()
+    first = (Recovery.on_recovery_completed, Recovery._resume_streams)
+    faust_fixes.apply()
+    assert (Recovery.on_recovery_completed, Recovery._resume_streams) == first
+    assert all(getattr(step, faust_fixes._PATCHED) for step in first)
