@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -13,12 +14,43 @@ log = logging.getLogger(__name__)
 _started = time.monotonic()
 
 
-@app.task
-async def start_services() -> None:
-    """Open connections and load models while the consumer group is joining."""
+_building: asyncio.Task[None] | None = None
+
+
+def _start_building() -> asyncio.Task[None]:
+    """The one task that builds the services (started at most once per process)."""
+    global _building
+    if _building is None:
+        _building = asyncio.ensure_future(_build_and_install())
+    return _building
+
+
+async def _build_and_install() -> None:
     built = await services.build(app_settings(), connection_settings())
     services.install(built)
     log.info("services ready", extra={"seconds": round(time.monotonic() - _started, 2)})
+    _serve_metrics()
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
+async def build_while_joining(sender: object, revoked: set[object], **_: object) -> None:
+    """Start loading the models as the first group join begins.
+
+    Faust starts `app.task`s only once the worker is ready, after the join, which left
+    the ~3 s the broker takes to complete a join unused. The join begins with a
+    (possibly empty) revocation, when the main thread has nothing else to do, so the
+    import of torch and the model loads get the interpreter to themselves.
+    """
+    _start_building()
+
+
+@app.task
+async def start_services() -> None:
+    """Open connections and load models (if the group join has not started it already)."""
+    await _start_building()
+
+
+def _serve_metrics() -> None:
     settings = app_settings()
     if settings.metrics_port:
         from prometheus_client import start_http_server

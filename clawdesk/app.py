@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import types
 from typing import Any
 
@@ -53,11 +52,6 @@ def _cap_fetch_wait(wait_ms: int) -> None:
     faust_aiokafka.aiokafka = _FetchWaitCapped(wait_ms)
 
 
-def _preload_models() -> None:
-    """Import torch and sentence-transformers (~4 s) while Faust joins its group."""
-    import sentence_transformers  # noqa: F401
-
-
 def create_app() -> faust.App:
     """Build the Faust app from the environment's settings."""
     settings = app_settings()
@@ -97,5 +91,3 @@ def create_app() -> faust.App:
 
 
 app = create_app()
-if app_settings().preload_models:
-    threading.Thread(target=_preload_models, name="preload-models", daemon=True).start()

@@ -255,6 +255,16 @@ def _register_reply_bench() -> None:
 _register_reply_bench()
 
 
+def _register_startup_bench() -> None:
+    """`clawdesk bench startup` lives with the start-up timing code."""
+    from clawdesk.bench_startup import bench_startup
+
+    bench_cli.command("startup")(bench_startup)
+
+
+_register_startup_bench()
+
+
 @eval_cli.command("retrieval")
 def eval_retrieval(
     questions: Annotated[

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ def packaged_data(*parts: str) -> Path:
     return Path(__file__).parent.joinpath("data", *parts)
 
 
+def _import_model_stack() -> None:
+    import sentence_transformers  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+
 async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     """Open Postgres, load the models and sync the demo knowledge base (off the loop)."""
     from clawdesk import db
@@ -68,9 +74,19 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     from clawdesk.shop import DemoShop
 
     loop = asyncio.get_running_loop()
+    timings: dict[str, float] = {}  # seconds per step, logged: start-up time is an SLO
 
     def run(fn: Any, *args: Any) -> asyncio.Future[Any]:
-        return loop.run_in_executor(None, fn, *args)
+        name = getattr(fn, "__qualname__", repr(fn))
+
+        def timed() -> Any:
+            began = time.monotonic()
+            try:
+                return fn(*args)
+            finally:
+                timings[name] = round(time.monotonic() - began, 2)
+
+        return loop.run_in_executor(None, timed)
 
     # Start-up time is the longest chain here, so nothing waits that need not: the
     # database, Qdrant, the embedding model and the intent model load side by side.
@@ -81,6 +97,10 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
         settings.nlu_min_confidence,
     )
     migrated = run(db.apply_migrations, conn.database_url)
+    # One thread imports torch and sentence-transformers (most of the start-up time)
+    # before the model loaders start: several threads importing the same packages at
+    # once contend for the GIL and the import locks and made the whole take twice as long.
+    await run(_import_model_stack)
     embedder_f = run(shared_embedder, settings.embedding_model, settings.embedding_batch_size)
     client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
     version_f = run(
@@ -104,13 +124,11 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
         run(kb.embedder.encode, ["warm up"]),
         run(nlu.predict, settings.default_tenant, ["warm up"]),
     )
-    log.info("knowledge base synced", extra={"report": report.__dict__})
+    log.info("knowledge base synced", extra={"report": report.__dict__, "timings": timings})
     log.info("intent model loaded", extra={"version": version})
     shop = DemoShop.from_file(packaged_data("shop", "orders.json"))
     cache = LayeredCache.from_settings("retrieval", connection=conn, app=settings)
     from clawdesk.llm import build_replier
 
     llm = build_replier(settings, pool)  # None unless an LLM endpoint and key are set
-    return Services(
-        settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop, cache=cache, llm=llm
-    )
+    return Services(settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop, cache=cache, llm=llm)

@@ -50,9 +50,6 @@ class AppSettings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replicas: int = Field(default=1, ge=1)
     dead_letter_partitions: int = Field(default=1, ge=1)
-    preload_models: bool = Field(
-        default=True, description="import torch in a thread while the worker starts"
-    )
     consumer_fetch_max_wait_ms: int = Field(
         default=100, ge=10, description="how long an idle fetch waits at the broker"
     )

@@ -10,6 +10,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 
 _PATCHED = "_clawdesk_stops_flow_first"
@@ -49,3 +50,17 @@ def apply() -> None:
         step = getattr(Recovery, name)
         if not getattr(step, _PATCHED, False):
             setattr(Recovery, name, _stop_flow_first(step))
+    TableManager.on_start = _start_tables_without_grace  # type: ignore[method-assign]
+
+
+async def _start_tables_without_grace(self: TableManager) -> None:
+    """`TableManager.on_start` without its fixed one-second sleep.
+
+    Faust sleeps 1 s so that tables an agent defines late can still register before the
+    changelogs are subscribed. clawdesk defines every table at import time, so the sleep
+    only delayed the group join — and with it the first answer after every start.
+    """
+    await self.sleep(0)
+    if not self.should_stop:
+        await self._update_channels()
+        await self.recovery.start()
