@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 MESSAGES_PROCESSED = Counter(
     "clawdesk_messages_processed", "Events a stage finished processing", ["stage"]
@@ -25,31 +26,6 @@ CONSUMER_LAG = Gauge(
     "clawdesk_consumer_lag", "Messages behind the high watermark", ["topic", "partition"]
 )
 HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
-
-# Every metric name as Prometheus exposes it (counters get `_total`), for the alert rules.
-METRIC_NAMES: tuple[str, ...] = (
-    "clawdesk_messages_processed_total",
-    "clawdesk_errors_total",
-    "clawdesk_dead_letters_total",
-    "clawdesk_duplicates_total",
-    "clawdesk_response_time_seconds",
-    "clawdesk_response_time_seconds_bucket",
-    "clawdesk_stage_seconds",
-    "clawdesk_stage_seconds_bucket",
-    "clawdesk_consumer_lag",
-    "clawdesk_handoffs_total",
-    "clawdesk_cache_requests_total",
-    "clawdesk_handoff_tickets_total",
-    "clawdesk_handoff_ticket_failures_total",
-    "clawdesk_handoff_tickets_pending",
-    "clawdesk_llm_requests_total",
-    "clawdesk_llm_request_seconds",
-    "clawdesk_llm_request_seconds_bucket",
-    "clawdesk_llm_fallbacks_total",
-    "clawdesk_llm_tokens_total",
-    "clawdesk_llm_tool_calls_total",
-    "clawdesk_llm_breaker_open",
-)
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------
 # result: hit / miss / error (Redis failed) / skipped (L2 not tried: circuit open).
@@ -118,3 +94,23 @@ LLM_TOOL_CALLS = Counter(
 LLM_BREAKER_OPEN = Gauge(
     "clawdesk_llm_breaker_open", "1 while the LLM circuit breaker skips the LLM"
 )
+
+
+def _exposed_names() -> tuple[str, ...]:
+    """Every metric of this module by the names Prometheus exposes (counters get
+    `_total`, histograms `_bucket`/`_sum`/`_count`): what alert rules may refer to."""
+    names: list[str] = []
+    for value in list(globals().values()):
+        if not isinstance(value, MetricWrapperBase):
+            continue
+        for family in value.describe():
+            if family.type == "counter":
+                names.append(f"{family.name}_total")
+            elif family.type == "histogram":
+                names += [family.name] + [f"{family.name}_{s}" for s in ("bucket", "sum", "count")]
+            else:
+                names.append(family.name)
+    return tuple(names)
+
+
+METRIC_NAMES: tuple[str, ...] = _exposed_names()
