@@ -65,6 +65,16 @@ def intents(
             "accuracy that reaches this oos recall on valid (default: balance the two)",
         ),
     ] = None,
+    min_oos_recall: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="when --valid has oos rows: pick the threshold with the best in-scope "
+            "accuracy whose valid oos recall reaches this value with 95 % confidence "
+            "(one-sided Wilson bound); overrides --target-oos-recall",
+        ),
+    ] = None,
     ablation: Annotated[bool, typer.Option(help="also measure each feature block alone")] = False,
     save: Annotated[Path | None, typer.Option(help="keep the trained classifier here")] = None,
     json_out: Annotated[
@@ -87,6 +97,7 @@ def intents(
         seed=seed,
         in_scope_keep=in_scope_keep,
         target_oos_recall=target_oos_recall,
+        min_oos_recall=min_oos_recall,
     )
     config.finetune_config = dataclasses.replace(config.finetune_config, seed=seed)
     if epochs is not None:
@@ -109,7 +120,8 @@ def intents(
         console.print(
             f"[dim]{label}: {r.n_test} test rows ({r.n_oos} oos); train {r.train_seconds} s "
             f"(fine-tuning {extra.get('finetune_seconds', 0)} s); threshold from "
-            f"{extra.get('threshold_from', '?')}; char weight {extra.get('char_weight', '—')}[/dim]"
+            f"{extra.get('threshold_from', '?')}; n-gram weights char "
+            f"{extra.get('char_weight') or 0:g} word {extra.get('word_weight') or 0:g}[/dim]"
         )
     if json_out is not None:
         json_out.write_text(

