@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterable
-from typing import TYPE_CHECKING
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -49,9 +51,42 @@ def understand(
 
 
 async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPrediction]]:
-    """Run the tenant's classifier in a thread so the loop keeps serving the consumer."""
-    nlu = current().nlu
-    return await asyncio.get_running_loop().run_in_executor(None, nlu.predict, tenant_id, texts)
+    """The tenant's model version and a prediction per text: from the cache where the
+    same text was classified by the same model version, the rest in one batch in a
+    thread (so the loop keeps serving the consumer)."""
+    from clawdesk.nlu import IntentPrediction
+
+    services = current()
+    nlu, cache = services.nlu, services.cache
+    version = nlu.version(tenant_id)
+    # The exact text, not the normalised question: a prediction may depend on case or
+    # punctuation, and a cached one must equal what the model would say.
+    keys = [
+        cache.key("nlu", tenant_id, version, hashlib.sha256(t.encode()).hexdigest())
+        for t in texts
+    ]
+    found = [await cache.get(k) for k in keys]
+    predictions: list[IntentPrediction | None] = [
+        None if f is None else IntentPrediction(f["intent"], f["confidence"], _top(f["top"]))
+        for f in found
+    ]
+    missing = [i for i, p in enumerate(predictions) if p is None]
+    if missing:
+        loop = asyncio.get_running_loop()
+        fresh_version, fresh = await loop.run_in_executor(
+            None, nlu.predict, tenant_id, [texts[i] for i in missing]
+        )
+        if fresh_version != version:  # a new model was loaded meanwhile: use it for all
+            return await loop.run_in_executor(None, nlu.predict, tenant_id, texts)
+        for i, prediction in zip(missing, fresh, strict=True):
+            predictions[i] = prediction
+            await cache.set(keys[i], asdict(prediction))
+    return version, [p for p in predictions if p is not None]
+
+
+def _top(pairs: list[list[Any]]) -> list[tuple[str, float]]:
+    """`IntentPrediction.top` back from JSON (where tuples became lists)."""
+    return [(str(intent), float(p)) for intent, p in pairs]
 
 
 async def emit(result: NluResult) -> None:

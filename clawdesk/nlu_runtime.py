@@ -46,6 +46,10 @@ class TenantNlu:
             self._models[tenant_id] = LoadedModel(chosen, clf)
             return chosen
 
+    def version(self, tenant_id: str) -> str:
+        """The version of the tenant's loaded model (KeyError if none is loaded)."""
+        return self._models[tenant_id].version
+
     def predict(self, tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPrediction]]:
         """The tenant's model version and one prediction per text."""
         model = self._models[tenant_id]
