@@ -25,6 +25,7 @@ from schemas import InboundMessage, Reply, SkillResult, utc_now
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
+    from clawdesk.cache import LayeredCache
     from clawdesk.llm import LlmAnswer, LlmReplier, ToolBox
     from clawdesk.settings import AppSettings
     from clawdesk.skills import SkillContext, SkillOutcome
@@ -105,6 +106,27 @@ def from_llm(answer: LlmAnswer, language: str) -> Composed:
     return Composed(text, list(answer.sources), llm=True, pending=answer.pending)
 
 
+def answer_key(result: SkillResult, settings: AppSettings) -> str | None:
+    """The cache key of an LLM answer that rests on the question and the KB alone, or
+    None when it may not be shared: a skill ran, or earlier turns shape the answer.
+
+    The key carries the KB version and the LLM model, so a re-ingest or a new model
+    never serves an old answer."""
+    from clawdesk.cache import LayeredCache, question_digest
+
+    context = result.context
+    if result.skill is not None or context.nlu.accepted.memory.turns:
+        return None
+    return LayeredCache.key(
+        "answer",
+        result.tenant_id,
+        context.kb_version,
+        settings.llm_model,
+        context.nlu.language,
+        question_digest(context.nlu.accepted.message.text),
+    )
+
+
 async def compose_any(
     result: SkillResult,
     settings: AppSettings,
@@ -113,18 +135,31 @@ async def compose_any(
     *,
     tools: ToolBox | None = None,
     ctx: SkillContext | None = None,
+    cache: LayeredCache | None = None,
 ) -> Composed:
     """The reply to one skill result: the LLM's when LLM mode is on and it answers in
-    time, else the offline composition. A handoff notice is always the template's."""
+    time, else the offline composition. A handoff notice is always the template's.
+
+    With a `cache`, an LLM answer that depends on the question and the KB alone (see
+    `answer_key`) is reused for the same question; answers that used tools or propose
+    a side effect are never cached."""
     offline = compose(result, settings.nlu_min_confidence)
     if llm is None or offline.handoff:
         return offline
     from clawdesk.llm import Fallback
 
+    key = answer_key(result, settings) if cache is not None else None
+    if cache is not None and key is not None:
+        hit = await cache.get(key)
+        if hit is not None:
+            return Composed(hit["text"], list(hit["sources"]), llm=True)
     answer = await llm.answer(result, reply_id, tools=tools, ctx=ctx)
     if isinstance(answer, Fallback):
         return offline
-    return from_llm(answer, result.context.nlu.language)
+    composed = from_llm(answer, result.context.nlu.language)
+    if cache is not None and key is not None and not answer.tool_outcomes and not answer.pending:
+        await cache.set(key, {"text": composed.text, "sources": composed.sources})
+    return composed
 
 
 def remember_pending(
@@ -164,7 +199,9 @@ async def respond(raw: bytes) -> None:
         from clawdesk.llm import ToolBox
 
         tools, ctx = ToolBox(skill_runtime()), skill_context(result.context)
-    composed = await compose_any(result, settings, services.llm, reply_id, tools=tools, ctx=ctx)
+    composed = await compose_any(
+        result, settings, services.llm, reply_id, tools=tools, ctx=ctx, cache=services.cache
+    )
     conv = result.conversation_id
     memory = remember_turn(
         conversation_memory.get(conv),

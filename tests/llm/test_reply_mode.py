@@ -185,3 +185,31 @@ async def test_refund_the_llm_proposes_runs_only_on_the_customers_yes(
     assert conclusion.skill == "refund"
     assert conclusion.status is SkillStatus.OK
     assert len(fakes.stripe.calls_to("POST", "/v1/refunds")) == 1
+
+
+async def test_answer_resting_on_the_kb_alone_is_cached_per_kb_version(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
+) -> None:
+    from agents.reply import compose_any
+    from clawdesk.cache import LayeredCache
+
+    cache = LayeredCache("answers-test", None, l1_ttl_s=60, l2_ttl_s=60)
+    fake_llm.then(answer("5-8 business days [1]."))
+    replier, settings = make_replier(), AppSettings()
+    first = await compose_any(skill_result(), settings, replier, "r-1", cache=cache)
+    again = await compose_any(
+        skill_result("how long does shipping to germany take", message_id="m2"),
+        settings,
+        replier,
+        "r-2",
+        cache=cache,
+    )
+    assert fake_llm.completions == 1, "the same question is answered from the cache"
+    assert (again.text, again.sources) == (first.text, first.sources)
+
+    # Earlier turns shape the answer: such a reply is neither read from nor put in the cache.
+    fake_llm.then(answer("As I said, 5-8 business days [1]."))
+    follow_up = skill_result(turns=[("customer", "hi"), ("bot", "Hello!")], message_id="m3")
+    out = await compose_any(follow_up, settings, replier, "r-3", cache=cache)
+    assert fake_llm.completions == 2
+    assert out.text.startswith("As I said")
