@@ -60,7 +60,11 @@ def up(
         nonlocal stopping
         stopping = True
 
+    # Ctrl-C (SIGINT) and SIGTERM both stop everything. SIGINT gets a handler of its own
+    # rather than relying on KeyboardInterrupt: a process started in the background by a
+    # non-interactive shell inherits SIGINT as *ignored*, and would never see Ctrl-C.
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         names = [f"worker-{i + 1}" for i in range(workers)]
         for name in names:
