@@ -512,35 +512,22 @@ create_ticket = Skill(
 
 
 async def _handoff(ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:
+    # Only the decision: the skills stage turns `data["handoff"]` into the Handoff event,
+    # and the handoff agent alone opens (and retries) the ticket, with the transcript.
+    # A ticket opened here too would be a second code path with no retry and no metrics.
     reason = str(args.get("reason", "customer_request"))
-    try:
-        zendesk = ctx.providers.zendesk
-    except NotConfigured:
-        # No ticketing system: the built-in agent inbox takes the conversation.
-        return SkillOutcome.ok({"reason": reason, "ticket_id": None})
     summary = str(args.get("summary") or f"The customer asked for a human ({reason}).")
-    ticket = await zendesk.create_ticket(
-        f"Handoff: {reason}",
-        summary,
-        _requester(ctx),
-        _tags(ctx, "handoff"),
-        ctx.conversation_id,
-        idempotency_key=ctx.idempotency_key,
-    )
-    if ticket.status in ("pending", "hold", "solved"):
-        ticket = await zendesk.update_ticket(ticket.id, summary, "open")
-    return SkillOutcome.ok({"reason": reason, "ticket_id": ticket.id, "status": ticket.status})
+    return SkillOutcome.ok({"handoff": reason, "reason": reason, "summary": summary})
 
 
 handoff = Skill(
     _manifest(
         "handoff",
-        "Hand the conversation to a human agent (opens or reopens a ticket).",
+        "Hand the conversation to a human agent (the handoff stage opens its ticket).",
         {
             "reason": {"type": "string", "minLength": 1, "maxLength": 200},
             "summary": {"type": "string", "maxLength": 5000},
         },
-        needs=ZENDESK,
     ),
     _handoff,
 )

@@ -31,8 +31,9 @@ from clawdesk.skills.sources import CachedOrders, CachedTracking, OrderSource
 log = logging.getLogger(__name__)
 
 # Skills that write without being side effects a customer confirms (a ticket): keyed by
-# the event too, so a redelivered event does not open a second one.
-KEYED = frozenset({"create_ticket", "handoff"})
+# the event too, so a redelivered event does not open a second one. (`handoff` writes
+# nothing: the handoff agent opens its ticket, idempotent per handoff event.)
+KEYED = frozenset({"create_ticket"})
 ALLOW_LIST_TTL_S = 30.0  # a change to tenant_skills takes effect within this long
 
 

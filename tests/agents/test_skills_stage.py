@@ -197,7 +197,7 @@ async def test_order_follow_up_uses_the_remembered_order(
 
 @pytest.mark.parametrize(("text", "language"), [("转人工", "zh"), ("get me a human", "en")])
 async def test_asking_for_a_human_hands_off(
-    stage: Stage, runtime: SkillRuntime, text: str, language: str
+    stage: Stage, runtime: SkillRuntime, fakes: Fakes, text: str, language: str
 ) -> None:
     ctx = context(text, "human_agent", language=language)
     await put(stage, ctx)
@@ -208,6 +208,8 @@ async def test_asking_for_a_human_hands_off(
     assert stage.memory["c-skills"]["handoff"] is True
     stage.status.assert_awaited_once()
     assert stage.status.await_args.args[1:] == ("c-skills", "human")
+    # Zendesk is configured, yet the ticket is the handoff agent's to open, from the event.
+    assert fakes.zendesk.tickets == {}
 
 
 async def test_a_redelivered_message_hands_off_with_the_same_event_id(
