@@ -7,11 +7,12 @@ event become InboundMessages.
 
 Outbound, the 5-second rule: WeChat waits 5 s for the POST's answer, which may be the
 reply itself ("passive" XML). The webhook waits `wechat_reply_wait_s` for it; `send`
-(called by the dispatcher) decides which way a reply goes from its age: a reply
+(called by the dispatcher) decides which way a reply goes from its age: a bot reply
 composed within `wechat_passive_cutoff_s` of receipt goes to the outbound topic, where
-the waiting webhook picks it up; a later one goes through the customer-service API
-(`/cgi-bin/message/custom/send`). The cutoff sits well below the webhook's wait so a
-reply is not published for a webhook that has already answered.
+the waiting webhook picks it up; a later one, and every agent reply from the inbox,
+goes through the customer-service API (`/cgi-bin/message/custom/send`). The cutoff
+sits well below the webhook's wait so a reply is not published for a webhook that has
+already answered.
 
 Message shape::
 
@@ -284,17 +285,30 @@ async def send(
     tokens: AccessTokens | None = None,
     publish: Publish | None = None,
 ) -> str:
-    """Deliver a reply: passively through the waiting webhook if it is fresh enough
-    (published to the outbound topic by `publish`), else by the customer-service API."""
+    """Deliver a reply: passively through the waiting webhook if it is the bot's answer
+    and fresh enough (published to the outbound topic by `publish`), else by the
+    customer-service API."""
     settings = settings or channel_settings()
-    age_s = (utc_now() - reply.received_at).total_seconds()
-    if age_s < settings.wechat_passive_cutoff_s:
+    if _webhook_may_wait(reply, settings):
         if publish is None:
             from connectors import web
 
             publish = web.send
         return await publish(reply)
     return await send_custom(reply, settings=settings, client=client, tokens=tokens)
+
+
+def _webhook_may_wait(reply: Reply, settings: ChannelSettings) -> bool:
+    """Whether the webhook that carried the customer's message may still be waiting.
+
+    Only the bot answers the message a webhook holds open. An agent's reply from the
+    inbox is stamped with the time the agent sent it, so it always looks fresh; published
+    for a webhook that answered long ago, it would reach no one while being recorded sent.
+    """
+    if reply.author != "bot":
+        return False
+    age_s = (utc_now() - reply.received_at).total_seconds()
+    return age_s < settings.wechat_passive_cutoff_s
 
 
 async def send_custom(

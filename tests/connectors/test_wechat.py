@@ -271,6 +271,28 @@ async def test_a_late_reply_goes_by_the_customer_service_api(
     assert "您的".encode() in call.body  # UTF-8, not \\u escapes
 
 
+async def test_an_agent_reply_goes_by_the_customer_service_api_however_fresh(
+    api: tuple[FakeWeChatApi, ChannelSettings],
+) -> None:
+    # The inbox stamps an agent's reply with the time it was sent: no webhook waits for it.
+    fake, settings = api
+    agent = reply_to(inbound()).model_copy(
+        update={"author": "agent", "intent": "agent", "received_at": utc_now()}
+    )
+
+    async def publish(reply: Reply) -> str:
+        raise AssertionError("an agent's reply must not be published for a webhook")
+
+    provider_id = await wechat.send(
+        agent, settings=settings, publish=publish, tokens=wechat.AccessTokens()
+    )
+
+    assert provider_id == agent.reply_id
+    (call,) = fake.sent
+    assert call.json["touser"] == OPENID
+    assert call.json["text"] == {"content": agent.text}
+
+
 async def test_the_access_token_is_fetched_once_and_reused(
     api: tuple[FakeWeChatApi, ChannelSettings],
 ) -> None:
