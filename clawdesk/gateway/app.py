@@ -174,8 +174,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     REJECTED_REQUESTS.labels(reason="invalid").inc()
     errors = exc.errors()
+    # Each error's `input` is left out: it echoes the client's body back (up to the size
+    # limit), and a body with `NaN`/`Infinity` (Python's json reads them) cannot be
+    # rendered as JSON at all, which turned a bad request into a 500.
+    detail = [{k: v for k, v in e.items() if k != "input"} for e in errors]
     return JSONResponse(
-        {"error": "; ".join(_describe(e) for e in errors), "detail": jsonable_encoder(errors)},
+        {"error": "; ".join(_describe(e) for e in errors), "detail": jsonable_encoder(detail)},
         status_code=422,
     )
 

@@ -1,8 +1,10 @@
-"""Thousands of malformed or forged calls at every webhook: never a 5xx, never an event.
+"""Thousands of malformed or forged calls at every webhook and message API: never a 5xx,
+never an event.
 
-Each webhook gets junk bytes, junk JSON/XML, valid payloads broken at a required field
-(all correctly signed, so they reach the parser), and valid payloads with forged
-signatures. Hypothesis draws them deterministically (`derandomize`), so CI is stable.
+Each webhook (and the in-app and web widget message APIs) gets junk bytes, junk JSON/XML,
+valid payloads broken at a required field (all correctly signed, so they reach the
+parser), and valid payloads with forged signatures. Hypothesis draws them
+deterministically (`derandomize`), so CI is stable; the summary line says how many.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from .conftest import (
 )
 from .test_email import raw_mail
 
-EXAMPLES = 700
+EXAMPLES = 1000  # per surface: 6000 calls, about 20 s
 Request = tuple[str, dict[str, Any]]  # (method, httpx request kwargs)
 
 # Values a required field of its kind refuses (pydantic's lax mode turns "5" into 5 and
@@ -159,12 +161,24 @@ WA_FORGED = FORGED.map(
 )
 
 
+# A delivery status alone: broken at a field it needs, so no receipt is recorded.
+WA_STATUS_VALID = wa.notification(statuses=[wa.status("delivered")])
+WA_STATUS_PATHS: list[tuple[Any, ...]] = [
+    (*_VALUE, "metadata"),
+    (*_VALUE, "metadata", "phone_number_id"),
+    (*_VALUE, "statuses", 0),
+    (*_VALUE, "statuses", 0, "id"),
+    (*_VALUE, "statuses", 0, "recipient_id"),
+]
+
+
 def test_whatsapp_webhook_survives_fuzzing(fuzz: Any) -> None:
     signed = st.one_of(
         JUNK_BYTES,
         JUNK_JSON,
         broken(WA_VALID, WA_PATHS),
         broken(WA_VALID, WA_TEXT_PATHS, WRONG_TEXT),
+        broken(WA_STATUS_VALID, WA_STATUS_PATHS),
     ).map(whatsapp_signed)
     run_fuzz(fuzz, "whatsapp", st.one_of(signed, WA_FORGED))
 
@@ -354,3 +368,37 @@ def test_inapp_api_survives_fuzzing(fuzz: Any) -> None:
         )
     )
     run_fuzz(fuzz, "inapp", st.one_of(signed, forged, history))
+
+
+# --- Web widget ---------------------------------------------------------------------
+
+WEB_VALID = {"text": "hi", "client_message_id": "m-1", "conversation_id": "c-1"}
+
+
+def web_call(body: bytes) -> Request:
+    headers = {"Content-Type": "application/json"}
+    return "POST", {"url": "/api/web/messages", "content": body, "headers": headers}
+
+
+def test_web_message_api_survives_fuzzing(fuzz: Any) -> None:
+    # Optional fields may be left out (None), so they are only ever set to a wrong value;
+    # ids with a pattern refuse more than the free-text customer id does.
+    wrong_optional = st.one_of(
+        st.tuples(st.sampled_from(["conversation_id", "tenant_id"]), WRONG),
+        st.tuples(st.just("customer_id"), WRONG_TEXT),
+    ).filter(lambda change: change[1] is not None)
+    signed = st.one_of(
+        JUNK_BYTES,
+        JUNK_JSON,
+        # Any non-empty string is a client id (it is only a dedupe key).
+        broken(WEB_VALID, [("text",), ("client_message_id",)], WRONG_TEXT),
+        wrong_optional.map(lambda change: json.dumps({**WEB_VALID, change[0]: change[1]}).encode()),
+        st.text(max_size=20).map(
+            lambda t: json.dumps({**WEB_VALID, "text": " " * len(t)}).encode()
+        ),
+        # Well-formed, but for a tenant that does not exist.
+        st.from_regex(r"\A[a-z]{1,12}\Z")
+        .filter(lambda t: t not in ("demo", "acme"))
+        .map(lambda t: json.dumps({**WEB_VALID, "tenant_id": t}).encode()),
+    )
+    run_fuzz(fuzz, "web", signed.map(web_call))

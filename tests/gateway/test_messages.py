@@ -49,6 +49,18 @@ def test_message_without_conversation_starts_a_new_one(gateway: Gateway) -> None
     assert gateway.producer.sent[0].key == conversation_id.encode()
 
 
+@pytest.mark.parametrize(
+    "body", [b'{"text": Infinity}', b'{"text": "hi", "client_message_id": NaN}', b"[-Infinity]"]
+)
+def test_a_body_with_non_json_numbers_is_a_422_not_a_500(gateway: Gateway, body: bytes) -> None:
+    # Python's json reads NaN/Infinity; the error echoing them back could not be rendered.
+    response = gateway.client.post(URL, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert all("input" not in error for error in response.json()["detail"])
+    assert gateway.producer.sent == []
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t ", "x" * 4001])
 def test_unsendable_text_is_rejected_and_nothing_enqueued(gateway: Gateway, text: str) -> None:
     response = gateway.client.post(URL, json={"text": text, "client_message_id": "c-3"})
