@@ -3,16 +3,20 @@
 One real Faust worker and the real gateway process (`clawdesk gateway`) run for the whole
 module, on the real broker, Postgres and Redis, with every channel pointed at its local
 fake provider (tests/fakes/channels): each test delivers one customer message the way the
-provider does (signed webhook, API key, signed mail relay POST, the widget's HTTP API) and
-checks that the grounded answer the pipeline composed reached that channel's provider, and
-that Postgres records its delivery as sent. WhatsApp's status webhooks then move the reply
-to delivered and read, visible through the delivery API.
+provider does (signed webhook, API key, signed mail relay POST or an IMAP mailbox that
+`clawdesk poll email` reads, the widget's HTTP API) and checks that the grounded answer
+the pipeline composed reached that channel's provider, and that Postgres records its
+delivery as sent. WhatsApp's status webhooks then move the reply to delivered and read,
+visible through the delivery API; an agent's reply from the inbox reaches a WeChat
+customer by the customer-service API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,7 +44,7 @@ from tests.fakes.channels import telegram as tg
 from tests.fakes.channels import wechat as wx
 from tests.fakes.channels import whatsapp as wa
 from tests.fakes.channels.inapp import FakeAppBackend
-from tests.fakes.channels.mail import Outbox, smtp_server
+from tests.fakes.channels.mail import Mailbox, Outbox, imap_server, smtp_server
 from tests.fakes.channels.server import serve
 from tests.integration.conftest import Pipeline
 from topics import inbound_spec, outbound_spec, receipt_spec, reply_spec
@@ -61,6 +65,7 @@ MAIL_SECRET = "e2e-mail-relay-secret"
 SUPPORT = "support@shop.example"
 INAPP_KEY = "e2e-inapp-key-demo"
 INAPP_SECRET = "e2e-inapp-callback-secret"
+IMAP_USER, IMAP_PASSWORD = "support", "e2e-imap-password"
 
 T = TypeVar("T")
 
@@ -77,8 +82,10 @@ class Providers:
     wechat: wx.FakeWeChatApi
     backend: FakeAppBackend
     outbox: Outbox
+    mailbox: Mailbox
     urls: dict[str, str]
     smtp_port: int
+    imap_port: int
 
     def env(self) -> dict[str, str]:
         """CLAWDESK_* settings that point every channel of a process at these fakes."""
@@ -100,6 +107,11 @@ class Providers:
             "CLAWDESK_SMTP_PORT": str(self.smtp_port),
             "CLAWDESK_SMTP_STARTTLS": "false",
             "CLAWDESK_SMTP_FROM": f"Shop Support <{SUPPORT}>",
+            "CLAWDESK_IMAP_HOST": "127.0.0.1",
+            "CLAWDESK_IMAP_PORT": str(self.imap_port),
+            "CLAWDESK_IMAP_SSL": "false",
+            "CLAWDESK_IMAP_USERNAME": IMAP_USER,
+            "CLAWDESK_IMAP_PASSWORD": IMAP_PASSWORD,
             "CLAWDESK_INAPP_API_KEYS": json.dumps({"demo": INAPP_KEY}),
             "CLAWDESK_INAPP_CALLBACK_URLS": json.dumps(
                 {"demo": self.urls["inapp"] + "/clawdesk/replies"}
@@ -123,7 +135,9 @@ def providers() -> Iterator[Providers]:
             )
         }
         _, smtp_port, outbox = stack.enter_context(smtp_server())
-        yield Providers(graph, bot, wechat, backend, outbox, urls, smtp_port)
+        mailbox = Mailbox(IMAP_USER, IMAP_PASSWORD)
+        _, imap_port = stack.enter_context(imap_server(mailbox))
+        yield Providers(graph, bot, wechat, backend, outbox, mailbox, urls, smtp_port, imap_port)
 
 
 # --- the running system ---------------------------------------------------------------
@@ -484,7 +498,6 @@ def customer_mail(text: str, message_id: str, root: str) -> bytes:
 
 
 async def test_mail_from_the_relay_is_answered_by_smtp_in_its_thread(system: System) -> None:
-    outbox = system.providers.outbox
     tag = uuid.uuid4().hex[:12]
     root, own = f"<root-{tag}@example.com>", f"<mail-{tag}@example.com>"
     raw = customer_mail("Which countries do you ship to?", own, root)
@@ -502,6 +515,13 @@ async def test_mail_from_the_relay_is_answered_by_smtp_in_its_thread(system: Sys
     assert response.status_code == 202, response.text
     assert response.json() == {"enqueued": 1, "receipts": 0}
 
+    await assert_answered_in_thread(system, own, root)
+
+
+async def assert_answered_in_thread(system: System, own: str, root: str) -> None:
+    """The customer's mail `own` (in the thread that began with `root`) got a grounded
+    answer by SMTP, threaded under it, and recorded sent."""
+    outbox = system.providers.outbox
     reply = await system.answer(Channel.EMAIL, own)
     assert_grounded(reply, Channel.EMAIL)
     provider_id = await recorded_sent(system, reply)
@@ -515,6 +535,33 @@ async def test_mail_from_the_relay_is_answered_by_smtp_in_its_thread(system: Sys
     assert sent.get_content().replace("\r\n", "\n").strip() == reply.text.strip()
     assert provider_id == sent["Message-ID"]
     assert ("support@shop.example", ["ana.li@example.com"]) in outbox.envelopes
+
+
+def spawn_mail_poller(pipeline: ChannelPipeline) -> subprocess.Popen[bytes]:
+    """`clawdesk poll email` running against the pipeline, logging beside the others."""
+    with open(pipeline.log_path("poll-email"), "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clawdesk.cli", "poll", "email", "--interval", "0.2"],
+            env=pipeline.env("poll-email"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def test_mail_polled_from_imap_is_answered_by_smtp_in_its_thread(system: System) -> None:
+    mailbox = system.providers.mailbox
+    tag = uuid.uuid4().hex[:12]
+    root, own = f"<root-{tag}@example.com>", f"<mail-{tag}@example.com>"
+    uid = mailbox.deliver(customer_mail("Can you send stuff to Brazil?", own, root))
+    poller = spawn_mail_poller(system.pipeline)
+    try:
+        await assert_answered_in_thread(system, own, root)
+        # Flagged only once enqueued, so the next poll does not take it again.
+        await eventually(lambda: uid in mailbox.seen() or None, 30, "mail flagged seen")
+    finally:
+        stop_process(poller)
+    assert poller.returncode in (0, -15), f"the poller exited with {poller.returncode}"
 
 
 async def test_web_widget_message_is_pushed_over_its_websocket(system: System) -> None:
