@@ -3,7 +3,9 @@
 The agent records the handoff in Postgres (once per event id; the conversation becomes
 a human's), flags the conversation's memory so the bot stays quiet, and makes a first
 attempt at the Zendesk ticket. A timer on every worker retries the pending tickets on
-the schedule stored with them, so a restart or a Zendesk outage loses none.
+the schedule stored with them, so a restart or a Zendesk outage loses none; its first
+tick on a worker started with Zendesk configured also reopens the recent handoffs
+recorded while it was not (`not_configured`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def tickets() -> HandoffTickets:
             backoff=Backoff(settings.handoff_backoff_initial_s, settings.handoff_backoff_max_s),
             timeout_s=settings.handoff_ticket_timeout_s,
             lease_s=settings.handoff_claim_lease_s,
+            reopen_window_s=settings.handoff_reopen_window_s,
         )
     return _tickets
 
@@ -70,10 +73,10 @@ async def open_tickets(handoffs: AsyncIterable[bytes]) -> None:
         await guard.process(STAGE, raw, take_over)
 
 
-@app.timer(interval=app_settings().handoff_retry_interval_s)
-async def retry_tickets() -> None:
-    """Retry the pending tickets that are due. Errors are logged: a timer that raised
-    would stop retrying for good."""
+async def retry_pending() -> None:
+    """One tick of the retry timer: retry the pending tickets that are due (the first
+    tick also reopens `not_configured` ones if Zendesk is configured now). Errors are
+    logged: a timer that raised would stop retrying for good."""
     try:
         batch = current().settings.handoff_retry_batch
     except RuntimeError:
@@ -82,6 +85,12 @@ async def retry_tickets() -> None:
         await tickets().retry_due(batch)
     except Exception:
         log.exception("retrying handoff tickets failed; trying again next tick")
+
+
+@app.timer(interval=app_settings().handoff_retry_interval_s)
+async def retry_tickets() -> None:
+    """Retry the pending tickets that are due, every few seconds."""
+    await retry_pending()
 
 
 @app.on_before_shutdown.connect  # type: ignore[arg-type]

