@@ -1,7 +1,8 @@
-"""control: apply operators' decisions about a conversation (hand it back to the bot).
+"""control: apply what human agents do to a conversation: hand it back to the bot, and
+reply (the reply becomes an `agent` turn of the conversation memory).
 
 The control topic is keyed by conversation id like the memory table, so the flag is
-cleared on the partition that owns the conversation, event by event.
+cleared and the turn written on the partition that owns the conversation, event by event.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import SEEN_LIMIT, conversation_memory, with_handoff
+from agents.memory import SEEN_LIMIT, conversation_memory, remember_turn, with_handoff
 from clawdesk import metrics
 from clawdesk.app import app
 from clawdesk.handoff import store
@@ -30,7 +31,25 @@ def seen(memory: dict[str, Any] | None, event_id: str) -> bool:
 
 def mark_seen(memory: dict[str, Any], event_id: str) -> dict[str, Any]:
     """Memory that remembers the event id, so a redelivery changes nothing."""
+    if seen(memory, event_id):
+        return memory
     return {**memory, "seen": [*memory.get("seen", []), event_id][-SEEN_LIMIT:]}
+
+
+def remember_agent_reply(
+    memory: dict[str, Any] | None, control: ConversationControl
+) -> dict[str, Any]:
+    """Memory with the agent's reply as an `agent` turn at the time it was sent, so the
+    bot has the human's side of the conversation once it takes over again."""
+    return remember_turn(
+        memory,
+        "agent",
+        control.text,
+        control.occurred_at,
+        control.event_id,
+        current().settings.memory_turns,
+        in_time_order=True,
+    )
 
 
 async def apply(raw: bytes) -> None:
@@ -42,7 +61,9 @@ async def apply(raw: bytes) -> None:
         metrics.DUPLICATES.labels(STAGE).inc()
         return
     memory = dict(stored or {})
-    if control.action is ControlAction.HAND_BACK:
+    if control.action is ControlAction.AGENT_REPLY:
+        memory = remember_agent_reply(stored, control)
+    elif control.action is ControlAction.HAND_BACK:
         if await store.hand_back(current().pool, conv, control.occurred_at):
             memory = with_handoff(stored, False)
             log.info(

@@ -6,7 +6,7 @@ partition count, so the writes stay on the partition that owns the conversation.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from clawdesk.app import app
@@ -41,16 +41,34 @@ def remember_turn(
     at: datetime,
     event_id: str,
     max_turns: int,
+    *,
+    in_time_order: bool = False,
 ) -> dict[str, Any]:
-    """Memory with one more turn (idempotent per event id) trimmed to `max_turns`."""
+    """Memory with one more turn (idempotent per event id) trimmed to `max_turns`.
+
+    The turn is appended, or with `in_time_order` placed after the last turn that is
+    not later than it: for turns that come by another topic than the customer's (an
+    agent's reply), which may be applied after a customer message that followed it.
+    """
     memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
     seen = list(memory.get("seen", []))
     if event_id in seen:
         return memory
     turn = Turn(role=role, text=text, at=at)  # type: ignore[arg-type]
-    memory["turns"] = [*memory.get("turns", []), turn.model_dump(mode="json")][-max_turns:]
+    turns = list(memory.get("turns", []))
+    place = len(turns)
+    if in_time_order:
+        while place > 0 and _utc(Turn.model_validate(turns[place - 1]).at) > _utc(at):
+            place -= 1
+    turns.insert(place, turn.model_dump(mode="json"))
+    memory["turns"] = turns[-max_turns:]
     memory["seen"] = [*seen, event_id][-SEEN_LIMIT:]
     return memory
+
+
+def _utc(at: datetime) -> datetime:
+    # A naive time (an old or hand-made event) is read as UTC, so times compare at all.
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
 def remember_slots(

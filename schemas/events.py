@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.base import Event, Record, utc_now
 
@@ -165,15 +165,25 @@ class ControlAction(StrEnum):
     """What a control event asks the pipeline to do with a conversation."""
 
     HAND_BACK = "hand_back"
+    AGENT_REPLY = "agent_reply"  # remember a human agent's reply as a turn of memory
 
 
 class ConversationControl(Event):
-    """An operator's decision about a conversation, e.g. a human agent handing it back
-    to the bot. Applied by the worker that owns the conversation's memory."""
+    """An operator's decision about a conversation (a human agent handing it back to the
+    bot), or a human agent's reply for the conversation memory (`text`), so the bot
+    knows what was said while a person had the conversation. Applied by the worker that
+    owns the conversation's memory."""
 
     action: ControlAction
     agent_id: str = Field(min_length=1, max_length=200, description="who decided it")
     note: str = Field(default="", max_length=2000)
+    text: str = Field(default="", max_length=20_000, description="the reply (agent_reply)")
+
+    @model_validator(mode="after")
+    def _a_reply_has_text(self) -> ConversationControl:
+        if self.action is ControlAction.AGENT_REPLY and not self.text.strip():
+            raise ValueError("an agent_reply control carries the text of the reply")
+        return self
 
 
 class DeadLetter(Record):

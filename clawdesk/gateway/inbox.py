@@ -3,8 +3,10 @@
 A human agent signs in with a tenant API key (`Authorization: Bearer cdk_…`) and sees
 that tenant's conversations a human owns. A reply is stored as an agent message and
 published as a Reply on the replies topic, so the dispatch stage sends it through the
-customer's channel once (deduplicated by reply id) like any bot reply. A hand-back is a
-control event the worker owning the conversation applies (memory flag, status).
+customer's channel once (deduplicated by reply id) like any bot reply, and as an
+`agent_reply` control event, so the bot's memory holds the agent's turns after a
+hand-back. A hand-back is a control event the worker owning the conversation applies
+(memory flag, status).
 """
 
 from __future__ import annotations
@@ -268,12 +270,18 @@ async def post_reply(
     async with _database(state):
         in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
         reply = inbox.agent_reply(conversation, body.text, body.client_message_id, in_reply_to)
+        turn = inbox.agent_turn(reply, agent.name)
         # Stored and published together: if the broker refuses, nothing is stored and
-        # the agent sees an error instead of a message that was never sent.
+        # the agent sees an error instead of a message that was never sent. The reply
+        # goes first: memory must not hold a turn the customer was never sent; a retry
+        # after a refused turn sends the reply again, which dispatch drops by reply id.
         async with state.pool.connection() as conn, conn.transaction():
             await inbox.store_agent_message(conn, reply)
             await _publish(
                 state, reply_spec.name(state.settings), conversation_id, reply.to_bytes()
+            )
+            await _publish(
+                state, control_spec.name(state.settings), conversation_id, turn.to_bytes()
             )
     log.info(
         "agent reply queued",

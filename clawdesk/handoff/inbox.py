@@ -200,6 +200,17 @@ def hand_back(conversation: Conversation, agent_id: str, note: str = "") -> Conv
     )
 
 
+def agent_turn(reply: Reply, agent_id: str) -> ConversationControl:
+    """The control event that adds an agent's reply to the conversation memory. Its
+    event id is the reply id, so a retried post is remembered once."""
+    return ConversationControl(
+        **reply.lineage(event_id=reply.reply_id, occurred_at=reply.occurred_at),
+        action=ControlAction.AGENT_REPLY,
+        agent_id=agent_id,
+        text=reply.text,
+    )
+
+
 async def store_agent_message(conn: AsyncConnection[Any], reply: Reply) -> None:
     """Store an agent's reply as an agent message (once per reply id)."""
     # Two racing posts of one message (a client retry) must not both pass NOT EXISTS.

@@ -6,17 +6,24 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
-from unittest.mock import patch
+from unittest.mock import AsyncMock, patch
 
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from clawdesk import db, services
-from clawdesk.handoff import store
+from clawdesk.handoff import inbox, store
 from clawdesk.handoff.store import TicketStatus
 from clawdesk.settings import AppSettings
-from schemas import Channel, ControlAction, ConversationControl, Handoff, InboundMessage
+from schemas import (
+    AcceptedMessage,
+    Channel,
+    ControlAction,
+    ConversationControl,
+    Handoff,
+    InboundMessage,
+)
 from tests.fakes import zendesk
 from tests.fakes.fixtures import Fakes, fake_servers, fakes
 
@@ -183,9 +190,79 @@ async def test_the_retry_timer_opens_tickets_for_handoffs_recorded_without_zende
     assert ticket["external_id"] == "conv-1"
 
 
-async def test_a_malformed_control_event_is_dead_lettered(test_app, memory, pool) -> None:
+def customer_says(text: str, n: int, conv: str = "conv-r") -> InboundMessage:
+    return InboundMessage(
+        conversation_id=conv,
+        tenant_id="demo",
+        channel=Channel.WEB,
+        channel_message_id=f"{conv}-m{n}",
+        customer_id="lena",
+        text=text,
+    )
+
+
+async def ingest(memory: dict[str, Any], msg: InboundMessage) -> list[AcceptedMessage]:
+    """Run the ingest agent on one message (same memory table); what it passed on."""
+    from agents.ingest import accept_messages
+
+    sent = AsyncMock()
+    with (
+        patch("agents.ingest.conversation_memory", memory),
+        patch("agents.ingest.accepted_topic.send", sent),
+    ):
+        await run(accept_messages, "ingest", msg.to_bytes())
+    return [AcceptedMessage.from_bytes(c.kwargs["value"]) for c in sent.await_args_list]
+
+
+async def agent_says(pool: Any, text: str, client_message_id: str) -> ConversationControl:
+    """The control event the inbox publishes with an agent's reply."""
+    found = await inbox.find_conversation(pool, "demo", "conv-r")
+    assert found is not None
+    reply = inbox.agent_reply(found, text, client_message_id, in_reply_to="")
+    return inbox.agent_turn(reply, "alice")
+
+
+async def test_after_hand_back_the_bot_remembers_what_the_agent_said(
+    test_app, memory, pool, fakes: Fakes
+) -> None:
+    first = customer_says("Where is my refund? I want a human", 1)
+    assert len(await ingest(memory, first)) == 1
+    handoff = Handoff(
+        **first.lineage(), reason="customer_request", customer_id="lena", last_message=first.text
+    )
+    await take_over(handoff)
+    assert await ingest(memory, customer_says("Hello? Anyone there?", 2)) == []  # bot quiet
+
+    said = await agent_says(pool, "Hi, I'm Alice. Your refund went out today.", "c1")
+    await control(said)
+    await control(said)  # the agent's retried post (or a redelivery): remembered once
+    await control(hand_back(handoff))
+    [accepted] = await ingest(memory, customer_says("Thanks! When will it arrive?", 3))
+
+    assert accepted.memory.handoff is False
+    assert [(t.role, t.text) for t in accepted.memory.turns] == [
+        ("customer", "Where is my refund? I want a human"),
+        ("customer", "Hello? Anyone there?"),
+        ("agent", "Hi, I'm Alice. Your refund went out today."),
+    ]
+
+
+AGENT_REPLY_WITHOUT_TEXT = (
+    b'{"conversation_id": "conv-1", "tenant_id": "demo", "channel": "web",'
+    b' "action": "agent_reply", "agent_id": "alice", "text": "  "}'
+)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"action": "delete_everything"}', AGENT_REPLY_WITHOUT_TEXT],
+    ids=["unknown_action", "agent_reply_without_text"],
+)
+async def test_a_malformed_control_event_is_dead_lettered(
+    test_app, memory, pool, payload: bytes
+) -> None:
     with patch("topics.streams.dead_letter_topic.send") as dead:
-        await control(b'{"action": "delete_everything"}')
+        await control(payload)
     assert dead.await_count == 1
     assert b"control" in dead.await_args.kwargs["value"]
     assert memory == {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from agents.memory import remember_slots, remember_turn, snapshot, with_handoff
 from schemas import Entity
@@ -21,6 +21,20 @@ def test_the_same_event_is_remembered_once():
     memory = remember_turn(None, "customer", "hi", NOW, "e1", 10)
     again = remember_turn(memory, "customer", "hi", NOW, "e1", 10)
     assert len(again["turns"]) == 1
+
+
+def test_a_late_turn_in_time_order_goes_before_the_later_ones():
+    memory = remember_turn(None, "customer", "refund?", NOW, "e1", 10)
+    memory = remember_turn(memory, "customer", "thanks!", NOW + timedelta(seconds=9), "e3", 10)
+    late = NOW + timedelta(seconds=4)  # sent before "thanks!", applied after it
+    placed = remember_turn(memory, "agent", "done", late, "a1", 10, in_time_order=True)
+    appended = remember_turn(memory, "agent", "done", late, "a1", 10)
+    assert [t["text"] for t in placed["turns"]] == ["refund?", "done", "thanks!"]
+    assert [t["text"] for t in appended["turns"]] == ["refund?", "thanks!", "done"]
+    naive = remember_turn(
+        memory, "agent", "x", datetime(2026, 11, 25), "a2", 10, in_time_order=True
+    )
+    assert naive["turns"][-1]["text"] == "x"  # a naive time reads as UTC, not an error
 
 
 def test_order_number_slot_is_kept_and_latest_wins():

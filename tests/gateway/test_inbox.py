@@ -185,8 +185,20 @@ def test_an_agent_reply_is_stored_once_and_sent_through_the_customers_channel(
         (first.json()["reply_id"], "agent", "Hi, I'm Alice. Your refund went out today.")
     ]
     sent = inbox_app.producer.sent
-    assert [(s.topic, s.key) for s in sent] == [("test.replies", b"conv-human")] * 2
+    assert [(s.topic, s.key) for s in sent] == [
+        ("test.replies", b"conv-human"),
+        ("test.control", b"conv-human"),
+    ] * 2
     reply = Reply.from_bytes(sent[0].value or b"")
+    # The reply also goes to the conversation memory, as the agent's turn; both posts
+    # carry the same event id, so the worker remembers it once.
+    turns = [ConversationControl.from_bytes(s.value or b"") for s in (sent[1], sent[3])]
+    assert turns[0].event_id == turns[1].event_id == reply.reply_id
+    assert (turns[0].action, turns[0].agent_id, turns[0].text) == (
+        ControlAction.AGENT_REPLY,
+        "alice",
+        "Hi, I'm Alice. Your refund went out today.",
+    )
     assert reply.reply_id == first.json()["reply_id"]
     assert (reply.author, reply.channel.value, reply.customer_id) == (
         "agent",

@@ -7,7 +7,14 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from schemas import ALL_EVENTS, Channel, InboundMessage, export_json_schemas
+from schemas import (
+    ALL_EVENTS,
+    Channel,
+    ControlAction,
+    ConversationControl,
+    InboundMessage,
+    export_json_schemas,
+)
 
 
 def inbound(**changes):
@@ -49,3 +56,20 @@ def test_every_event_exports_a_versioned_schema(tmp_path):
     assert schema["additionalProperties"] is False
     assert {"event_id", "conversation_id", "tenant_id", "channel", "occurred_at",
             "schema_version"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(("action", "text", "valid"), [
+    (ControlAction.AGENT_REPLY, "Your refund went out today.", True),
+    (ControlAction.AGENT_REPLY, " \n ", False),
+    (ControlAction.AGENT_REPLY, "", False),
+    (ControlAction.HAND_BACK, "", True),
+])
+def test_an_agent_reply_control_carries_its_text(action, text, valid):
+    fields = dict(conversation_id="c1", tenant_id="demo", channel=Channel.WEB, action=action,
+                  agent_id="alice", text=text)
+    if valid:
+        control = ConversationControl(**fields)
+        assert ConversationControl.from_bytes(control.to_bytes()) == control
+    else:
+        with pytest.raises(ValidationError, match="text of the reply"):
+            ConversationControl(**fields)
