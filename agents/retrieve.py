@@ -24,7 +24,11 @@ def search(nlu: NluResult, vector: list[float]) -> list[KbHit]:
     """Search the tenant's KB (blocking; run in a thread)."""
     services = current()
     return services.kb.search(
-        nlu.tenant_id, nlu.accepted.message.text, vector, services.settings.kb_top_k
+        nlu.tenant_id,
+        nlu.accepted.message.text,
+        vector,
+        services.settings.kb_top_k,
+        language=nlu.language,
     )
 
 
@@ -50,7 +54,8 @@ async def cached_vectors(texts: list[str]) -> np.ndarray:
 
 
 async def build_context(nlu: NluResult, vector: np.ndarray) -> RetrievalContext:
-    """Hits for one message (cached per KB version and model), and whether they answer it."""
+    """Hits for one message (cached per KB version, encoder, k, language and question),
+    and whether they answer it."""
     services = current()
     cache, kb, settings = services.cache, services.kb, services.settings
     kb_version = kb.version(nlu.tenant_id)
@@ -60,6 +65,7 @@ async def build_context(nlu: NluResult, vector: np.ndarray) -> RetrievalContext:
         kb_version,
         kb.embedder.version,
         settings.kb_top_k,
+        nlu.language,  # the search ranks passages in the customer's language first
         question_digest(nlu.accepted.message.text),
     )
     loop = asyncio.get_running_loop()

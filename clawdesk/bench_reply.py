@@ -51,7 +51,7 @@ class ModeResult:
 def skill_results(settings: AppSettings, n: int) -> list[SkillResult]:
     """N skill results (no skill ran) for the demo KB questions, cycled, each with the
     hits and answerability that real hybrid retrieval gives it."""
-    from clawdesk.embeddings import shared_embedder
+    from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.services import packaged_data
 
@@ -61,11 +61,11 @@ def skill_results(settings: AppSettings, n: int) -> list[SkillResult]:
         if line.strip()
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        kb = KnowledgeBase(open_qdrant("", Path(tmp)), shared_embedder(settings.embedding_model))
+        kb = KnowledgeBase(open_qdrant("", Path(tmp)), settings_encoder(settings))
         kb.sync(TENANT, [packaged_data("kb")])
         vectors = kb.embedder.encode([r["question"] for r in rows])
         found = [
-            kb.search(TENANT, r["question"], v.tolist(), settings.kb_top_k)
+            kb.search(TENANT, r["question"], v.tolist(), settings.kb_top_k, language=r.get("lang"))
             for r, v in zip(rows, vectors, strict=True)
         ]
         kb.client.close()

@@ -147,7 +147,7 @@ def kb_ingest(
     tenant: Annotated[str, typer.Option(help="tenant id")] = "",
 ) -> None:
     """Make the tenant's knowledge base match PATHS (adds, updates, removes documents)."""
-    from clawdesk.embeddings import shared_embedder
+    from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
 
     settings, conn = app_settings(), connection_settings()
@@ -157,7 +157,7 @@ def kb_ingest(
         raise typer.Exit(2)
     key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
     client = open_qdrant(conn.qdrant_url, settings.data_dir / "qdrant", key)
-    kb = KnowledgeBase(client, shared_embedder(settings.embedding_model))
+    kb = KnowledgeBase(client, settings_encoder(settings))
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console
     ) as bar:
@@ -279,8 +279,8 @@ def eval_retrieval(
     """Recall@1/@5 and MRR of hybrid retrieval on a question set (default: the demo KB's)."""
     import tempfile
 
-    from clawdesk.embeddings import shared_embedder
     from clawdesk.kb.answerability import is_relevant
+    from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.evaluate import evaluate_retrieval
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.services import packaged_data
@@ -290,7 +290,7 @@ def eval_retrieval(
         questions if str(questions) not in ("", ".") else packaged_data("kb_questions.jsonl")
     )
     with tempfile.TemporaryDirectory() as tmp:
-        kb = KnowledgeBase(open_qdrant("", Path(tmp)), shared_embedder(settings.embedding_model))
+        kb = KnowledgeBase(open_qdrant("", Path(tmp)), settings_encoder(settings))
         kb.sync("eval", kb_path or [packaged_data("kb")])
         report = evaluate_retrieval(
             kb, "eval", questions, lambda hit: is_relevant(hit, settings.kb_min_score)

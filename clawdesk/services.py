@@ -67,7 +67,8 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     """Open Postgres, load the models and sync the demo knowledge base (off the loop)."""
     from clawdesk import db
     from clawdesk.cache import LayeredCache
-    from clawdesk.embeddings import resolve_model_path, shared_embedder
+    from clawdesk.embeddings import resolve_model_path
+    from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.keywords import tokenize
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.nlu_runtime import TenantNlu
@@ -101,7 +102,7 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     # before the model loaders start: several threads importing the same packages at
     # once contend for the GIL and the import locks and made the whole take twice as long.
     await run(_import_model_stack)
-    embedder_f = run(shared_embedder, settings.embedding_model, settings.embedding_batch_size)
+    embedder_f = run(settings_encoder, settings)
     client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
     version_f = run(
         nlu.ensure,

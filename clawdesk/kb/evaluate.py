@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clawdesk.kb.store import KnowledgeBase
+from clawdesk.nlu.language import detect_language
 from schemas import KbHit
 
 
@@ -44,12 +45,16 @@ class RetrievalReport:
 def evaluate_retrieval(
     kb: KnowledgeBase, tenant_id: str, questions_file: Path, is_relevant: Callable[[KbHit], bool]
 ) -> RetrievalReport:
-    """Search every question of a JSONL set (question, lang, expected_doc, expected_section)."""
+    """Search every question of a JSONL set (question, lang, expected_doc, expected_section)
+    as the retrieve stage does: in the language the nlu stage detects."""
     report = RetrievalReport()
     rows = [json.loads(line) for line in questions_file.read_text().splitlines() if line.strip()]
     vectors = kb.embedder.encode([r["question"] for r in rows])
     for row, vec in zip(rows, vectors, strict=True):
-        hits: list[KbHit] = kb.search(tenant_id, row["question"], vec.tolist(), 5)
+        language = detect_language(row["question"])
+        hits: list[KbHit] = kb.search(
+            tenant_id, row["question"], vec.tolist(), 5, language=language
+        )
         judged = bool(hits) and is_relevant(hits[0])
         if row["expected_doc"] is None:
             report.unanswerable += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
@@ -13,8 +14,8 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from clawdesk.embeddings import Embedder
 from clawdesk.kb.documents import Document, discover, load_document
+from clawdesk.kb.encoders import Encoder, Member, encode_passages, members
 from clawdesk.kb.keywords import KeywordIndex
 from schemas import KbHit
 
@@ -23,15 +24,22 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
-LAYOUT = "v2"  # bump when the collection's vectors change; old collections are ignored
+LAYOUT = "v3"  # bump when the collection's vectors change; old collections are ignored
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
 CANDIDATES = 20
 MIN_KNOWN_SHARE = 0.7  # below this the embedding model cannot read the query
 
 
-def collection_name(tenant_id: str) -> str:
-    """The Qdrant collection of a tenant's knowledge base."""
-    return f"kb_{LAYOUT}_{tenant_id}"
+def vector_name(kind: str, member: Member) -> str:
+    """A named vector of the collection: `question`/`passage`, suffixed per encoder."""
+    return f"{kind}_{member.key}" if member.key else kind
+
+
+def collection_name(tenant_id: str, encoder_version: str) -> str:
+    """The Qdrant collection of a tenant's knowledge base for one encoder (vectors of
+    different models must never be compared)."""
+    model = re.sub(r"[^0-9A-Za-z]+", "-", encoder_version).strip("-").lower()
+    return f"kb_{LAYOUT}_{model}_{tenant_id}"
 
 
 def open_qdrant(url: str, path: Path, api_key: str | None = None) -> QdrantClient:
@@ -62,24 +70,31 @@ class SyncReport:
 class KnowledgeBase:
     """Dense search over per-tenant collections; `sync` makes them match source files."""
 
-    def __init__(self, client: QdrantClient, embedder: Embedder) -> None:
+    def __init__(self, client: QdrantClient, embedder: Encoder) -> None:
         self.client = client
         self.embedder = embedder
         self._versions: dict[str, str] = {}
         self._keywords: dict[str, tuple[KeywordIndex, list[tuple[str, dict[str, Any]]]]] = {}
         self._lock = threading.Lock()
 
+    def collection(self, tenant_id: str) -> str:
+        """The tenant's collection for this knowledge base's encoder."""
+        return collection_name(tenant_id, self.embedder.version)
+
     def _ensure_collection(self, tenant_id: str) -> str:
-        name = collection_name(tenant_id)
+        name = self.collection(tenant_id)
         if not self.client.collection_exists(name):
-            params = models.VectorParams(
-                size=self.embedder.dimension, distance=models.Distance.COSINE
-            )
-            # Two vectors per chunk: the question it answers (its heading) and the whole
-            # passage. Short customer questions match headings far better than bodies.
-            self.client.create_collection(
-                name, vectors_config={"question": params, "passage": params}
-            )
+            # Two vectors per chunk and encoder: the question it answers (its heading)
+            # and the whole passage. Short customer questions match headings far better
+            # than bodies.
+            config = {
+                vector_name(kind, m): models.VectorParams(
+                    size=m.encoder.dimension, distance=models.Distance.COSINE
+                )
+                for m in members(self.embedder)
+                for kind in ("question", "passage")
+            }
+            self.client.create_collection(name, vectors_config=config)
         return name
 
     def _indexed_docs(self, name: str) -> dict[str, str]:
@@ -105,12 +120,17 @@ class KnowledgeBase:
         )
 
     def _upsert_doc(self, name: str, tenant_id: str, doc: Document) -> None:
+        # Headings are questions: embedded on the query side, like a customer's.
         questions = self.embedder.encode([c.section for c in doc.chunks])
-        passages = self.embedder.encode([c.embed_text for c in doc.chunks])
+        passages = encode_passages(self.embedder, [c.embed_text for c in doc.chunks])
         points = [
             models.PointStruct(
                 id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{doc.doc_id}#{i}")),
-                vector={"question": q.tolist(), "passage": p.tolist()},
+                vector={
+                    vector_name(kind, m): vec[m.start : m.end].tolist()
+                    for m in members(self.embedder)
+                    for kind, vec in (("question", q), ("passage", p))
+                },
                 payload={
                     "tenant": tenant_id,
                     "doc_id": doc.doc_id,
@@ -163,7 +183,7 @@ class KnowledgeBase:
     def version(self, tenant_id: str) -> str:
         """A short hash of the documents indexed for the tenant (changes on any re-ingest)."""
         if tenant_id not in self._versions:
-            name = collection_name(tenant_id)
+            name = self.collection(tenant_id)
             docs = self._indexed_docs(name) if self.client.collection_exists(name) else {}
             digest = hashlib.sha256(repr(sorted(docs.items())).encode()).hexdigest()[:12]
             self._versions[tenant_id] = f"kb-{digest}"
@@ -179,7 +199,7 @@ class KnowledgeBase:
                 offset = None
                 while True:
                     batch, offset = self.client.scroll(
-                        collection_name(tenant_id), limit=512, offset=offset, with_payload=True
+                        self.collection(tenant_id), limit=512, offset=offset, with_payload=True
                     )
                     points.extend((str(p.id), dict(p.payload or {})) for p in batch)
                     if offset is None:
@@ -197,53 +217,39 @@ class KnowledgeBase:
         vector: list[float],
         k: int,
         filters: Mapping[str, str] | None = None,
+        language: str | None = None,
     ) -> list[KbHit]:
-        """Hybrid top-k: dense (question and passage vectors) and keyword ranks fused by
-        reciprocal rank fusion. `filters` match payload fields exactly (`lang`, `topic`,
-        or any field a document's front matter sets). Raises if the tenant has no KB."""
-        name = collection_name(tenant_id)
-        filters = dict(filters or {})
-        flt = (
-            models.Filter(
-                must=[
-                    models.FieldCondition(key=key, match=models.MatchValue(value=value))
-                    for key, value in filters.items()
-                ]
-            )
-            if filters
-            else None
-        )
+        """Hybrid top-k: dense (question and passage vectors of each encoder that can read
+        the query) and keyword ranks fused by reciprocal rank fusion. `vector` is the
+        KB encoder's query embedding. `filters` match payload fields exactly (`lang`,
+        `topic`, or any field a document's front matter sets). With `language`, passages
+        in that language rank before the others (a Chinese question is answered from the
+        Chinese documents when they have an answer at all). Raises if the tenant has no KB.
+
+        A hit's `score` is the first encoder's best cosine (0 when it cannot read the
+        query): the scale `kb_min_score` is set on."""
         fused: dict[str, float] = {}
         dense: dict[str, float] = {}
         payloads: dict[str, dict[str, Any]] = {}
-        readable = self.embedder.known_share(query) >= MIN_KNOWN_SHARE
-        for using in ("question", "passage") if readable else ():
-            response = self.client.query_points(
-                name,
-                query=vector,
-                using=using,
-                limit=CANDIDATES,
-                query_filter=flt,
-                with_payload=True,
-            )
-            for rank, p in enumerate(response.points):
+        for member, points in self._dense_ranks(tenant_id, query, vector, filters):
+            for rank, p in enumerate(points):
                 pid = str(p.id)
                 fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
-                dense[pid] = max(dense.get(pid, 0.0), float(p.score))
+                if not member.key:
+                    dense[pid] = max(dense.get(pid, 0.0), float(p.score))
                 payloads[pid] = dict(p.payload or {})
-        index, points = self._keyword_index(tenant_id)
         coverage: dict[str, float] = {}
-        ranked = [
-            (pos, score, cov)
-            for pos, score, cov in index.search(query, CANDIDATES * 2)
-            if all(points[pos][1].get(key) == value for key, value in filters.items())
-        ][:CANDIDATES]
-        for rank, (pos, _score, cov) in enumerate(ranked):
-            pid, payload = points[pos]
+        for rank, (pid, payload, cov) in enumerate(self._keyword_ranks(tenant_id, query, filters)):
             fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
             coverage[pid] = cov
             payloads.setdefault(pid, payload)
-        best = sorted(fused, key=lambda pid: -fused[pid])[:k]
+        best = sorted(
+            fused,
+            key=lambda pid: (
+                language is not None and payloads[pid].get("lang") != language,
+                -fused[pid],
+            ),
+        )[:k]
         return [
             KbHit(
                 doc_id=str(payloads[pid]["doc_id"]),
@@ -256,3 +262,51 @@ class KnowledgeBase:
             )
             for pid in best
         ]
+
+    def _dense_ranks(
+        self,
+        tenant_id: str,
+        query: str,
+        vector: list[float],
+        filters: Mapping[str, str] | None,
+    ) -> list[tuple[Member, list[models.ScoredPoint]]]:
+        """One ranked candidate list per encoder that can read the query and vector kind."""
+        flt = (
+            models.Filter(
+                must=[
+                    models.FieldCondition(key=key, match=models.MatchValue(value=value))
+                    for key, value in filters.items()
+                ]
+            )
+            if filters
+            else None
+        )
+        ranks = []
+        for member in members(self.embedder):
+            # An English model reads Chinese as a row of [UNK]s: its ranking is noise.
+            if member.encoder.known_share(query) < MIN_KNOWN_SHARE:
+                continue
+            for kind in ("question", "passage"):
+                response = self.client.query_points(
+                    self.collection(tenant_id),
+                    query=vector[member.start : member.end],
+                    using=vector_name(kind, member),
+                    limit=CANDIDATES,
+                    query_filter=flt,
+                    with_payload=True,
+                )
+                ranks.append((member, response.points))
+        return ranks
+
+    def _keyword_ranks(
+        self, tenant_id: str, query: str, filters: Mapping[str, str] | None
+    ) -> list[tuple[str, dict[str, Any], float]]:
+        """The keyword index's candidates, best first: (point id, payload, coverage)."""
+        index, points = self._keyword_index(tenant_id)
+        wanted = dict(filters or {})
+        ranked = [
+            (points[pos][0], points[pos][1], cov)
+            for pos, _score, cov in index.search(query, CANDIDATES * 2)
+            if all(points[pos][1].get(key) == value for key, value in wanted.items())
+        ]
+        return ranked[:CANDIDATES]

@@ -28,8 +28,9 @@ def eval_answers(
 
 
 def _run(questions: Path, kb_path: list[Path] | None) -> tuple[AnswerReport, float, str]:
-    from clawdesk.embeddings import resolve_model_path, shared_embedder
+    from clawdesk.embeddings import resolve_model_path
     from clawdesk.integrations import Integrations
+    from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
     from clawdesk.nlu import list_versions
     from clawdesk.nlu_runtime import TenantNlu
@@ -54,9 +55,7 @@ def _run(questions: Path, kb_path: list[Path] | None) -> tuple[AnswerReport, flo
         version = nlu.ensure(
             tenant, packaged_data("intents", "demo.yaml"), settings.nlu_model_version or None
         )
-        kb = KnowledgeBase(
-            open_qdrant("", Path(tmp) / "qdrant"), shared_embedder(settings.embedding_model)
-        )
+        kb = KnowledgeBase(open_qdrant("", Path(tmp) / "qdrant"), settings_encoder(settings))
         kb.sync("eval", kb_path or [packaged_data("kb")])
         registry = load_registry()
         demo = DemoShop.from_file(packaged_data("shop", "orders.json"))

@@ -213,7 +213,13 @@ async def evaluate_answers(
             version,
             settings.nlu_min_confidence,
         )
-        hits = kb.search(kb_tenant, row["question"], vector.tolist(), settings.kb_top_k)
+        hits = kb.search(
+            kb_tenant,
+            row["question"],
+            vector.tolist(),
+            settings.kb_top_k,
+            language=result_nlu.language,
+        )
         context = RetrievalContext(
             **result_nlu.lineage(),
             nlu=result_nlu,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from clawdesk.embeddings import shared_embedder
+from clawdesk.kb.encoders import MULTILINGUAL_E5, kb_encoder
 from clawdesk.kb.store import KnowledgeBase, open_qdrant
 
 
@@ -78,3 +79,65 @@ def test_payload_filters_restrict_both_dense_and_keyword_hits(tmp_path, embedder
     hits = kb.search("f", "express shipping", vec, 5, {"lang": "de"})
     assert [h.doc_id for h in hits] == ["de.md"]
     assert kb.search("f", "express shipping", vec, 5, {"topic": "returns"}) == []
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return kb_encoder("", MULTILINGUAL_E5)
+
+
+ZH_KB = (
+    "---\nlang: zh\n---\n# 售后\n## 退货期限是多久?\n签收后30天内可以申请退货。\n"
+    "## 运费怎么算?\n订单满49元包邮。\n## 怎么注销账号?\n在账户设置里申请注销。\n"
+)
+
+
+def test_chinese_paraphrases_sharing_no_words_are_found_by_the_multilingual_encoder(
+    tmp_path, embedder, stack
+):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "zh.md").write_text(ZH_KB)
+    english_only = KnowledgeBase(open_qdrant("", tmp_path / "q1"), embedder)
+    english_only.sync("z", [src])
+    both = KnowledgeBase(open_qdrant("", tmp_path / "q2"), stack)
+    both.sync("z", [src])
+    for query, section in [
+        ("不想再用你们网站了,我的资料能彻底删掉吗", "怎么注销账号?"),
+        ("寄过来要花多少邮费?", "运费怎么算?"),
+    ]:
+        assert english_only.search("z", query, embedder.encode([query])[0].tolist(), 3) == []
+        top = both.search("z", query, stack.encode([query])[0].tolist(), 3)[0]
+        assert top.section == section
+        # `score` stays on the English model's scale (kb_min_score): it read nothing here.
+        assert top.score == 0.0
+
+
+def test_passages_in_the_customers_language_rank_first(tmp_path, stack):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "en.md").write_text(
+        "---\nlang: en\n---\n# Shipping\n## Express delivery\nExpress parcels arrive in 2 days.\n"
+    )
+    (src / "zh.md").write_text("---\nlang: zh\n---\n# 配送\n## 加急配送\n加急包裹 2 天送达。\n")
+    kb = KnowledgeBase(open_qdrant("", tmp_path / "q"), stack)
+    kb.sync("l", [src])
+    query = "express delivery 2 days"
+    vec = stack.encode([query])[0].tolist()
+    assert [h.doc_id for h in kb.search("l", query, vec, 2, language="en")] == ["en.md", "zh.md"]
+    assert [h.doc_id for h in kb.search("l", query, vec, 2, language="zh")] == ["zh.md", "en.md"]
+    # Only a preference: a language the KB lacks still gets the best passages.
+    assert len(kb.search("l", query, vec, 2, language="de")) == 2
+
+
+def test_each_encoder_has_its_own_collection(tmp_path, embedder, stack):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "zh.md").write_text(ZH_KB)
+    client = open_qdrant("", tmp_path / "q")
+    english_only, both = KnowledgeBase(client, embedder), KnowledgeBase(client, stack)
+    english_only.sync("t", [src])
+    assert both.sync("t", [src]).added == 1, "vectors of another model are never reused"
+    assert english_only.collection("t") != both.collection("t")
+    query = "寄过来要花多少邮费?"
+    assert both.search("t", query, stack.encode([query])[0].tolist(), 1)[0].section == "运费怎么算?"
