@@ -368,6 +368,67 @@ def test_lag_and_dead_letter_alerts_exist(alert_rules: dict[str, dict[str, Any]]
     assert "clawdesk_dead_letters_total" in used
 
 
+OPERATIONS_ALERTS = [
+    # alert, the metric (and selector) it watches, `for`, the condition it ends with
+    (
+        "HandoffTicketsFailing",
+        "increase(clawdesk_handoff_ticket_failures_total[15m])",
+        "5m",
+        ">= 3",
+    ),
+    (
+        "HandoffTicketRefused",
+        'clawdesk_handoff_ticket_failures_total{reason="invalid"}',
+        None,
+        "> 0",
+    ),
+    ("HandoffTicketsPending", "max(clawdesk_handoff_tickets_pending)", "10m", "> 0"),
+    ("LLMBreakerOpen", "clawdesk_llm_breaker_open", "5m", "== 1"),
+    (
+        "DispatchDeadLetters",
+        'clawdesk_dispatch_sends_total{outcome="dead_lettered"}',
+        None,
+        "> 0",
+    ),
+    (
+        "RateLimitFailingOpen",
+        'rate(clawdesk_rate_limit_checks_total{result="error"}[5m])',
+        "5m",
+        "> 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("alert", "watches", "duration", "condition"), OPERATIONS_ALERTS)
+def test_operations_alerts_watch_their_metrics(
+    alert_rules: dict[str, dict[str, Any]],
+    alert: str,
+    watches: str,
+    duration: str | None,
+    condition: str,
+) -> None:
+    assert alert in alert_rules, f"alert {alert} missing from {ALERTS.name}"
+    rule = alert_rules[alert]
+    expr = _normalise(rule["expr"])
+    assert watches in expr and expr.endswith(condition), expr
+    assert rule.get("for") == duration
+    assert rule["labels"]["severity"] == "warning"
+    # every rule has a promtool unit test of its own
+    tested = {
+        case["alertname"]
+        for t in _load_yaml(ALERTS_TEST)["tests"]
+        for case in t.get("alert_rule_test", [])
+    }
+    assert alert in tested, f"no promtool test for {alert} in {ALERTS_TEST.name}"
+
+
+def test_dashboard_shows_what_the_operations_alerts_watch() -> None:
+    exprs = " ".join(_normalise(expr) for _, expr in _dashboard_exprs())
+    for alert, watches, _, _ in OPERATIONS_ALERTS:
+        metric = re.search(r"clawdesk_[a-z_]+", watches)
+        assert metric is not None and metric.group(0) in exprs, f"no panel for {alert}"
+
+
 def test_dashboard_has_the_article_panels() -> None:
     dashboards = {
         p.name: json.loads(p.read_text(encoding="utf-8")) for p in DASHBOARDS.glob("*.json")
