@@ -264,7 +264,7 @@ def report_table(reports: dict[str, EvalReport], *, title: str = "Intent evaluat
         pad_edge=False,
         caption="acc/in-sc(ope)/closed(-set)/macro-F1 in %; OOS precision/recall as fractions",
     )
-    table.add_column("run", overflow="fold", min_width=11, max_width=16)
+    table.add_column("run", overflow="fold", min_width=11, max_width=20)
     for col in ("acc", "in-sc", "closed", "F1", "oosP", "oosR", "thr", "cls/s"):
         table.add_column(col, justify="right", no_wrap=True)
     for label, r in reports.items():
