@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import hashlib
 from collections.abc import AsyncIterable
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from topics.streams import accepted_topic, nlu_topic
 if TYPE_CHECKING:  # the model module pulls in torch: loaded by the services, off the loop
     from clawdesk.nlu import IntentPrediction
 
+log = logging.getLogger(__name__)
 STAGE = "nlu"
 OOS = "oos"
 BATCH = 32
@@ -65,7 +67,8 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
         cache.key("nlu", tenant_id, version, hashlib.sha256(t.encode()).hexdigest())
         for t in texts
     ]
-    found = [await cache.get(k) for k in keys]
+    # One round trip each to L2, concurrently: a batch of 32 misses costs one latency.
+    found = await asyncio.gather(*(cache.get(k) for k in keys))
     predictions: list[IntentPrediction | None] = [
         None if f is None else IntentPrediction(f["intent"], f["confidence"], _top(f["top"]))
         for f in found
@@ -103,7 +106,10 @@ async def classify_batch(raws: list[bytes]) -> None:
         try:
             parsed.append((raw, AcceptedMessage.from_bytes(raw)))
         except ValidationError as exc:
-            await guard.dead_letter(STAGE, raw, exc, 1)
+            try:
+                await guard.dead_letter(STAGE, raw, exc, 1)
+            except Exception:  # a failed dead letter must not end the agent's loop
+                log.exception("could not dead-letter a malformed event", extra={"stage": STAGE})
     results: dict[int, tuple[str, IntentPrediction]] = {}
     for tenant in {acc.tenant_id for _, acc in parsed}:
         idx = [i for i, (_, acc) in enumerate(parsed) if acc.tenant_id == tenant]

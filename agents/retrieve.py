@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterable
 
 import numpy as np
@@ -16,6 +17,7 @@ from clawdesk.services import current, ready
 from schemas import KbHit, NluResult, RetrievalContext
 from topics.streams import context_topic, nlu_topic
 
+log = logging.getLogger(__name__)
 STAGE = "retrieve"
 BATCH = 32
 
@@ -38,7 +40,8 @@ async def cached_vectors(texts: list[str]) -> np.ndarray:
     services = current()
     cache, embedder = services.cache, services.kb.embedder
     keys = [cache.key("emb", embedder.version, question_digest(t)) for t in texts]
-    found = [await cache.get(k) for k in keys]
+    # One round trip each to L2, concurrently: a batch of 32 misses costs one latency.
+    found = await asyncio.gather(*(cache.get(k) for k in keys))
     missing = [i for i, f in enumerate(found) if f is None]
     vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
     for i, f in enumerate(found):
@@ -91,7 +94,10 @@ async def retrieve_batch(raws: list[bytes]) -> None:
         try:
             parsed.append((raw, NluResult.from_bytes(raw)))
         except ValidationError as exc:
-            await guard.dead_letter(STAGE, raw, exc, 1)
+            try:
+                await guard.dead_letter(STAGE, raw, exc, 1)
+            except Exception:  # a failed dead letter must not end the agent's loop
+                log.exception("could not dead-letter a malformed event", extra={"stage": STAGE})
     try:
         vectors = await cached_vectors([nlu.accepted.message.text for _, nlu in parsed])
     except Exception:  # embedded one by one below, where errors are routed
