@@ -38,3 +38,30 @@ def test_apply_wraps_both_recovery_steps_once() -> None:
     faust_fixes.apply()
     assert (Recovery.on_recovery_completed, Recovery._resume_streams) == first
     assert all(getattr(step, faust_fixes._PATCHED) for step in first)
+
+
+async def test_table_manager_starts_without_the_fixed_sleep() -> None:
+    from faust.tables.manager import TableManager
+
+    faust_fixes.apply()
+    calls: list[str] = []
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def update_channels() -> None:
+        calls.append("update_channels")
+
+    async def start_recovery() -> None:
+        calls.append("recovery.start")
+
+    fake = SimpleNamespace(
+        sleep=sleep,
+        should_stop=False,
+        _update_channels=update_channels,
+        recovery=SimpleNamespace(start=start_recovery),
+    )
+    await TableManager.on_start(fake)  # type: ignore[arg-type]
+    assert slept == [0]
+    assert calls == ["update_channels", "recovery.start"]
