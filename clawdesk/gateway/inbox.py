@@ -23,11 +23,11 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Header
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from clawdesk import apikeys
 from clawdesk.apikeys import TenantKey
-from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, MAX_TEXT_CHARS
+from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, SendableText
 from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.handoff import inbox
@@ -126,18 +126,8 @@ class ConversationDetailOut(ConversationOut):
 class AgentReplyIn(BaseModel):
     """An agent's reply. Retrying with the same `client_message_id` sends it once."""
 
-    text: str
+    text: SendableText
     client_message_id: str = Field(min_length=1, max_length=200)
-
-    @field_validator("text")
-    @classmethod
-    def _text_is_sendable(cls, value: str) -> str:
-        text = value.strip()
-        if not 1 <= len(text) <= MAX_TEXT_CHARS:
-            raise ValueError(
-                f"text must be 1 to {MAX_TEXT_CHARS} characters after trimming whitespace"
-            )
-        return text
 
 
 class AgentReplyAccepted(BaseModel):

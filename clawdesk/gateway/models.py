@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field
 
 from clawdesk.db import StoredMessage
 from schemas import Reply
@@ -16,24 +16,25 @@ CONVERSATION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,200}$"
 TENANT_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
+def _sendable_text(value: str) -> str:
+    text = value.strip()
+    if not 1 <= len(text) <= MAX_TEXT_CHARS:
+        raise ValueError(f"text must be 1 to {MAX_TEXT_CHARS} characters after trimming whitespace")
+    return text
+
+
+# Message text a customer or an agent sends: trimmed, 1..MAX_TEXT_CHARS characters.
+SendableText = Annotated[str, AfterValidator(_sendable_text)]
+
+
 class WebMessageIn(BaseModel):
     """A customer's message as the web widget posts it."""
 
     conversation_id: str | None = Field(default=None, pattern=CONVERSATION_ID_PATTERN)
     customer_id: str | None = Field(default=None, min_length=1, max_length=200)
     tenant_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
-    text: str
+    text: SendableText
     client_message_id: str = Field(min_length=1, max_length=200)
-
-    @field_validator("text")
-    @classmethod
-    def _text_is_sendable(cls, value: str) -> str:
-        text = value.strip()
-        if not 1 <= len(text) <= MAX_TEXT_CHARS:
-            raise ValueError(
-                f"text must be 1 to {MAX_TEXT_CHARS} characters after trimming whitespace"
-            )
-        return text
 
 
 class Accepted(BaseModel):
