@@ -8,7 +8,8 @@ the stage.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -18,6 +19,8 @@ from clawdesk.integrations.hubspot import HubSpotClient
 from clawdesk.integrations.shopify import ShopifyClient
 from clawdesk.integrations.stripe import StripeClient
 from clawdesk.integrations.zendesk import ZendeskClient
+
+C = TypeVar("C", bound=ProviderClient)
 
 
 class NotConfigured(RuntimeError):
@@ -79,90 +82,99 @@ class Integrations:
         """Read the provider fields of any settings object (missing fields: defaults)."""
         return cls(ProviderSettings.model_validate(settings, from_attributes=True))
 
-    def _get(self, name: str) -> ProviderClient | None:
-        return self._clients.get(name)
+    def _client(
+        self, provider: str, kind: type[C], build: Callable[[], C], **required: object
+    ) -> C:
+        """The cached client of `provider`; built on first use if every `required` is set."""
+        client = self._clients.get(provider)
+        if client is None:
+            _require(provider, **required)
+            client = self._clients[provider] = build()
+        assert isinstance(client, kind)
+        return client
 
     @property
     def shopify(self) -> ShopifyClient:
         s = self.settings
-        client = self._get("shopify")
-        if client is None:
-            _require("shopify", shopify_url=s.shopify_url, shopify_token=s.shopify_token)
-            client = self._clients["shopify"] = ShopifyClient(
+        return self._client(
+            "shopify",
+            ShopifyClient,
+            lambda: ShopifyClient(
                 s.shopify_url,
                 _secret(s.shopify_token),
                 api_version=s.shopify_api_version,
                 timeout=s.provider_timeout_s,
                 retry=s.retry,
-            )
-        assert isinstance(client, ShopifyClient)
-        return client
+            ),
+            shopify_url=s.shopify_url,
+            shopify_token=s.shopify_token,
+        )
 
     @property
     def dhl(self) -> DhlTrackingClient:
         s = self.settings
-        client = self._get("dhl")
-        if client is None:
-            _require("dhl", dhl_url=s.dhl_url, dhl_api_key=s.dhl_api_key)
-            client = self._clients["dhl"] = DhlTrackingClient(
+        return self._client(
+            "dhl",
+            DhlTrackingClient,
+            lambda: DhlTrackingClient(
                 _secret(s.dhl_api_key),
                 base_url=s.dhl_url,
                 timeout=s.provider_timeout_s,
                 retry=s.retry,
-            )
-        assert isinstance(client, DhlTrackingClient)
-        return client
+            ),
+            dhl_url=s.dhl_url,
+            dhl_api_key=s.dhl_api_key,
+        )
 
     @property
     def stripe(self) -> StripeClient:
         s = self.settings
-        client = self._get("stripe")
-        if client is None:
-            _require("stripe", stripe_url=s.stripe_url, stripe_secret_key=s.stripe_secret_key)
-            client = self._clients["stripe"] = StripeClient(
+        return self._client(
+            "stripe",
+            StripeClient,
+            lambda: StripeClient(
                 _secret(s.stripe_secret_key),
                 base_url=s.stripe_url,
                 timeout=s.provider_timeout_s,
                 retry=s.retry,
-            )
-        assert isinstance(client, StripeClient)
-        return client
+            ),
+            stripe_url=s.stripe_url,
+            stripe_secret_key=s.stripe_secret_key,
+        )
 
     @property
     def hubspot(self) -> HubSpotClient:
         s = self.settings
-        client = self._get("hubspot")
-        if client is None:
-            _require("hubspot", hubspot_url=s.hubspot_url, hubspot_token=s.hubspot_token)
-            client = self._clients["hubspot"] = HubSpotClient(
+        return self._client(
+            "hubspot",
+            HubSpotClient,
+            lambda: HubSpotClient(
                 _secret(s.hubspot_token),
                 base_url=s.hubspot_url,
                 timeout=s.provider_timeout_s,
                 retry=s.retry,
-            )
-        assert isinstance(client, HubSpotClient)
-        return client
+            ),
+            hubspot_url=s.hubspot_url,
+            hubspot_token=s.hubspot_token,
+        )
 
     @property
     def zendesk(self) -> ZendeskClient:
         s = self.settings
-        client = self._get("zendesk")
-        if client is None:
-            _require(
-                "zendesk",
-                zendesk_url=s.zendesk_url,
-                zendesk_email=s.zendesk_email,
-                zendesk_api_token=s.zendesk_api_token,
-            )
-            client = self._clients["zendesk"] = ZendeskClient(
+        return self._client(
+            "zendesk",
+            ZendeskClient,
+            lambda: ZendeskClient(
                 s.zendesk_url,
                 s.zendesk_email,
                 _secret(s.zendesk_api_token),
                 timeout=s.provider_timeout_s,
                 retry=s.retry,
-            )
-        assert isinstance(client, ZendeskClient)
-        return client
+            ),
+            zendesk_url=s.zendesk_url,
+            zendesk_email=s.zendesk_email,
+            zendesk_api_token=s.zendesk_api_token,
+        )
 
     async def aclose(self) -> None:
         """Close every client created so far."""
