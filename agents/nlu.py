@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import hashlib
+import logging
 from collections.abc import AsyncIterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
