@@ -53,9 +53,6 @@ class SkillRegistry:
         self._skills[skill.name] = skill
         return skill
 
-    def unregister(self, name: str) -> None:
-        self._skills.pop(name, None)
-
     def discover(self, group: str = ENTRY_POINT_GROUP) -> list[str]:
         """Register every skill the installed packages declare; return their names.
 
