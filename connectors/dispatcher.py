@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -190,11 +190,3 @@ def _reason(error: BaseException) -> str:
     if isinstance(error, DeliveryError):
         return f"refused by the provider: {error}"[:2000]
     return f"{type(error).__name__}: {error}"[:2000]
-
-
-def concurrency_of(settings: ChannelSettings) -> Mapping[str, int]:
-    """Every channel's send concurrency (for logs and docs)."""
-    return {
-        c.value: settings.dispatch_channel_concurrency.get(c.value, settings.dispatch_concurrency)
-        for c in Channel
-    }
