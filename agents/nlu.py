@@ -116,8 +116,8 @@ async def classify_batch(raws: list[bytes]) -> None:
         try:
             version, preds = await predict(tenant, [parsed[i][1].message.text for i in idx])
             results.update({i: (version, p) for i, p in zip(idx, preds, strict=True)})
-        except Exception:
-            pass
+        except Exception:  # classified one by one below, where errors are routed
+            log.warning("batch classification failed", extra={"tenant_id": tenant}, exc_info=True)
     for i, (raw, acc) in enumerate(parsed):
 
         async def work(_: bytes, i: int = i, acc: AcceptedMessage = acc) -> None:
