@@ -56,10 +56,25 @@ def apply_migrations(url: str) -> list[str]:
     return applied
 
 
+# Bounds on the workers' and gateway's database work: a stuck Postgres makes a call fail
+# (and the stage retry or dead-letter it) instead of hanging a timer or a stage for ever.
+STATEMENT_TIMEOUT_MS = 15_000
+POOL_WAIT_S = 10.0
+
+
 async def open_pool(url: str, *, max_size: int = 8) -> AsyncConnectionPool:
-    """An open async connection pool (dict rows)."""
+    """An open async connection pool (dict rows), with a statement timeout on every
+    connection and a bounded wait for a free connection."""
     pool = AsyncConnectionPool(
-        url, min_size=1, max_size=max_size, open=False, kwargs={"row_factory": dict_row}
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        timeout=POOL_WAIT_S,
+        kwargs={
+            "row_factory": dict_row,
+            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+        },
     )
     await pool.open(wait=True, timeout=15)
     return pool
