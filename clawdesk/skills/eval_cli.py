@@ -28,7 +28,6 @@ def eval_answers(
 
 
 def _run(questions: Path, kb_path: list[Path] | None) -> tuple[AnswerReport, float, str]:
-    from clawdesk.embeddings import resolve_model_path
     from clawdesk.integrations import Integrations
     from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.store import KnowledgeBase, open_qdrant
@@ -49,9 +48,7 @@ def _run(questions: Path, kb_path: list[Path] | None) -> tuple[AnswerReport, flo
         # trained into the temporary folder as a first worker start would.
         stored = bool(list_versions(settings.model_root, tenant))
         root = settings.model_root if stored else Path(tmp) / "models"
-        nlu = TenantNlu(
-            root, resolve_model_path(settings.embedding_model), settings.nlu_min_confidence
-        )
+        nlu = TenantNlu(root, settings.embedding_model, settings.nlu_min_confidence)
         version = nlu.ensure(
             tenant, packaged_data("intents", "demo.yaml"), settings.nlu_model_version or None
         )

@@ -32,6 +32,14 @@ def test_kb_ingest_refuses_missing_paths(tmp_path):
     assert "no such file" in result.output
 
 
+def test_nlu_train_refuses_an_unknown_packaged_encoder(tmp_path):
+    intents = tmp_path / "intents.yaml"
+    intents.write_text("intents:\n  greet: [hi, hello]\n  bye: [bye, see you]\n")
+    result = runner.invoke(cli, ["nlu", "train", str(intents), "--encoder", "packaged:nope"])
+    assert result.exit_code == 2
+    assert "unknown packaged model" in result.output
+
+
 def test_nlu_train_stores_versions_per_tenant(tmp_path, monkeypatch):
     from clawdesk.settings import app_settings
 

@@ -104,6 +104,16 @@ def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None
     assert next(iter(data.values()))["threshold"] > 0
 
 
+def test_cli_refuses_an_unknown_packaged_encoder(tmp_path: Path, tiny_train) -> None:
+    train = _write(tmp_path / "t.jsonl", tiny_train)
+    result = CliRunner().invoke(
+        app,
+        ["intents", "--train", str(train), "--test", str(train), "--encoder", "packaged:nope"],
+    )
+    assert result.exit_code == 2
+    assert "unknown packaged model" in result.output
+
+
 def test_cli_rejects_bad_features(tmp_path: Path, tiny_train) -> None:
     train = _write(tmp_path / "t.jsonl", tiny_train)
     result = CliRunner().invoke(
