@@ -139,6 +139,13 @@ def intents(
             f"{extra.get('threshold_from', '?')}; n-gram weights char "
             f"{extra.get('char_weight') or 0:g} word {extra.get('word_weight') or 0:g}[/dim]"
         )
+        at = extra.get("valid_at_threshold")
+        if at and at.get("oos_recall") is not None:
+            console.print(
+                f"[dim]{label}: on valid at this threshold: in-scope "
+                f"{at['in_scope_accuracy'] * 100:.2f} %, oos recall {at['oos_recall']:.3f} "
+                f"({at['n_oos']} oos rows)[/dim]"
+            )
     if json_out is not None:
         json_out.write_text(
             json.dumps({k: v.to_dict() for k, v in reports.items()}, indent=2, ensure_ascii=False),

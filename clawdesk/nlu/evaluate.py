@@ -134,6 +134,7 @@ def evaluate(
                 for k in (
                     "finetune_seconds",
                     "threshold_from",
+                    "valid_at_threshold",
                     "n_train",
                     "n_intents",
                     "ngram_weight_selection",

@@ -487,9 +487,20 @@ class IntentClassifier:
         texts = [e.text for e in valid]
         gold = np.asarray([e.intent for e in valid])
         probs = self.predict_proba(texts, embeddings=embeddings, progress=progress)
-        self.threshold = self._pick_threshold(*self._valid_parts(probs, gold))
+        scores, correct, is_oos = self._valid_parts(probs, gold)
+        self.threshold = self._pick_threshold(scores, correct, is_oos)
         self.info["threshold_from"] = "valid"
         self.info["n_valid"] = len(valid)
+        # What the threshold does on valid, to set beside the test figures: a large gap
+        # says the validation rows are easier than the data the model will meet.
+        kept = scores >= self.threshold
+        self.info["valid_at_threshold"] = {
+            "in_scope_accuracy": round(float((correct & kept).sum() / max(1, (~is_oos).sum())), 5),
+            "oos_recall": (
+                round(float((~kept & is_oos).sum() / is_oos.sum()), 5) if is_oos.any() else None
+            ),
+            "n_oos": int(is_oos.sum()),
+        }
         return self.threshold
 
     def _calibrate_by_cv(

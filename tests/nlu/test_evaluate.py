@@ -102,6 +102,10 @@ def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None
     # 3 validation oos rows cannot show recall 0.5 with 95 % confidence: the threshold
     # rejects all of them, so it is above 0.
     assert next(iter(data.values()))["threshold"] > 0
+    # ... and the report shows what that threshold does on valid beside the test figures
+    at = next(iter(data.values()))["extra"]["valid_at_threshold"]
+    assert at["oos_recall"] == 1.0 and at["n_oos"] == 3
+    assert "on valid at this threshold" in result.output
 
 
 def test_cli_refuses_an_unknown_packaged_encoder(tmp_path: Path, tiny_train) -> None:
