@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from xml.etree.ElementTree import Element, ParseError
@@ -216,12 +217,16 @@ class AccessTokens:
     def __init__(self, margin_s: float = TOKEN_MARGIN_S) -> None:
         self.margin_s = margin_s
         self._tokens: dict[str, tuple[str, float]] = {}
-        self._lock: asyncio.Lock | None = None
+        # One lock per event loop: an asyncio.Lock binds to the loop that first waits on
+        # it, and this cache is module-wide (a test run or a CLI starts several loops).
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def get(self, http: httpx.AsyncClient, settings: ChannelSettings) -> str:
         """A valid token, fetched only when none is cached or it is about to expire."""
-        self._lock = self._lock or asyncio.Lock()
-        async with self._lock:  # one fetch at a time: a second would retire the first
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:  # one fetch at a time: a second would retire the first
             cached = self._tokens.get(settings.wechat_appid)
             if cached and cached[1] > time.monotonic():
                 return cached[0]

@@ -337,3 +337,26 @@ async def test_the_token_is_refetched_once_its_lifetime_minus_margin_passes(
     await wechat.send_custom(reply_to(inbound()), settings=settings, tokens=tokens)
 
     assert fake.token_fetches == 2
+
+
+def test_the_token_cache_serves_several_event_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The module-wide cache outlives an event loop (a CLI or a test run starts several);
+    # a lock bound to the first loop would fail the first contended fetch on the next.
+    fetches: list[str] = []
+
+    async def fetch(http: object, settings: ChannelSettings) -> tuple[str, float]:
+        fetches.append(settings.wechat_appid)
+        await asyncio.sleep(0.01)
+        return f"TOKEN_{len(fetches)}", 7200.0
+
+    monkeypatch.setattr(wechat, "_fetch_token", fetch)
+    tokens = wechat.AccessTokens()
+    settings = ChannelSettings(wechat_appid="wx-loops", wechat_secret="s")
+
+    async def three_at_once() -> list[str]:
+        return list(await asyncio.gather(*(tokens.get(None, settings) for _ in range(3))))  # type: ignore[arg-type]
+
+    assert asyncio.run(three_at_once()) == ["TOKEN_1"] * 3
+    tokens.invalidate("wx-loops")
+    assert asyncio.run(three_at_once()) == ["TOKEN_2"] * 3
+    assert len(fetches) == 2
