@@ -64,8 +64,7 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
     # The exact text, not the normalised question: a prediction may depend on case or
     # punctuation, and a cached one must equal what the model would say.
     keys = [
-        cache.key("nlu", tenant_id, version, hashlib.sha256(t.encode()).hexdigest())
-        for t in texts
+        cache.key("nlu", tenant_id, version, hashlib.sha256(t.encode()).hexdigest()) for t in texts
     ]
     # One round trip each to L2, concurrently: a batch of 32 misses costs one latency.
     found = await asyncio.gather(*(cache.get(k) for k in keys))
@@ -83,7 +82,10 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
             return await loop.run_in_executor(None, nlu.predict, tenant_id, texts)
         for i, prediction in zip(missing, fresh, strict=True):
             predictions[i] = prediction
-            await cache.set(keys[i], asdict(prediction))
+        # Stored concurrently too, for the same reason as the lookups.
+        await asyncio.gather(
+            *(cache.set(keys[i], asdict(p)) for i, p in zip(missing, fresh, strict=True))
+        )
     return version, [p for p in predictions if p is not None]
 
 

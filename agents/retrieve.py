@@ -52,7 +52,8 @@ async def cached_vectors(texts: list[str]) -> np.ndarray:
         fresh = await loop.run_in_executor(None, embedder.encode, [texts[i] for i in missing])
         for i, vec in zip(missing, fresh, strict=True):
             vectors[i] = vec
-            await cache.set(keys[i], encode_vector(vec))
+        # Stored concurrently too, for the same reason as the lookups.
+        await asyncio.gather(*(cache.set(keys[i], encode_vector(vectors[i])) for i in missing))
     return vectors
 
 

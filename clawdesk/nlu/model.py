@@ -242,6 +242,17 @@ def choose_threshold(
     return float(cands[best])
 
 
+def _rates_at(
+    scores: np.ndarray, correct: np.ndarray, is_oos: np.ndarray, threshold: float
+) -> tuple[float, float | None]:
+    """In-scope accuracy (right and kept) and oos recall (None without oos rows) of the
+    rows of :func:`choose_threshold` at ``threshold``."""
+    kept = scores >= threshold
+    in_scope_acc = float((correct & kept).sum() / max(1, int((~is_oos).sum())))
+    recall = float((~kept & is_oos).sum() / is_oos.sum()) if is_oos.any() else None
+    return in_scope_acc, recall
+
+
 def wilson_lower_bound(successes: np.ndarray, n: int, z: float = _RECALL_Z) -> np.ndarray:
     """One-sided Wilson score lower bound of a proportion (``successes`` out of ``n``)."""
     k = np.asarray(successes, dtype=np.float64)
@@ -441,11 +452,12 @@ class IntentClassifier:
         """
         if not is_oos.any():
             return float(correct[~is_oos].mean())
-        kept = scores >= self._pick_threshold(scores, correct, is_oos)
-        in_scope_acc = float((correct & kept).sum() / (~is_oos).sum())
+        in_scope_acc, recall = _rates_at(
+            scores, correct, is_oos, self._pick_threshold(scores, correct, is_oos)
+        )
         if self.config.min_oos_recall is not None or self.config.target_oos_recall is not None:
             return in_scope_acc
-        return (in_scope_acc + float((~kept & is_oos).sum() / is_oos.sum())) / 2
+        return (in_scope_acc + (recall or 0.0)) / 2
 
     def fit_head(
         self,
@@ -493,12 +505,10 @@ class IntentClassifier:
         self.info["n_valid"] = len(valid)
         # What the threshold does on valid, to set beside the test figures: a large gap
         # says the validation rows are easier than the data the model will meet.
-        kept = scores >= self.threshold
+        in_scope_acc, recall = _rates_at(scores, correct, is_oos, self.threshold)
         self.info["valid_at_threshold"] = {
-            "in_scope_accuracy": round(float((correct & kept).sum() / max(1, (~is_oos).sum())), 5),
-            "oos_recall": (
-                round(float((~kept & is_oos).sum() / is_oos.sum()), 5) if is_oos.any() else None
-            ),
+            "in_scope_accuracy": round(in_scope_acc, 5),
+            "oos_recall": None if recall is None else round(recall, 5),
             "n_oos": int(is_oos.sum()),
         }
         return self.threshold
