@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -46,19 +47,28 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pg.stop()
 
 
-@pytest.fixture()
-def database_url(pg_server: str) -> Iterator[str]:
-    """A fresh, migrated database for one test (dropped afterwards)."""
+@contextmanager
+def fresh_database(pg_server: str) -> Iterator[str]:
+    """A new, migrated database on the server, dropped on exit; its URL."""
+    from clawdesk.db import apply_migrations
+
     name = f"clawdesk_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = psycopg.conninfo.make_conninfo(pg_server, dbname=name)
-    from clawdesk.db import apply_migrations
+    try:
+        apply_migrations(url)
+        yield url
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    apply_migrations(url)
-    yield url
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+@pytest.fixture()
+def database_url(pg_server: str) -> Iterator[str]:
+    """A fresh, migrated database for one test (dropped afterwards)."""
+    with fresh_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

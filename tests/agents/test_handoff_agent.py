@@ -61,15 +61,19 @@ def memory(pool: Any, fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator
         yield table
 
 
-async def conversation(pool: Any, conv: str = "conv-1") -> Handoff:
-    msg = InboundMessage(
+def customer_says(text: str, n: int, conv: str = "conv-r") -> InboundMessage:
+    return InboundMessage(
         conversation_id=conv,
         tenant_id="demo",
         channel=Channel.WEB,
-        channel_message_id=f"{conv}-m1",
+        channel_message_id=f"{conv}-m{n}",
         customer_id="lena",
-        text="I want to talk to a human",
+        text=text,
     )
+
+
+async def conversation(pool: Any, conv: str = "conv-1") -> Handoff:
+    msg = customer_says("I want to talk to a human", 1, conv)
     await db.record_inbound(pool, msg)
     return Handoff(
         **msg.lineage(), reason="customer_request", customer_id="lena", last_message=msg.text
@@ -188,17 +192,6 @@ async def test_the_retry_timer_opens_tickets_for_handoffs_recorded_without_zende
     assert stored is not None and stored.status is TicketStatus.CREATED
     [ticket] = fakes.zendesk.tickets.values()
     assert ticket["external_id"] == "conv-1"
-
-
-def customer_says(text: str, n: int, conv: str = "conv-r") -> InboundMessage:
-    return InboundMessage(
-        conversation_id=conv,
-        tenant_id="demo",
-        channel=Channel.WEB,
-        channel_message_id=f"{conv}-m{n}",
-        customer_id="lena",
-        text=text,
-    )
 
 
 async def ingest(memory: dict[str, Any], msg: InboundMessage) -> list[AcceptedMessage]:

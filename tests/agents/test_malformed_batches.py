@@ -49,33 +49,42 @@ async def test_nlu_batch_model_failure_is_logged_then_retried_per_event(
     fake_services: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agents import guard, nlu
-    async def broken_predict(tenant_id: str, texts: list[str]) -> Any:
-        raise RuntimeError("model not loaded")
+    from clawdesk.nlu import IntentPrediction
 
-    processed: list[bytes] = []
+    calls: list[list[str]] = []
 
-    async def process(stage: str, raw: bytes, work: Any) -> bool:
-        processed.append(raw)
-        return False
+    async def predict(tenant_id: str, texts: list[str]) -> Any:
+        calls.append(list(texts))
+        if len(texts) > 1:
+            raise RuntimeError("the batch call failed")
+        return "v1", [IntentPrediction("order_status", 0.9, [("order_status", 0.9)])]
 
-    monkeypatch.setattr(nlu, "predict", broken_predict)
-    monkeypatch.setattr(guard, "process", process)
-    raw = _accepted_bytes()
-    await nlu.classify_batch([raw])
-    assert processed == [raw], "the event still goes through the guard"
+    emitted: list[Any] = []
+    dead: list[str] = []
+
+    async def emit(result: Any) -> None:
+        emitted.append(result)
+
+    async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: int) -> None:
+        dead.append(repr(error))
+
+    monkeypatch.setattr(nlu, "predict", predict)
+    monkeypatch.setattr(nlu, "emit", emit)
+    monkeypatch.setattr(guard, "dead_letter", dead_letter)
+    first, second = (_accepted_bytes(f"m{i}", text) for i, text in enumerate(TEXTS))
+    await nlu.classify_batch([first, second])
+
     assert "batch classification failed" in caplog.text
+    assert dead == []
+    assert calls == [list(TEXTS), [TEXTS[0]], [TEXTS[1]]], "then each event on its own"
+    assert [r.accepted.message.text for r in emitted] == list(TEXTS)
+    assert {r.intent for r in emitted} == {"order_status"}
 
 
-def _accepted_bytes() -> bytes:
-    from schemas import AcceptedMessage, Channel, ConversationSnapshot, InboundMessage
+TEXTS = ("where is my order?", "has my parcel shipped?")
 
-    msg = InboundMessage(
-        conversation_id="c1",
-        tenant_id="demo",
-        channel=Channel.WEB,
-        channel_message_id="m1",
-        customer_id="u1",
-        text="where is my order?",
-    )
-    accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
-    return accepted.to_bytes()
+
+def _accepted_bytes(message_id: str, text: str) -> bytes:
+    from tests.llm.events import skill_result
+
+    return skill_result(text, message_id=message_id).context.nlu.accepted.to_bytes()

@@ -31,10 +31,10 @@ def test_a_late_turn_in_time_order_goes_before_the_later_ones():
     appended = remember_turn(memory, "agent", "done", late, "a1", 10)
     assert [t["text"] for t in placed["turns"]] == ["refund?", "done", "thanks!"]
     assert [t["text"] for t in appended["turns"]] == ["refund?", "thanks!", "done"]
-    naive = remember_turn(
-        memory, "agent", "x", datetime(2026, 11, 25), "a2", 10, in_time_order=True
-    )
-    assert naive["turns"][-1]["text"] == "x"  # a naive time reads as UTC, not an error
+    # A naive time reads as UTC (not an error): 00:00:05 falls between the two turns.
+    naive_at = datetime(2026, 11, 24, 0, 0, 5)
+    naive = remember_turn(memory, "agent", "x", naive_at, "a2", 10, in_time_order=True)
+    assert [t["text"] for t in naive["turns"]] == ["refund?", "x", "thanks!"]
 
 
 def test_order_number_slot_is_kept_and_latest_wins():

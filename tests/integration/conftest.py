@@ -126,9 +126,14 @@ def pipeline(
     p.stop_all()
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
-        for path in sorted(tmp_path.glob("*.log")):
-            tail = path.read_text(errors="replace").splitlines()[-150:]
-            print(f"----- {path.name} (last {len(tail)} lines) -----", *tail, sep="\n")
+        print_log_tails(tmp_path, 150)
+
+
+def print_log_tails(root: Path, lines: int) -> None:
+    """Print the last `lines` of every process log under `root` (for a failed test)."""
+    for path in sorted(root.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        print(f"----- {path.name} (last {len(tail)} lines) -----", *tail, sep="\n")
 
 
 @pytest.fixture()

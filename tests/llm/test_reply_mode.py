@@ -213,3 +213,15 @@ async def test_answer_resting_on_the_kb_alone_is_cached_per_kb_version(
     out = await compose_any(follow_up, settings, replier, "r-3", cache=cache)
     assert fake_llm.completions == 2
     assert out.text.startswith("As I said")
+    fresh = await compose_any(skill_result(message_id="m4"), settings, replier, "r-4", cache=cache)
+    assert fresh.text == first.text, "the follow-up's answer was not cached for the question"
+
+    # A re-ingested KB (new version) is never answered from the old version's cache.
+    newer = skill_result(message_id="m5")
+    newer = newer.model_copy(
+        update={"context": newer.context.model_copy(update={"kb_version": "kb-2"})}
+    )
+    fake_llm.then(answer("Now 3-5 business days [1]."))
+    updated = await compose_any(newer, settings, replier, "r-5", cache=cache)
+    assert fake_llm.completions == 3
+    assert updated.text.startswith("Now 3-5")

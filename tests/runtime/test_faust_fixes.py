@@ -11,17 +11,18 @@ from clawdesk.runtime import faust_fixes
 
 
 class _Recorder:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
+    """Records every method called on it as `<name>.<method>` into a shared list."""
 
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a, **k: self.calls.append(name)
+    def __init__(self, name: str, calls: list[str]) -> None:
+        self.name, self.calls = name, calls
+
+    def __getattr__(self, method: str) -> Any:
+        return lambda *a, **k: self.calls.append(f"{self.name}.{method}")
 
 
 async def test_flow_is_stopped_before_the_step_runs() -> None:
     calls: list[str] = []
-    flow, consumer = _Recorder(), _Recorder()
-    flow.calls = consumer.calls = calls
+    flow, consumer = _Recorder("flow_control", calls), _Recorder("consumer", calls)
 
     async def step(self: Any, generation_id: int = 0) -> None:
         calls.append(f"step({generation_id})")
@@ -29,7 +30,7 @@ async def test_flow_is_stopped_before_the_step_runs() -> None:
     wrapped = faust_fixes._stop_flow_first(step)
     fake = SimpleNamespace(app=SimpleNamespace(flow_control=flow, consumer=consumer))
     await wrapped(fake, generation_id=3)
-    assert calls == ["suspend", "stop_flow", "step(3)"]
+    assert calls == ["flow_control.suspend", "consumer.stop_flow", "step(3)"]
 
 
 def test_apply_wraps_both_recovery_steps_once() -> None:

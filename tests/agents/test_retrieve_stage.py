@@ -3,10 +3,8 @@ language) and keys its cached results by everything the search depends on."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
-from unittest.mock import AsyncMock
 
 import numpy as np
 import pytest
@@ -14,11 +12,8 @@ import pytest
 from clawdesk.cache import LayeredCache
 from clawdesk.kb.encoders import MULTILINGUAL_E5, kb_encoder
 from clawdesk.kb.store import KnowledgeBase, open_qdrant
-from schemas import AcceptedMessage, Channel, ConversationSnapshot, InboundMessage, NluResult
-
-# The stage module imports the Faust app, which reads its broker at import; no test
-# here connects to it.
-os.environ.setdefault("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")
+from schemas import NluResult
+from tests.llm.events import skill_result
 
 
 class CountingKb(KnowledgeBase):
@@ -32,10 +27,8 @@ class CountingKb(KnowledgeBase):
 
 
 @pytest.fixture()
-def services(tmp_path) -> Iterator[Any]:
-    from clawdesk import services
-    from clawdesk.settings import AppSettings
-
+def services(fake_services: Any, tmp_path) -> Iterator[Any]:
+    """The stage's services with a real two-language knowledge base and an L1 cache."""
     src = tmp_path / "kb"
     src.mkdir()
     (src / "en.md").write_text(
@@ -44,37 +37,14 @@ def services(tmp_path) -> Iterator[Any]:
     (src / "zh.md").write_text("---\nlang: zh\n---\n# 配送\n## 加急配送\n加急包裹 2 天送达。\n")
     kb = CountingKb(open_qdrant("", tmp_path / "q"), kb_encoder("", MULTILINGUAL_E5))
     kb.sync("demo", [src])
-    svc = services.Services(
-        settings=AppSettings(),
-        pool=AsyncMock(),
-        kb=kb,
-        nlu=None,
-        shop=None,
-        cache=LayeredCache("t", None, l1_ttl_s=60, l2_ttl_s=60),
-    )
-    services.install(svc)
-    yield svc
+    fake_services.kb = kb
+    fake_services.cache = LayeredCache("t", None, l1_ttl_s=60, l2_ttl_s=60)
+    yield fake_services
     kb.client.close()
 
 
 def nlu_result(text: str, language: str) -> NluResult:
-    msg = InboundMessage(
-        conversation_id="c-1",
-        tenant_id="demo",
-        channel=Channel.WEB,
-        channel_message_id=f"m-{language}",
-        customer_id="visitor-1",
-        text=text,
-    )
-    accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
-    return NluResult(
-        **msg.lineage(),
-        accepted=accepted,
-        intent="shipping_info",
-        confidence=0.9,
-        language=language,
-        model_version="v1",
-    )
+    return skill_result(text, language=language, message_id=f"m-{language}").context.nlu
 
 
 async def test_cached_hits_are_keyed_by_the_customers_language(services: Any) -> None:
