@@ -182,7 +182,7 @@ def nlu_train(
         str | None,
         typer.Option(
             help="sentence encoder: packaged:all-MiniLM-L6-v2, packaged:all-mpnet-base-v2 "
-            "(more accurate, ~6x the compute) or a directory; default CLAWDESK_EMBEDDING_MODEL",
+            "(more accurate, ~7x the compute) or a directory; default CLAWDESK_EMBEDDING_MODEL",
         ),
     ] = None,
 ) -> None:

