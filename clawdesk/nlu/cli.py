@@ -38,7 +38,8 @@ def intents(
     valid: Annotated[
         Path | None,
         typer.Option(
-            help="validation examples: the oos threshold is chosen here",
+            help="validation examples: the oos threshold is chosen here (with the "
+            "training file's own oos rows, each scored by a head that never saw it)",
             exists=True,
             dir_okay=False,
         ),
@@ -85,6 +86,13 @@ def intents(
             "(one-sided Wilson bound); overrides --target-oos-recall",
         ),
     ] = None,
+    knn_fusion: Annotated[
+        bool,
+        typer.Option(
+            help="decide oos on the head's probability fused with the cosine to the "
+            "nearest in-scope training example (with embeddings); off: probability alone",
+        ),
+    ] = True,
     ablation: Annotated[bool, typer.Option(help="also measure each feature block alone")] = False,
     save: Annotated[Path | None, typer.Option(help="keep the trained classifier here")] = None,
     json_out: Annotated[
@@ -109,6 +117,7 @@ def intents(
         in_scope_keep=in_scope_keep,
         target_oos_recall=target_oos_recall,
         min_oos_recall=min_oos_recall,
+        knn_fusion=knn_fusion,
     )
     config.finetune_config = dataclasses.replace(config.finetune_config, seed=seed)
     if epochs is not None:
@@ -136,7 +145,8 @@ def intents(
         console.print(
             f"[dim]{label}: {r.n_test} test rows ({r.n_oos} oos); train {r.train_seconds} s "
             f"(fine-tuning {extra.get('finetune_seconds', 0)} s); threshold from "
-            f"{extra.get('threshold_from', '?')}; n-gram weights char "
+            f"{extra.get('threshold_from', '?')} on {extra.get('oos_score', 'msp')}; "
+            f"n-gram weights char "
             f"{extra.get('char_weight') or 0:g} word {extra.get('word_weight') or 0:g}[/dim]"
         )
         at = extra.get("valid_at_threshold")
@@ -144,7 +154,14 @@ def intents(
             console.print(
                 f"[dim]{label}: on valid at this threshold: in-scope "
                 f"{at['in_scope_accuracy'] * 100:.2f} %, oos recall {at['oos_recall']:.3f} "
-                f"({at['n_oos']} oos rows)[/dim]"
+                f"({at['n_oos']} oos rows)"
+                + (
+                    f"; held-out train oos recall {at['heldout_train_oos_recall']:.3f} "
+                    f"({at['n_heldout_train_oos']} rows)"
+                    if "n_heldout_train_oos" in at
+                    else ""
+                )
+                + "[/dim]"
             )
     if json_out is not None:
         json_out.write_text(

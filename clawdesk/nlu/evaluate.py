@@ -94,13 +94,7 @@ def evaluate(
     if len(texts) == 0:
         raise ValueError("empty test set")
     t0 = time.perf_counter()
-    preds: list[IntentPrediction]
-    if progress is not None:
-        # Same work as predict(), but with a progress bar for the encoding.
-        probs = clf.predict_proba(texts, progress=progress)
-        preds = clf._to_predictions(probs)
-    else:
-        preds = clf.predict(texts)
+    preds: list[IntentPrediction] = clf.predict(texts, progress=progress)
     elapsed = time.perf_counter() - t0
     pred = np.asarray([p.intent for p in preds])
     best = np.asarray([p.top[0][0] if p.top else oos_label for p in preds])
@@ -134,6 +128,7 @@ def evaluate(
                 for k in (
                     "finetune_seconds",
                     "threshold_from",
+                    "oos_score",
                     "valid_at_threshold",
                     "n_train",
                     "n_intents",
@@ -277,7 +272,7 @@ def report_table(reports: dict[str, EvalReport], *, title: str = "Intent evaluat
             _pct(r.macro_f1),
             "—" if r.oos_precision is None else f"{r.oos_precision:.3f}",
             "—" if r.oos_recall is None else f"{r.oos_recall:.3f}",
-            f"{r.threshold:.3f}",
+            f"{r.threshold:.4g}",
             f"{r.classifications_per_second:.0f}",
         )
     return table

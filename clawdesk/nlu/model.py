@@ -9,10 +9,14 @@ Pipeline::
 The weights of the two n-gram blocks are chosen on the validation set (see
 :attr:`ClassifierConfig.ngram_weight_grid`).
 
-A message is out of scope (intent ``"oos"``) when the best in-scope probability is below
+A message is out of scope (intent ``"oos"``) when its in-scope score is below
 ``threshold``, or when the head itself ranks the ``oos`` class first (possible only when the
-training data has ``oos`` examples).  The threshold is chosen on a validation set, never on
-the data used to report results (see :meth:`IntentClassifier.calibrate`).
+training data has ``oos`` examples).  The in-scope score is the best in-scope probability
+fused with the cosine to the nearest in-scope training example (:mod:`clawdesk.nlu.oos`;
+the probability alone without embeddings or with ``knn_fusion=False``).  The threshold is
+chosen on a validation set – pooled with the training set's own oos examples, scored by
+heads that never saw them – never on the data used to report results (see
+:meth:`IntentClassifier.calibrate`).
 
 Thread-safety: :meth:`IntentClassifier.predict` takes a lock, so an asyncio service can
 run it in a thread executor from many coroutines; calls are serialised, which is what
@@ -45,6 +49,7 @@ from clawdesk.nlu.features import (
     combine,
     seed_everything,
 )
+from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
 from clawdesk.packaged_models import is_packaged
 
 if TYPE_CHECKING:
@@ -65,6 +70,7 @@ log = logging.getLogger(__name__)
 
 OOS = "oos"
 FORMAT_VERSION = 1
+KNN_BANK_FILE = "knn_bank.npy"
 FeatureSet = Literal["combined", "embedding", "char"]
 # z of a one-sided 95 % confidence bound: with ``min_oos_recall`` the threshold must reach
 # the required recall even at the low end of what ~100 validation oos rows can tell.
@@ -91,9 +97,10 @@ class IntentExample(BaseModel):
 class IntentPrediction:
     """The decision for one text.
 
-    ``intent`` is ``"oos"`` when rejected; ``confidence`` is the head's probability of the
-    best in-scope intent (also when rejected, so callers can log near misses); ``top`` is
-    the best in-scope intents with their probabilities, best first.
+    ``intent`` is ``"oos"`` when rejected (decided by the in-scope score, see the module
+    docstring); ``confidence`` is the head's probability of the best in-scope intent (also
+    when rejected, so callers can log near misses); ``top`` is the best in-scope intents
+    with their probabilities, best first.
     """
 
     intent: str
@@ -143,6 +150,13 @@ class ClassifierConfig:
     # asks for a margin that shrinks as the validation set grows.  Overrides
     # target_oos_recall.
     min_oos_recall: float | None = None
+    # Fuse the head's probability with the cosine to the nearest in-scope training
+    # example for the oos decision (only with embeddings; see clawdesk.nlu.oos).  Keeps
+    # the training embeddings in the model: 3 KB per example with a 768-d encoder.
+    knn_fusion: bool = True
+    # Folds for scoring the training set's own oos rows with heads that did not see them,
+    # so they can join the validation oos rows in calibration.
+    oos_crossfit_folds: int = 5
     top_k: int = 3
     batch_size: int = 64
     seed: int = 0
@@ -277,6 +291,8 @@ class IntentClassifier:
         self.intercept: np.ndarray | None = None  # (n_classes,)
         self.threshold: float = 0.0 if self.config.threshold is None else self.config.threshold
         self.info: dict[str, Any] = {}  # training facts for reports and manifests
+        self.knn_bank: np.ndarray | None = None  # unit-norm in-scope training embeddings
+        self.fusion: ScoreFusion | None = None  # set by calibration when the bank is used
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ properties
@@ -295,6 +311,11 @@ class IntentClassifier:
     def uses_word_ngrams(self) -> bool:
         """Whether word n-grams are part of the features."""
         return self.config.features in ("combined", "char") and self.config.word_weight > 0
+
+    @property
+    def uses_knn(self) -> bool:
+        """Whether the oos decision also looks at the nearest training example."""
+        return self.config.knn_fusion and self.uses_embeddings
 
     @property
     def intents(self) -> list[str]:
@@ -359,6 +380,9 @@ class IntentClassifier:
                     description="encoding valid",
                 )
         texts, labels = [e.text for e in train], [e.intent for e in train]
+        if self.uses_knn and embeddings is not None:
+            in_rows = np.asarray([label != cfg.oos_label for label in labels])
+            self.knn_bank = np.ascontiguousarray(embeddings[in_rows], dtype=np.float32)
         grid = cfg.ngram_weight_grid if self.config.features == "combined" else ()
         if valid is not None and len(grid) > 1:
             self._select_ngram_weights(texts, labels, embeddings, valid, valid_embeddings, grid)
@@ -368,7 +392,8 @@ class IntentClassifier:
         if cfg.threshold is not None:
             self.threshold = cfg.threshold
         elif valid is not None:
-            self.calibrate(valid, embeddings=valid_embeddings)
+            heldout = self._score_train_oos(texts, labels, embeddings, progress=progress)
+            self.calibrate(valid, embeddings=valid_embeddings, heldout_oos=heldout)
         else:
             self._calibrate_by_cv(texts, labels, embeddings)
         self.info["train_seconds"] = round(time.perf_counter() - t0, 1)
@@ -402,18 +427,22 @@ class IntentClassifier:
             )
 
         train_blocks, valid_blocks = blocks(texts), blocks(valid_texts)
+        valid_cos = self._nearest(valid_embeddings)
+        is_oos = gold == cfg.oos_label
         results: dict[str, float] = {}
         best: tuple[float, Any] | None = None
         for c, w in grid:
             cfg.char_weight, cfg.word_weight = float(c), float(w)
             self._fit_lr(self._stack(embeddings, *train_blocks), labels)
             probs = self._proba(self._stack(valid_embeddings, *valid_blocks))
-            objective = self._objective(*self._valid_parts(probs, gold))
+            self.fusion = self._fit_fusion(probs, valid_cos, is_oos)
+            objective = self._objective(*self._valid_parts(probs, gold, valid_cos))
             results[f"char={c:g},word={w:g}"] = round(objective, 5)
             if best is None or objective > best[0] + 1e-9:
                 best = (objective, (float(c), float(w), self.coef, self.intercept, self.classes))
         assert best is not None
         c, w, self.coef, self.intercept, self.classes = best[1]
+        self.fusion = None  # standardised on the last pair tried; calibration sets it anew
         cfg.char_weight, cfg.word_weight = c, w
         self.char_ngrams = char if c > 0 else None
         self.word_ngrams = word if w > 0 else None
@@ -423,10 +452,10 @@ class IntentClassifier:
         }
 
     def _valid_parts(
-        self, probs: np.ndarray, gold: np.ndarray
+        self, probs: np.ndarray, gold: np.ndarray, cos: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores, "head right" and "gold is oos" per validation row, for calibration."""
-        scores, best, head_oos = self._decide_parts(probs)
+        scores, best, head_oos = self._decide_parts(probs, cos)
         is_oos = gold == self.config.oos_label
         correct = (best == gold) & ~head_oos & ~is_oos
         # Rows the head already sends to oos are rejected whatever the threshold.
@@ -494,24 +523,95 @@ class IntentClassifier:
         *,
         embeddings: np.ndarray | None = None,
         progress: Progress | None = None,
+        heldout_oos: tuple[np.ndarray, np.ndarray | None] | None = None,
     ) -> float:
-        """Choose and set the oos threshold from labelled validation examples."""
+        """Choose and set the oos threshold from labelled validation examples.
+
+        ``heldout_oos`` – head probabilities and nearest-neighbour cosines of further oos
+        messages the head never saw (the training set's own, see :meth:`fit`) – joins the
+        validation oos rows: a recall read off 100 rows is a noisy estimate, and a second
+        independent sample of oos messages makes the threshold less a matter of which
+        messages happened to land in the validation split.
+        """
         texts = [e.text for e in valid]
         gold = np.asarray([e.intent for e in valid])
-        probs = self.predict_proba(texts, embeddings=embeddings, progress=progress)
-        scores, correct, is_oos = self._valid_parts(probs, gold)
+        probs, cos = self._infer(texts, embeddings=embeddings, progress=progress)
+        self.fusion = self._fit_fusion(probs, cos, gold == self.config.oos_label)
+        scores, correct, is_oos = self._valid_parts(probs, gold, cos)
+        n_valid = len(scores)
+        if heldout_oos is not None and len(heldout_oos[0]):
+            h_scores, _, h_head_oos = self._decide_parts(*heldout_oos)
+            scores = np.concatenate([scores, np.where(h_head_oos, -1.0, h_scores)])
+            correct = np.concatenate([correct, np.zeros(len(h_scores), dtype=bool)])
+            is_oos = np.concatenate([is_oos, np.ones(len(h_scores), dtype=bool)])
         self.threshold = self._pick_threshold(scores, correct, is_oos)
-        self.info["threshold_from"] = "valid"
+        self.info["threshold_from"] = "valid" + (
+            " + held-out train oos" if len(scores) > n_valid else ""
+        )
         self.info["n_valid"] = len(valid)
+        self.info["oos_score"] = "msp+nearest-cosine" if self.fusion is not None else "msp"
         # What the threshold does on valid, to set beside the test figures: a large gap
         # says the validation rows are easier than the data the model will meet.
-        in_scope_acc, recall = _rates_at(scores, correct, is_oos, self.threshold)
+        in_scope_acc, recall = _rates_at(
+            scores[:n_valid], correct[:n_valid], is_oos[:n_valid], self.threshold
+        )
         self.info["valid_at_threshold"] = {
             "in_scope_accuracy": round(in_scope_acc, 5),
             "oos_recall": None if recall is None else round(recall, 5),
-            "n_oos": int(is_oos.sum()),
+            "n_oos": int(is_oos[:n_valid].sum()),
         }
+        if len(scores) > n_valid:
+            self.info["valid_at_threshold"]["heldout_train_oos_recall"] = round(
+                float((scores[n_valid:] < self.threshold).mean()), 5
+            )
+            self.info["valid_at_threshold"]["n_heldout_train_oos"] = len(scores) - n_valid
         return self.threshold
+
+    def _score_train_oos(
+        self,
+        texts: list[str],
+        labels: list[str],
+        embeddings: np.ndarray | None,
+        *,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Head probabilities and nearest cosines of the training set's oos rows, each
+        from a head that did not see it (``oos_crossfit_folds``-fold cross-fitting when
+        the head has an ``oos`` class; the fitted head as is when it has none).
+
+        The encoder never sees oos rows either (fine-tuning leaves them out) and the
+        nearest-neighbour bank holds in-scope rows only, so the scores are held out.
+        """
+        cfg = self.config
+        y = np.asarray(labels)
+        oos_rows = np.flatnonzero(y == cfg.oos_label)
+        if len(oos_rows) == 0:
+            return None
+        x = self._features(texts, embeddings)
+        cos = self._nearest(None if embeddings is None else embeddings[oos_rows])
+        if cfg.oos_label not in self.classes:
+            return self._proba(x[oos_rows]), cos
+        folds = min(cfg.oos_crossfit_folds, len(oos_rows))
+        if folds < 2:
+            return None  # holding out the only oos row would drop the class
+        fitted = (self.coef, self.intercept, self.classes)
+        probs = np.zeros((len(oos_rows), len(self.classes)))
+        parts = np.array_split(np.random.default_rng(cfg.seed).permutation(len(oos_rows)), folds)
+        task = progress.add_task("scoring train oos rows", total=folds) if progress else None
+        try:
+            for part in parts:
+                keep = np.setdiff1d(np.arange(len(y)), oos_rows[part])
+                self._fit_lr(x[keep], list(y[keep]))
+                if self.classes != fitted[2]:
+                    raise RuntimeError("cross-fitted head lost a class")
+                probs[part] = self._proba(x[oos_rows[part]])
+                if progress is not None and task is not None:
+                    progress.advance(task)
+        finally:
+            self.coef, self.intercept, self.classes = fitted
+            if progress is not None and task is not None:
+                progress.remove_task(task)
+        return probs, cos
 
     def _calibrate_by_cv(
         self, texts: list[str], labels: list[str], embeddings: np.ndarray | None
@@ -519,6 +619,7 @@ class IntentClassifier:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold
 
+        cfg = self.config
         y = np.asarray(labels)
         _, counts = np.unique(y, return_counts=True)
         folds = int(min(3, counts.min()))
@@ -526,23 +627,51 @@ class IntentClassifier:
             self.threshold = 0.0
             self.info["threshold_from"] = "none (too few examples)"
             return
-        scores = np.zeros(len(y))
+        msp = np.zeros(len(y))
+        head_oos = np.zeros(len(y), dtype=bool)
         correct = np.zeros(len(y), dtype=bool)
+        use_cos = self.uses_knn and embeddings is not None
+        cos = np.zeros(len(y))
         x = self._features(texts, embeddings)
-        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.config.seed)
-        oos_label = self.config.oos_label
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=cfg.seed)
         for tr, te in skf.split(np.zeros(len(y)), y):
-            head = LogisticRegression(C=self.config.C, max_iter=self.config.max_iter)
+            head = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter)
             head.fit(x[tr], y[tr])
             p = head.predict_proba(x[te])
             cls = np.asarray(head.classes_)
-            in_mask = cls != oos_label
+            in_mask = cls != cfg.oos_label
             p_in = np.where(in_mask[None, :], p, -1.0)
-            head_oos = cls[p.argmax(1)] == oos_label
-            scores[te] = np.where(head_oos, -1.0, p_in.max(1))
-            correct[te] = (cls[p_in.argmax(1)] == y[te]) & ~head_oos
-        self.threshold = self._pick_threshold(scores, correct, y == oos_label)
+            head_oos[te] = cls[p.argmax(1)] == cfg.oos_label
+            msp[te] = p_in.max(1)
+            correct[te] = (cls[p_in.argmax(1)] == y[te]) & ~head_oos[te]
+            if use_cos:
+                assert embeddings is not None
+                # The fold's own bank: a row must not find itself.
+                bank = embeddings[tr][y[tr] != cfg.oos_label]
+                cos[te] = nearest_cosine(embeddings[te], bank)
+        is_oos = y == cfg.oos_label
+        self.fusion = (
+            ScoreFusion.fit(msp[~is_oos], cos[~is_oos]) if use_cos and (~is_oos).any() else None
+        )
+        scores = self.fusion(msp, cos) if self.fusion is not None else msp
+        self.threshold = self._pick_threshold(np.where(head_oos, -1.0, scores), correct, is_oos)
         self.info["threshold_from"] = f"{folds}-fold cross-validation on train"
+        self.info["oos_score"] = "msp+nearest-cosine" if self.fusion is not None else "msp"
+
+    def _nearest(self, embeddings: np.ndarray | None) -> np.ndarray | None:
+        """Cosine to the nearest in-scope training example (None without a bank)."""
+        if embeddings is None or self.knn_bank is None or not self.uses_knn:
+            return None
+        return nearest_cosine(embeddings, self.knn_bank)
+
+    def _fit_fusion(
+        self, probs: np.ndarray, cos: np.ndarray | None, is_oos: np.ndarray
+    ) -> ScoreFusion | None:
+        """The score fusion standardised on the in-scope calibration rows (None = msp)."""
+        if cos is None or not (~is_oos).any():
+            return None
+        msp, _, _ = self._msp_parts(probs)
+        return ScoreFusion.fit(msp[~is_oos], cos[~is_oos])
 
     # ------------------------------------------------------------------ inference
 
@@ -587,19 +716,40 @@ class IntentClassifier:
         progress: Progress | None = None,
     ) -> np.ndarray:
         """Head probabilities, shape ``(len(texts), len(self.classes))``."""
+        return self._infer(texts, embeddings=embeddings, progress=progress)[0]
+
+    def in_scope_scores(
+        self, texts: Sequence[str], *, embeddings: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The score ``threshold`` applies to, per text: the head's best in-scope
+        probability, or its fusion with the nearest-neighbour cosine (module docstring)."""
+        with self._lock:
+            probs, cos = self._infer(list(texts), embeddings=embeddings)
+        return self._decide_parts(probs, cos)[0]
+
+    def _infer(
+        self,
+        texts: Sequence[str],
+        *,
+        embeddings: np.ndarray | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Head probabilities and (with the bank) nearest in-scope cosines of ``texts``."""
         if self.coef is None or self.intercept is None:
             raise RuntimeError("classifier is not fitted")
         if len(texts) == 0:
-            return np.zeros((0, len(self.classes)), dtype=np.float32)
-        if embeddings is None and self.uses_embeddings and progress is not None:
-            assert self.encoder is not None
+            empty = np.zeros(0) if self.knn_bank is not None and self.uses_knn else None
+            return np.zeros((0, len(self.classes)), dtype=np.float32), empty
+        if embeddings is None and self.uses_embeddings:
+            if self.encoder is None:
+                raise RuntimeError("classifier has no encoder; fit or load it first")
             embeddings = self.encoder.encode(
                 texts, batch_size=self.config.batch_size, progress=progress
             )
-        return self._proba(self._features(texts, embeddings))
+        return self._proba(self._features(texts, embeddings)), self._nearest(embeddings)
 
-    def _decide_parts(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Best in-scope score, best in-scope intent and "head says oos" per row."""
+    def _msp_parts(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Best in-scope probability, best in-scope intent and "head says oos" per row."""
         classes = np.asarray(self.classes)
         in_mask = classes != self.config.oos_label
         p_in = np.where(in_mask[None, :], probs, -1.0)
@@ -608,35 +758,56 @@ class IntentClassifier:
         head_oos = ~in_mask[probs.argmax(axis=1)]
         return scores, classes[best_idx], head_oos
 
+    def _decide_parts(
+        self, probs: np.ndarray, cos: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """In-scope score (what the threshold applies to), best in-scope intent and "head
+        says oos" per row.  The score is the fused one when calibration set a fusion."""
+        msp, best, head_oos = self._msp_parts(probs)
+        if self.fusion is None:
+            return msp, best, head_oos
+        if cos is None:
+            raise RuntimeError("the oos threshold needs nearest-neighbour cosines")
+        return self.fusion(msp, cos), best, head_oos
+
     def predict(
-        self, texts: Sequence[str], *, embeddings: np.ndarray | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        embeddings: np.ndarray | None = None,
+        progress: Progress | None = None,
     ) -> list[IntentPrediction]:
         """Classify a batch of texts (thread-safe; see the module docstring)."""
         texts = list(texts)
         with self._lock:
-            probs = self.predict_proba(texts, embeddings=embeddings)
-        return self._to_predictions(probs)
+            probs, cos = self._infer(texts, embeddings=embeddings, progress=progress)
+        return self._to_predictions(probs, cos)
 
     async def apredict(self, texts: Sequence[str]) -> list[IntentPrediction]:
         """:meth:`predict` in a worker thread, so the event loop is never blocked."""
         return await asyncio.to_thread(self.predict, list(texts))
 
-    def _to_predictions(self, probs: np.ndarray) -> list[IntentPrediction]:
+    def _to_predictions(
+        self, probs: np.ndarray, cos: np.ndarray | None = None
+    ) -> list[IntentPrediction]:
         if len(probs) == 0:
             return []
-        scores, best, head_oos = self._decide_parts(probs)
+        scores, best, head_oos = self._decide_parts(probs, cos)
+        confidence, _, _ = self._msp_parts(probs)
         classes = self.classes
         in_idx = np.array([i for i, c in enumerate(classes) if c != self.config.oos_label])
         k = min(self.config.top_k, len(in_idx))
         out: list[IntentPrediction] = []
-        for row, score, intent, is_oos in zip(probs, scores, best, head_oos, strict=True):
+        for row, score, conf, intent, is_oos in zip(
+            probs, scores, confidence, best, head_oos, strict=True
+        ):
             order = in_idx[np.argsort(-row[in_idx], kind="stable")[:k]]
             top = [(classes[i], float(row[i])) for i in order]
             reject = bool(is_oos) or float(score) < self.threshold
             out.append(
                 IntentPrediction(
                     intent=self.config.oos_label if reject else str(intent),
-                    confidence=float(score),
+                    confidence=float(conf),
                     top=top,
                 )
             )
@@ -665,11 +836,14 @@ class IntentClassifier:
         if self.word_ngrams is not None:
             self.word_ngrams.save(d)
         np.savez(d / "head.npz", coef=self.coef, intercept=self.intercept)
+        if self.knn_bank is not None:
+            np.save(d / KNN_BANK_FILE, self.knn_bank)
         meta = {
             "format_version": FORMAT_VERSION,
             "config": self.config.to_dict(),
             "classes": self.classes,
             "threshold": self.threshold,
+            "fusion": None if self.fusion is None else self.fusion.to_dict(),
             "encoder": encoder_ref,
             "info": self.info,
         }
@@ -692,6 +866,10 @@ class IntentClassifier:
         head = np.load(d / "head.npz")
         clf.coef = head["coef"].astype(np.float32)
         clf.intercept = head["intercept"].astype(np.float32)
+        if (d / KNN_BANK_FILE).exists():
+            clf.knn_bank = np.ascontiguousarray(np.load(d / KNN_BANK_FILE), dtype=np.float32)
+        if meta.get("fusion"):  # absent in models saved before the fusion existed
+            clf.fusion = ScoreFusion.from_dict(meta["fusion"])
         ref = meta.get("encoder")
         if ref == "encoder":
             clf.encoder = TextEncoder.load(d / "encoder")

@@ -124,3 +124,36 @@ def test_cli_rejects_bad_features(tmp_path: Path, tiny_train) -> None:
         app, ["intents", "--train", str(train), "--test", str(train), "--features", "nope"]
     )
     assert result.exit_code != 0
+
+
+@pytest.mark.parametrize("fusion", [True, False])
+def test_cli_pools_training_oos_rows_and_names_the_oos_score(
+    tmp_path: Path, tiny_train, tiny_valid, fusion: bool
+) -> None:
+    oos_rows = ["tell me a joke", "sing me a song", "what is the capital of France"]
+    train = _write(
+        tmp_path / "train.jsonl",
+        [*tiny_train, *(IntentExample(text=t, intent=OOS) for t in oos_rows)],
+    )
+    valid = _write(tmp_path / "valid.jsonl", tiny_valid)
+    out = tmp_path / "r.json"
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(
+        app,
+        [
+            "intents",
+            "--train", str(train),
+            "--test", str(valid),
+            "--valid", str(valid),
+            "--no-finetune",
+            "--knn-fusion" if fusion else "--no-knn-fusion",
+            "--no-progress",
+            "--json", str(out),
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    extra = next(iter(json.loads(out.read_text()).values()))["extra"]
+    assert extra["threshold_from"] == "valid + held-out train oos"
+    assert extra["oos_score"] == ("msp+nearest-cosine" if fusion else "msp")
+    assert extra["valid_at_threshold"]["n_heldout_train_oos"] == len(oos_rows)
+    assert "held-out train oos recall" in result.output
+    assert extra["oos_score"] in result.output

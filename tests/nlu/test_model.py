@@ -46,6 +46,7 @@ def test_predict_english_and_chinese(tuned: IntentClassifier) -> None:
         assert p.confidence == pytest.approx(p.top[0][1])
     assert tuned.info["finetune"]["steps"] == 2
     assert tuned.info["threshold_from"] == "valid"
+    assert tuned.info["oos_score"] == "msp+nearest-cosine"
     # "combined" picked its (char, word) n-gram weights on valid, from the configured grid
     sel = tuned.info["ngram_weight_selection"]
     grid = tuned.config.ngram_weight_grid
@@ -66,11 +67,11 @@ def test_threshold_turns_low_confidence_into_oos(tuned: IntentClassifier) -> Non
         assert {p.intent for p in tuned.predict(QUERIES)} == {OOS}
         tuned.threshold = 0.0
         assert [p.intent for p in tuned.predict(QUERIES)] == EXPECTED
-        # Exactly at a prediction's confidence it is kept; just above, rejected.
-        conf = tuned.predict(QUERIES[:1])[0].confidence
-        tuned.threshold = conf
+        # Exactly at a message's in-scope score it is kept; just above, rejected.
+        score = float(tuned.in_scope_scores(QUERIES[:1])[0])
+        tuned.threshold = score
         assert tuned.predict(QUERIES[:1])[0].intent == "refund"
-        tuned.threshold = conf + 1e-6
+        tuned.threshold = score + 1e-6
         assert tuned.predict(QUERIES[:1])[0].intent == OOS
     finally:
         tuned.threshold = old

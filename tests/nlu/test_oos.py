@@ -1,0 +1,173 @@
+"""Out-of-scope scoring: nearest-neighbour cosine, score fusion, and how the classifier
+uses them (in-scope bank, held-out training oos rows in calibration, persistence)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from clawdesk.nlu.model import (
+    KNN_BANK_FILE,
+    OOS,
+    ClassifierConfig,
+    IntentClassifier,
+    IntentExample,
+)
+from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
+
+TRAIN_OOS = [
+    IntentExample(text="tell me a joke", intent=OOS),
+    IntentExample(text="sing me a song", intent=OOS),
+    IntentExample(text="what is the capital of France", intent=OOS),
+    IntentExample(text="明天天气怎么样", intent=OOS),
+    IntentExample(text="play some music", intent=OOS),
+]
+QUERIES = ["I would like a refund", "我要退钱", "where is my parcel", "how tall is mount everest"]
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_nearest_cosine_matches_brute_force_across_chunks() -> None:
+    rng = np.random.default_rng(1)
+    queries = _unit(rng.normal(size=(2500, 16))).astype(np.float32)  # > one chunk
+    bank = _unit(rng.normal(size=(40, 16))).astype(np.float32)
+    got = nearest_cosine(queries, bank)
+    np.testing.assert_allclose(got, (queries @ bank.T).max(axis=1), atol=1e-6)
+    # a query that is in the bank finds itself
+    assert nearest_cosine(bank[:3], bank) == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+    with pytest.raises(ValueError, match="empty"):
+        nearest_cosine(queries, bank[:0])
+
+
+def test_fusion_standardises_each_score_and_stays_a_probability_scale() -> None:
+    msp = np.array([0.9, 0.7, 0.5])
+    cos = np.array([0.8, 0.6, 0.7])
+    fusion = ScoreFusion.fit(msp, cos)
+    # the mean row of both scores sits at the middle of the scale
+    assert fusion(np.array([msp.mean()]), np.array([cos.mean()]))[0] == pytest.approx(0.5)
+    # one standard deviation up in one score and down in the other cancel out
+    up_down = fusion(np.array([msp.mean() + msp.std()]), np.array([cos.mean() - cos.std()]))
+    assert up_down[0] == pytest.approx(0.5)
+    # monotone in each score over its whole range, and on a probability scale
+    probs, cosines = np.linspace(0, 1, 11), np.linspace(-1, 1, 11)
+    assert np.all(np.diff(fusion(probs, np.full(11, 0.7))) > 0)
+    assert np.all(np.diff(fusion(np.full(11, 0.7), cosines)) > 0)
+    fused = fusion(probs, cosines)
+    assert np.all((fused >= 0) & (fused <= 1))
+    assert ScoreFusion.from_dict(json.loads(json.dumps(fusion.to_dict()))) == fusion
+
+
+def test_fusion_survives_a_score_without_spread() -> None:
+    fusion = ScoreFusion.fit(np.ones(4), np.array([0.2, 0.4, 0.6, 0.8]))
+    scores = fusion(np.ones(4), np.array([0.2, 0.4, 0.6, 0.8]))
+    assert np.all(np.isfinite(scores)) and np.all(np.diff(scores) > 0)
+    with pytest.raises(ValueError):
+        ScoreFusion.fit(np.ones(3), np.ones(2))
+
+
+@pytest.fixture(scope="module")
+def with_train_oos(tiny_train, tiny_valid) -> IntentClassifier:
+    # Frozen encoder: the fusion and calibration are under test here, not fine-tuning.
+    cfg = ClassifierConfig(finetune=False, oos_crossfit_folds=5)
+    return IntentClassifier(cfg).fit([*tiny_train, *TRAIN_OOS], valid=tiny_valid)
+
+
+def test_bank_holds_the_in_scope_training_examples(with_train_oos, tiny_train) -> None:
+    clf = with_train_oos
+    assert clf.encoder is not None and clf.knn_bank is not None
+    want = clf.encoder.encode([e.text for e in tiny_train])
+    np.testing.assert_allclose(clf.knn_bank, want, atol=1e-5)  # no oos row among them
+
+
+def test_threshold_applies_to_the_fused_score(with_train_oos) -> None:
+    clf = with_train_oos
+    assert clf.fusion is not None and clf.info["oos_score"] == "msp+nearest-cosine"
+    assert clf.encoder is not None and clf.knn_bank is not None
+    preds = clf.predict(QUERIES)
+    cos = (clf.encoder.encode(QUERIES) @ clf.knn_bank.T).max(axis=1)
+    msp = np.array([p.confidence for p in preds])
+    want = clf.fusion(msp, cos)
+    np.testing.assert_allclose(clf.in_scope_scores(QUERIES), want, atol=1e-5)
+    for pred, score in zip(preds, want, strict=True):
+        head_oos = pred.intent == OOS and score >= clf.threshold
+        assert (pred.intent == OOS) == (score < clf.threshold or head_oos)
+        # confidence stays the head's probability of its best in-scope intent
+        assert pred.confidence == pytest.approx(pred.top[0][1])
+
+
+def test_training_oos_rows_join_calibration_scored_by_heads_that_never_saw_them(
+    with_train_oos, tiny_train
+) -> None:
+    clf = with_train_oos
+    assert clf.info["threshold_from"] == "valid + held-out train oos"
+    at = clf.info["valid_at_threshold"]
+    assert at["n_heldout_train_oos"] == len(TRAIN_OOS)
+    assert 0.0 <= at["heldout_train_oos_recall"] <= 1.0
+    # Cross-fitting: each oos row is scored by a head trained without it, so the head
+    # gives it less oos probability than the full head (which learnt it) does; and the
+    # full head is left as it was.
+    train = [*tiny_train, *TRAIN_OOS]
+    texts, labels = [e.text for e in train], [e.intent for e in train]
+    assert clf.encoder is not None
+    embeddings = clf.encoder.encode(texts)
+    coef = None if clf.coef is None else clf.coef.copy()
+    held = clf._score_train_oos(texts, labels, embeddings)
+    assert held is not None
+    probs, cos = held
+    assert clf.coef is not None and coef is not None
+    np.testing.assert_array_equal(clf.coef, coef)
+    k = clf.classes.index(OOS)
+    seen = clf.predict_proba([e.text for e in TRAIN_OOS])[:, k]
+    assert probs[:, k].mean() < seen.mean() - 0.05
+    assert cos is not None and np.all(cos < 0.999)  # the bank holds no oos row
+
+
+def test_save_load_keeps_bank_and_fusion(with_train_oos, tmp_path) -> None:
+    clf = with_train_oos
+    clf.save(tmp_path / "m")
+    assert (tmp_path / "m" / KNN_BANK_FILE).exists()
+    loaded = IntentClassifier.load(tmp_path / "m")
+    assert loaded.fusion == clf.fusion
+    np.testing.assert_allclose(
+        loaded.in_scope_scores(QUERIES), clf.in_scope_scores(QUERIES), atol=1e-6
+    )
+    assert [p.intent for p in loaded.predict(QUERIES)] == [p.intent for p in clf.predict(QUERIES)]
+
+
+def test_model_saved_before_the_fusion_still_scores_by_probability(
+    with_train_oos, tmp_path
+) -> None:
+    d = with_train_oos.save(tmp_path / "old")
+    (d / KNN_BANK_FILE).unlink()
+    meta = json.loads((d / "classifier.json").read_text())
+    del meta["fusion"]
+    (d / "classifier.json").write_text(json.dumps(meta))
+    old = IntentClassifier.load(d)
+    assert old.fusion is None and old.knn_bank is None
+    scores = old.in_scope_scores(QUERIES)
+    np.testing.assert_allclose(scores, [p.confidence for p in old.predict(QUERIES)], atol=1e-6)
+
+
+def test_without_fusion_the_probability_decides(tiny_train, tiny_valid, tmp_path) -> None:
+    cfg = ClassifierConfig(finetune=False, knn_fusion=False)
+    clf = IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
+    assert clf.knn_bank is None and clf.fusion is None and clf.info["oos_score"] == "msp"
+    assert clf.info["threshold_from"] == "valid"  # no oos rows in train to add
+    np.testing.assert_allclose(
+        clf.in_scope_scores(QUERIES), [p.confidence for p in clf.predict(QUERIES)], atol=1e-6
+    )
+    assert not (clf.save(tmp_path / "m") / KNN_BANK_FILE).exists()
+
+
+def test_cross_validated_threshold_uses_the_fusion(tiny_train) -> None:
+    clf = IntentClassifier(ClassifierConfig(finetune=False)).fit([*tiny_train, *TRAIN_OOS])
+    assert clf.info["threshold_from"].endswith("cross-validation on train")
+    assert clf.info["oos_score"] == "msp+nearest-cosine" and clf.fusion is not None
+    # Standardised on held-out folds: had a row found itself in the bank, every
+    # in-scope cosine would be 1 and the spread 0 (replaced by 1).
+    assert clf.fusion.cos_mean < 0.99 and clf.fusion.cos_sd != 1.0
+    assert 0.0 < clf.threshold < 1.0
