@@ -8,8 +8,10 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
@@ -22,6 +24,7 @@ from clawdesk.settings import ChannelSettings
 from schemas import InboundMessage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # nginx's "10M" is 10 MiB
 
@@ -178,33 +181,60 @@ class RateLimiter:
 
     async def check(self, messages: Sequence[InboundMessage]) -> LimitExceeded | None:
         """Count the messages against their customers' and tenants' limits; the first
-        limit they exceed, or None when all may pass."""
-        for message in messages:
-            tenant, customer = message.tenant_id, message.customer_id
-            refused = await self._hit("customer", self.customer, tenant, customer)
-            refused = refused or await self._hit("tenant", self.tenant, tenant)
-            if refused is not None:
-                return refused
-        return None
+        limit they would exceed, or None when all may pass.
 
-    async def _hit(self, scope: str, limit: RateLimitItem, *key: str) -> LimitExceeded | None:
+        A batch (one webhook call may carry several messages) passes whole or not at all,
+        and a refused batch uses up nobody's allowance: the provider retries it, and
+        counting it twice would hold the customer back for messages never taken.  So
+        every limit is tested for the batch's cost first and only then hit.
+        """
+        wanted = self._costs(messages)
         if time.monotonic() < self._skip_until:
-            RATE_LIMIT_CHECKS.labels(scope, "error").inc()
+            self._fail_open(wanted)
             return None
         try:
-            async with asyncio.timeout(self.timeout_s * 4):
-                if await self.limiter.hit(limit, scope, *key):
-                    RATE_LIMIT_CHECKS.labels(scope, "allowed").inc()
-                    return None
-                stats = await self.limiter.get_window_stats(limit, scope, *key)
-        except Exception as err:  # any Redis failure: let the message through
+            for scope, limit, key, cost in wanted:
+                if not await self._redis(self.limiter.test(limit, scope, *key, cost=cost)):
+                    return await self._refused(scope, limit, key)
+            for scope, limit, key, cost in wanted:
+                # Another gateway may have taken the last slots since the test: refuse
+                # (its own counts stay, an over-count only in that race).
+                if not await self._redis(self.limiter.hit(limit, scope, *key, cost=cost)):
+                    return await self._refused(scope, limit, key)
+                RATE_LIMIT_CHECKS.labels(scope, "allowed").inc()
+        except Exception as err:  # any Redis failure: let the messages through
             self._skip_until = time.monotonic() + self.RETRY_REDIS_S
-            RATE_LIMIT_CHECKS.labels(scope, "error").inc()
+            self._fail_open(wanted)
             log.warning("rate limit check failed; messages pass", extra={"error": repr(err)})
-            return None
+        return None
+
+    def _costs(
+        self, messages: Sequence[InboundMessage]
+    ) -> list[tuple[str, RateLimitItem, tuple[str, ...], int]]:
+        """(scope, limit, key, number of messages) for every customer and tenant."""
+        customers = Counter((m.tenant_id, m.customer_id) for m in messages)
+        tenants = Counter(m.tenant_id for m in messages)
+        return [
+            *(("customer", self.customer, key, n) for key, n in customers.items()),
+            *(("tenant", self.tenant, (tenant,), n) for tenant, n in tenants.items()),
+        ]
+
+    async def _redis(self, call: Awaitable[T]) -> T:
+        async with asyncio.timeout(self.timeout_s * 4):
+            return await call
+
+    async def _refused(
+        self, scope: str, limit: RateLimitItem, key: tuple[str, ...]
+    ) -> LimitExceeded:
         RATE_LIMIT_CHECKS.labels(scope, "limited").inc()
+        stats = await self._redis(self.limiter.get_window_stats(limit, scope, *key))
         wait = max(1, math.ceil(stats.reset_time - time.time()))
         return LimitExceeded(scope, str(limit), wait)
+
+    @staticmethod
+    def _fail_open(wanted: Sequence[tuple[str, RateLimitItem, tuple[str, ...], int]]) -> None:
+        for scope, *_ in wanted:
+            RATE_LIMIT_CHECKS.labels(scope, "error").inc()
 
 
 def rate_limiter_of(app: object, channels: ChannelSettings, redis_url: str) -> RateLimiter | None:

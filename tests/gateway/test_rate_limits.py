@@ -3,13 +3,15 @@ and a structured body, nothing enqueued; Redis down lets messages through."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 from prometheus_client import REGISTRY
 
-from clawdesk.gateway.limits import RateLimiter
+from clawdesk.gateway.limits import LimitExceeded, RateLimiter
 from clawdesk.runtime.ports import free_port
+from schemas import Channel, InboundMessage
 
 from .conftest import Gateway
 
@@ -85,3 +87,37 @@ def test_redis_down_lets_messages_through_and_counts_the_error(gateway: Gateway)
     assert [a.status_code for a in answers] == [202, 202, 202]  # type: ignore[attr-defined]
     assert len(gateway.producer.sent) == 3
     assert checks("customer", "error") - before == 3
+
+
+def _message(customer: str, n: int, tenant: str = "demo") -> InboundMessage:
+    return InboundMessage(
+        conversation_id=f"c-{customer}",
+        tenant_id=tenant,
+        channel=Channel.WHATSAPP,
+        channel_message_id=f"m-{customer}-{n}",
+        customer_id=customer,
+        text="hi",
+    )
+
+
+def test_a_refused_batch_uses_up_no_allowance(limiter_url: str) -> None:
+    # One webhook call can carry several messages; a refused call is retried by the
+    # provider, so it must not have counted the messages that came before the refusal.
+    lim = limiter(limiter_url, customer="2/minute", tenant="4/minute")
+
+    async def scenario() -> list[object]:
+        return [
+            await lim.check([_message("ana", n) for n in range(3)]),  # 3 > 2: refused
+            await lim.check([_message("ana", 0), _message("bo", 0)]),  # 2 slots left
+            # each customer within 2, the tenant not: 2 + 3 > 4
+            await lim.check([_message("bo", 1), _message("cy", 0), _message("cy", 1)]),
+            await lim.check([_message("ana", 1), _message("bo", 1)]),  # 4 of 4
+            await lim.check([_message("cy", 2)]),  # tenant full
+        ]
+
+    answers = asyncio.run(scenario())
+    assert isinstance(answers[0], LimitExceeded) and answers[0].scope == "customer"
+    assert answers[1] is None
+    assert isinstance(answers[2], LimitExceeded) and answers[2].scope == "tenant"
+    assert answers[3] is None
+    assert isinstance(answers[4], LimitExceeded) and answers[4].scope == "tenant"
