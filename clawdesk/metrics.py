@@ -49,7 +49,7 @@ DELIVERY_RECEIPTS = Counter(
 # result: allowed / limited / error (Redis failed: the request passed, fail open).
 RATE_LIMIT_CHECKS = Counter(
     "clawdesk_rate_limit_checks",
-    "Inbound rate-limit checks by scope (customer, tenant) and result",
+    "Inbound rate-limit checks (one per customer or tenant in a request) by scope and result",
     ["scope", "result"],
 )
 

@@ -396,6 +396,8 @@ class IntentClassifier:
             self.calibrate(valid, embeddings=valid_embeddings, heldout_oos=heldout)
         else:
             self._calibrate_by_cv(texts, labels, embeddings)
+        if self.fusion is None:
+            self.knn_bank = None  # a fixed or probability-only threshold never reads it
         self.info["train_seconds"] = round(time.perf_counter() - t0, 1)
         return self
 
@@ -549,7 +551,7 @@ class IntentClassifier:
             " + held-out train oos" if len(scores) > n_valid else ""
         )
         self.info["n_valid"] = len(valid)
-        self.info["oos_score"] = "msp+nearest-cosine" if self.fusion is not None else "msp"
+        self.info["oos_score"] = self._oos_score_name()
         # What the threshold does on valid, to set beside the test figures: a large gap
         # says the validation rows are easier than the data the model will meet.
         in_scope_acc, recall = _rates_at(
@@ -656,7 +658,10 @@ class IntentClassifier:
         scores = self.fusion(msp, cos) if self.fusion is not None else msp
         self.threshold = self._pick_threshold(np.where(head_oos, -1.0, scores), correct, is_oos)
         self.info["threshold_from"] = f"{folds}-fold cross-validation on train"
-        self.info["oos_score"] = "msp+nearest-cosine" if self.fusion is not None else "msp"
+        self.info["oos_score"] = self._oos_score_name()
+
+    def _oos_score_name(self) -> str:
+        return "msp+nearest-cosine" if self.fusion is not None else "msp"
 
     def _nearest(self, embeddings: np.ndarray | None) -> np.ndarray | None:
         """Cosine to the nearest in-scope training example (None without a bank)."""

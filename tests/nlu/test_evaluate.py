@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from clawdesk.nlu.cli import app
@@ -64,6 +65,23 @@ def test_no_oos_rows_gives_none(tiny_train) -> None:
     assert rep.oos_precision is None and rep.oos_recall is None
 
 
+def _intents(train: Path, test: Path, valid: Path, out: Path, *options: str) -> Result:
+    """`clawdesk eval intents` on these files, figures to ``out``."""
+    # a wide terminal so that the table's headers are not wrapped
+    return CliRunner(env={"COLUMNS": "200"}).invoke(
+        app,
+        [
+            "intents",
+            "--train", str(train),
+            "--test", str(test),
+            "--valid", str(valid),
+            "--no-progress",
+            "--json", str(out),
+            *options,
+        ],
+    )  # fmt: skip
+
+
 def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None:
     train = _write(tmp_path / "train.jsonl", tiny_train)
     valid = _write(tmp_path / "valid.jsonl", tiny_valid)
@@ -81,20 +99,7 @@ def test_run_intent_eval_and_cli(tmp_path: Path, tiny_train, tiny_valid) -> None
     assert rep.n_test == 3
 
     out = tmp_path / "r.json"
-    # a wide terminal so that the table's headers are not wrapped
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        app,
-        [
-            "intents",
-            "--train", str(train),
-            "--test", str(test),
-            "--valid", str(valid),
-            "--features", "char",
-            "--min-oos-recall", "0.5",
-            "--no-progress",
-            "--json", str(out),
-        ],
-    )  # fmt: skip
+    result = _intents(train, test, valid, out, "--features", "char", "--min-oos-recall", "0.5")
     assert result.exit_code == 0, result.output
     assert "in-sc" in result.output and "oosR" in result.output and "closed" in result.output
     data = json.loads(out.read_text())
@@ -137,19 +142,8 @@ def test_cli_pools_training_oos_rows_and_names_the_oos_score(
     )
     valid = _write(tmp_path / "valid.jsonl", tiny_valid)
     out = tmp_path / "r.json"
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(
-        app,
-        [
-            "intents",
-            "--train", str(train),
-            "--test", str(valid),
-            "--valid", str(valid),
-            "--no-finetune",
-            "--knn-fusion" if fusion else "--no-knn-fusion",
-            "--no-progress",
-            "--json", str(out),
-        ],
-    )  # fmt: skip
+    flag = "--knn-fusion" if fusion else "--no-knn-fusion"
+    result = _intents(train, valid, valid, out, "--no-finetune", flag)
     assert result.exit_code == 0, result.output
     extra = next(iter(json.loads(out.read_text()).values()))["extra"]
     assert extra["threshold_from"] == "valid + held-out train oos"

@@ -88,15 +88,22 @@ def test_threshold_applies_to_the_fused_score(with_train_oos) -> None:
     assert clf.fusion is not None and clf.info["oos_score"] == "msp+nearest-cosine"
     assert clf.encoder is not None and clf.knn_bank is not None
     preds = clf.predict(QUERIES)
+    # confidence stays the head's probability of its best in-scope intent
+    assert all(p.confidence == pytest.approx(p.top[0][1]) for p in preds)
     cos = (clf.encoder.encode(QUERIES) @ clf.knn_bank.T).max(axis=1)
-    msp = np.array([p.confidence for p in preds])
-    want = clf.fusion(msp, cos)
-    np.testing.assert_allclose(clf.in_scope_scores(QUERIES), want, atol=1e-5)
-    for pred, score in zip(preds, want, strict=True):
-        head_oos = pred.intent == OOS and score >= clf.threshold
-        assert (pred.intent == OOS) == (score < clf.threshold or head_oos)
-        # confidence stays the head's probability of its best in-scope intent
-        assert pred.confidence == pytest.approx(pred.top[0][1])
+    fused = clf.fusion(np.array([p.confidence for p in preds]), cos)
+    np.testing.assert_allclose(clf.in_scope_scores(QUERIES), fused, atol=1e-5)
+    head_oos = np.asarray(clf.classes)[clf.predict_proba(QUERIES).argmax(axis=1)] == OOS
+    old = clf.threshold
+    try:
+        # A threshold between the fused scores: the messages below it, and only those
+        # (besides the head's own oos picks), are rejected.
+        clf.threshold = float(np.median(fused))
+        want = head_oos | (fused < clf.threshold)
+        assert 0 < want.sum() < len(QUERIES)
+        assert [p.intent == OOS for p in clf.predict(QUERIES)] == want.tolist()
+    finally:
+        clf.threshold = old
 
 
 def test_training_oos_rows_join_calibration_scored_by_heads_that_never_saw_them(
@@ -171,3 +178,9 @@ def test_cross_validated_threshold_uses_the_fusion(tiny_train) -> None:
     # in-scope cosine would be 1 and the spread 0 (replaced by 1).
     assert clf.fusion.cos_mean < 0.99 and clf.fusion.cos_sd != 1.0
     assert 0.0 < clf.threshold < 1.0
+
+
+def test_a_fixed_threshold_keeps_no_bank(tiny_train, tmp_path) -> None:
+    clf = IntentClassifier(ClassifierConfig(finetune=False, threshold=0.3)).fit(tiny_train)
+    assert clf.fusion is None and clf.knn_bank is None
+    assert not (clf.save(tmp_path / "m") / KNN_BANK_FILE).exists()
