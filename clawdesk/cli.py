@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from clawdesk.logs import configure_logging
+from clawdesk.nlu.cli import FinetuneSettings
 from clawdesk.settings import app_settings, connection_settings
 
 cli = typer.Typer(
@@ -185,10 +186,12 @@ def nlu_train(
             "(more accurate, ~7x the compute) or a directory; default CLAWDESK_EMBEDDING_MODEL",
         ),
     ] = None,
+    finetune_set: FinetuneSettings = None,
 ) -> None:
     """Train a new version of the tenant's intent model and store it (the nlu stage loads
     the latest, or CLAWDESK_NLU_MODEL_VERSION)."""
     from clawdesk.nlu import ClassifierConfig, IntentClassifier, load_examples
+    from clawdesk.nlu.cli import apply_finetune_settings
     from clawdesk.nlu.store import save_model
     from clawdesk.packaged_models import PackagedModelError
 
@@ -196,10 +199,15 @@ def nlu_train(
     if not intents.is_file():
         console.print(f"[red]no such file: {intents}[/]")
         raise typer.Exit(2)
-    examples = load_examples(intents)
+    if finetune_set and not finetune:
+        console.print("[red]--finetune-set needs --finetune[/]")
+        raise typer.Exit(2)
     chosen = settings.embedding_model if encoder is None else encoder
+    config = ClassifierConfig(finetune=finetune, encoder=chosen)
+    apply_finetune_settings(config, finetune_set, console)
+    examples = load_examples(intents)
     try:
-        clf = IntentClassifier(ClassifierConfig(finetune=finetune, encoder=chosen)).fit(examples)
+        clf = IntentClassifier(config).fit(examples)
     except PackagedModelError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc

@@ -9,13 +9,40 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clawdesk.packaged_models import MINILM, PackagedModelError, resolve_model
 
-__all__ = ["app"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from clawdesk.nlu.model import ClassifierConfig
+
+__all__ = ["FinetuneSettings", "app", "apply_finetune_settings"]
+
+# `--finetune-set KEY=VALUE`, shared by `eval intents` and `nlu train`.
+FinetuneSettings = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--finetune-set",
+        metavar="KEY=VALUE",
+        help="a fine-tuning setting, repeatable: lr, epochs, temperature, per_class, "
+        "classes_per_batch, freeze_word_embeddings, max_steps, ... (see FinetuneConfig)",
+    ),
+]
+
+
+def apply_finetune_settings(
+    config: ClassifierConfig, settings: list[str] | None, console: Console
+) -> None:
+    """Apply ``--finetune-set`` values to ``config``; a bad one exits with status 2."""
+    try:
+        config.finetune_config = config.finetune_config.with_settings(settings or [])
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
 
 app = typer.Typer(help="Evaluate the intent classifier on labelled files.", no_args_is_help=True)
 
@@ -57,6 +84,7 @@ def intents(
     epochs: Annotated[
         float | None, typer.Option(help="fine-tuning epochs (default: by data size)")
     ] = None,
+    finetune_set: FinetuneSettings = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     in_scope_keep: Annotated[
         float,
@@ -123,6 +151,10 @@ def intents(
     if epochs is not None:
         config.finetune_config.epochs = epochs
     console = Console()
+    if finetune_set and not (finetune and features != "char"):
+        console.print("[red]--finetune-set needs fine-tuning (--finetune, embedding features)[/]")
+        raise typer.Exit(2)
+    apply_finetune_settings(config, finetune_set, console)
     try:
         resolve_model(encoder)  # a bad name fails here, not after reading the data
     except PackagedModelError as exc:

@@ -24,9 +24,9 @@ import math
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, get_args, get_type_hints
 
 import numpy as np
 from scipy import sparse
@@ -105,6 +105,48 @@ class FinetuneConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (for manifests and reports)."""
         return asdict(self)
+
+    def with_settings(self, settings: Sequence[str]) -> FinetuneConfig:
+        """A copy with ``KEY=VALUE`` settings applied (the CLI's ``--finetune-set``).
+
+        Values are parsed by the field's type; ``none`` clears an optional field.  Raises
+        :class:`ValueError` naming the bad setting and, for an unknown key, the known ones.
+        """
+        hints = get_type_hints(FinetuneConfig)
+        changes: dict[str, Any] = {}
+        for item in settings:
+            key, sep, raw = item.partition("=")
+            key, raw = key.strip().replace("-", "_"), raw.strip()
+            if not sep or not key:
+                raise ValueError(f"fine-tuning setting {item!r} is not KEY=VALUE")
+            if key not in hints:
+                known = ", ".join(sorted(hints))
+                raise ValueError(f"unknown fine-tuning setting {key!r}; known: {known}")
+            changes[key] = _parse_setting(key, raw, hints[key])
+        return replace(self, **changes)
+
+
+def _parse_setting(key: str, raw: str, hint: Any) -> Any:
+    """``raw`` as a value of the type ``hint`` (bool, int, float, each maybe optional)."""
+    args = get_args(hint)
+    optional = type(None) in args
+    kind = next((a for a in args if a is not type(None)), hint)
+    if optional and raw.lower() in ("none", "null", ""):
+        return None
+    if kind is bool:
+        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        if raw.lower() not in truth:
+            raise ValueError(f"fine-tuning setting {key} needs true or false, not {raw!r}")
+        return truth[raw.lower()]
+    what = "an integer" if kind is int else "a number"
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"fine-tuning setting {key} needs {what}, not {raw!r}") from None
+    # Every numeric setting (rates, counts, epochs, the seed) is meaningless below zero.
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"fine-tuning setting {key} needs {what} >= 0, not {raw!r}")
+    return value
 
 
 def auto_epochs(n_examples: int) -> float:

@@ -59,3 +59,23 @@ def test_nlu_train_stores_versions_per_tenant(tmp_path, monkeypatch):
         assert listed == ["v0001", "v0002"]
     finally:
         app_settings.cache_clear()
+
+
+def test_nlu_train_refuses_bad_finetune_settings(tmp_path, monkeypatch):
+    from clawdesk.settings import app_settings
+
+    intents = tmp_path / "intents.yaml"
+    intents.write_text("intents:\n  greet: [hi, hello]\n  bye: [bye, see you]\n")
+    monkeypatch.setenv("CLAWDESK_MODELS_DIR", str(tmp_path / "models"))
+    app_settings.cache_clear()
+    try:
+        for options, message in (
+            (["--finetune", "--finetune-set", "temperature=cold"], "needs a number"),
+            (["--finetune-set", "lr=1e-4"], "needs --finetune"),
+        ):
+            result = runner.invoke(cli, ["nlu", "train", str(intents), *options])
+            assert result.exit_code == 2
+            assert message in result.output
+        assert not (tmp_path / "models").exists()  # nothing trained, nothing stored
+    finally:
+        app_settings.cache_clear()

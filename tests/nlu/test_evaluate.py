@@ -151,3 +151,36 @@ def test_cli_pools_training_oos_rows_and_names_the_oos_score(
     assert extra["valid_at_threshold"]["n_heldout_train_oos"] == len(oos_rows)
     assert "held-out train oos recall" in result.output
     assert extra["oos_score"] in result.output
+
+
+def test_cli_passes_finetune_settings(tmp_path: Path, tiny_train, tiny_valid) -> None:
+    train = _write(tmp_path / "train.jsonl", tiny_train)
+    valid = _write(tmp_path / "valid.jsonl", tiny_valid)
+    out = tmp_path / "r.json"
+    result = _intents(
+        train, valid, valid, out, "--features", "embedding",
+        "--finetune-set", "max_steps=2", "--finetune-set", "lr=1e-5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    extra = next(iter(json.loads(out.read_text()).values()))["extra"]
+    assert extra["finetune"]["steps"] == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--finetune-set", "lr=fast"], "needs a number"),
+        (["--finetune-set", "nope=1"], "unknown fine-tuning setting"),
+        (["--no-finetune", "--finetune-set", "lr=1e-4"], "needs fine-tuning"),
+        (["--features", "char", "--finetune-set", "lr=1e-4"], "needs fine-tuning"),
+    ],
+)
+def test_cli_refuses_bad_finetune_settings(
+    tmp_path: Path, tiny_train, options: list[str], message: str
+) -> None:
+    train = _write(tmp_path / "t.jsonl", tiny_train)
+    out = tmp_path / "r.json"
+    result = _intents(train, train, train, out, *options)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not out.exists()

@@ -91,3 +91,34 @@ def test_supcon_loss_prefers_clustered_embeddings() -> None:
 def test_auto_epochs() -> None:
     assert auto_epochs(770) == 5.0
     assert auto_epochs(15000) == 1.0
+
+
+def test_finetune_settings_parse_by_field_type() -> None:
+    base = FinetuneConfig(epochs=3.0)
+    cfg = base.with_settings(
+        ["lr=1e-4", "per-class=3", "freeze_word_embeddings=false", "epochs=none", "bf16=yes"]
+    )
+    assert (cfg.lr, cfg.per_class, cfg.freeze_word_embeddings) == (1e-4, 3, False)
+    assert cfg.epochs is None and cfg.bf16 is True
+    assert isinstance(cfg.per_class, int)
+    assert base.lr == 5e-5 and base.epochs == 3.0  # a copy; the original is untouched
+    assert base.with_settings([]) == base
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("lr", "not KEY=VALUE"),
+        ("=1", "not KEY=VALUE"),
+        ("learning_rate=1e-4", "known: bf16"),
+        ("lr=fast", "needs a number"),
+        ("per_class=2.5", "needs an integer"),
+        ("freeze_word_embeddings=maybe", "true or false"),
+        ("lr=nan", ">= 0"),
+        ("epochs=-1", ">= 0"),
+        ("lr=none", "needs a number"),  # only optional fields can be cleared
+    ],
+)
+def test_finetune_settings_refuse_bad_input(setting: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig().with_settings([setting])
