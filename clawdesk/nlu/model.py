@@ -256,6 +256,20 @@ def choose_threshold(
     return float(cands[best])
 
 
+def msp_parts(
+    probs: np.ndarray, classes: Sequence[str] | np.ndarray, oos_label: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``probs`` (columns in ``classes`` order): the best in-scope probability,
+    the best in-scope intent, and whether the head ranks ``oos_label`` first."""
+    names = np.asarray(classes)
+    in_mask = names != oos_label
+    p_in = np.where(in_mask[None, :], probs, -1.0)
+    best_idx = p_in.argmax(axis=1)
+    scores = p_in[np.arange(len(probs)), best_idx]
+    head_oos = ~in_mask[probs.argmax(axis=1)]
+    return scores, names[best_idx], head_oos
+
+
 def _rates_at(
     scores: np.ndarray, correct: np.ndarray, is_oos: np.ndarray, threshold: float
 ) -> tuple[float, float | None]:
@@ -639,13 +653,11 @@ class IntentClassifier:
         for tr, te in skf.split(np.zeros(len(y)), y):
             head = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter)
             head.fit(x[tr], y[tr])
-            p = head.predict_proba(x[te])
-            cls = np.asarray(head.classes_)
-            in_mask = cls != cfg.oos_label
-            p_in = np.where(in_mask[None, :], p, -1.0)
-            head_oos[te] = cls[p.argmax(1)] == cfg.oos_label
-            msp[te] = p_in.max(1)
-            correct[te] = (cls[p_in.argmax(1)] == y[te]) & ~head_oos[te]
+            # The fold head's own classes: a fold may lack a rare intent.
+            msp[te], best, head_oos[te] = msp_parts(
+                head.predict_proba(x[te]), head.classes_, cfg.oos_label
+            )
+            correct[te] = (best == y[te]) & ~head_oos[te]
             if use_cos:
                 assert embeddings is not None
                 # The fold's own bank: a row must not find itself.
@@ -755,13 +767,7 @@ class IntentClassifier:
 
     def _msp_parts(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Best in-scope probability, best in-scope intent and "head says oos" per row."""
-        classes = np.asarray(self.classes)
-        in_mask = classes != self.config.oos_label
-        p_in = np.where(in_mask[None, :], probs, -1.0)
-        best_idx = p_in.argmax(axis=1)
-        scores = p_in[np.arange(len(probs)), best_idx]
-        head_oos = ~in_mask[probs.argmax(axis=1)]
-        return scores, classes[best_idx], head_oos
+        return msp_parts(probs, self.classes, self.config.oos_label)
 
     def _decide_parts(
         self, probs: np.ndarray, cos: np.ndarray | None = None

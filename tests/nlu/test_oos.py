@@ -14,6 +14,7 @@ from clawdesk.nlu.model import (
     ClassifierConfig,
     IntentClassifier,
     IntentExample,
+    msp_parts,
 )
 from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
 
@@ -184,3 +185,14 @@ def test_a_fixed_threshold_keeps_no_bank(tiny_train, tmp_path) -> None:
     clf = IntentClassifier(ClassifierConfig(finetune=False, threshold=0.3)).fit(tiny_train)
     assert clf.fusion is None and clf.knn_bank is None
     assert not (clf.save(tmp_path / "m") / KNN_BANK_FILE).exists()
+
+
+def test_msp_parts_reads_the_best_in_scope_intent_beside_the_oos_column() -> None:
+    probs = np.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    scores, best, head_oos = msp_parts(probs, ["billing", OOS, "refund"], OOS)
+    np.testing.assert_allclose(scores, [0.3, 0.6])
+    assert best.tolist() == ["refund", "billing"]
+    assert head_oos.tolist() == [True, False]
+    # without an oos class nothing is the head's oos pick
+    _, _, none_oos = msp_parts(probs, ["a", "b", "c"], OOS)
+    assert not none_oos.any()
