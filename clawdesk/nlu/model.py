@@ -63,6 +63,7 @@ __all__ = [
     "IntentExample",
     "IntentPrediction",
     "choose_threshold",
+    "msp_parts",
     "wilson_lower_bound",
 ]
 
