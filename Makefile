@@ -35,6 +35,7 @@ test: install system-test-deps
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy agents topics schemas connectors clawdesk
 
 bench: install

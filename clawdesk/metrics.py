@@ -85,9 +85,7 @@ LLM_FALLBACKS = Counter(
     "Replies composed offline although LLM mode is on",
     ["reason"],
 )
-LLM_TOKENS = Counter(
-    "clawdesk_llm_tokens", "Tokens the LLM reported using", ["tenant", "kind"]
-)
+LLM_TOKENS = Counter("clawdesk_llm_tokens", "Tokens the LLM reported using", ["tenant", "kind"])
 LLM_TOOL_CALLS = Counter(
     "clawdesk_llm_tool_calls", "Tools the LLM asked for, by skill and outcome", ["skill", "status"]
 )

@@ -44,6 +44,7 @@ def apply_finetune_settings(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
 
+
 app = typer.Typer(help="Evaluate the intent classifier on labelled files.", no_args_is_help=True)
 
 

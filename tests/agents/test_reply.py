@@ -2,49 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 from unittest.mock import patch
 
 import pytest
 
-from schemas import (
-    AcceptedMessage,
-    Channel,
-    ConversationSnapshot,
-    InboundMessage,
-    KbHit,
-    NluResult,
-    Reply,
-    RetrievalContext,
-    SkillResult,
-    SkillStatus,
+from schemas import KbHit, Reply, SkillStatus
+from tests.llm.events import skill_result as shared_skill_result
+
+# The stage's own defaults: a web customer asking about shipping, with one KB hit.
+skill_result = partial(
+    shared_skill_result,
+    text="how long is shipping?",
+    conversation="c1",
+    hits=[
+        KbHit(
+            doc_id="en/shipping.md",
+            title="Shipping",
+            section="Delivery times",
+            text="Standard delivery to Germany takes 5-8 business days.",
+            score=0.7,
+        )
+    ],
 )
-
-
-def skill_result(
-    text: str = "how long is shipping?",
-    intent: str = "shipping_info",
-    language: str = "en",
-    confidence: float = 0.9,
-    hits: list[KbHit] | None = None,
-    answerable: bool = True,
-    skill: str | None = None,
-    status: SkillStatus = SkillStatus.SKIPPED,
-    data: dict[str, Any] | None = None,
-) -> SkillResult:
-    msg = InboundMessage(conversation_id="c1", tenant_id="demo", channel=Channel.WEB,
-                         channel_message_id="m1", customer_id="u1", text=text)
-    acc = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
-    nlu = NluResult(**msg.lineage(), accepted=acc, intent=intent, confidence=confidence,
-                    language=language, model_version="v1")
-    hits = hits if hits is not None else [
-        KbHit(doc_id="en/shipping.md", title="Shipping", section="Delivery times",
-              text="Standard delivery to Germany takes 5-8 business days.", score=0.7)
-    ]
-    ctx = RetrievalContext(**msg.lineage(), nlu=nlu, hits=hits, answerable=answerable,
-                           kb_version="kb-1")
-    return SkillResult(**msg.lineage(), context=ctx, skill=skill, status=status,
-                       data=data or {})
 
 
 def test_answerable_question_quotes_the_kb_and_cites_it():
@@ -67,10 +47,20 @@ def test_weak_retrieval_asks_to_clarify_instead_of_answering():
 @pytest.mark.parametrize(
     ("status", "data", "expected"),
     [
-        (SkillStatus.OK, {"order": "#1002", "financial_status": "paid",
-                          "fulfillment_status": "fulfilled", "total": "313.90 USD",
-                          "carrier": "UPS", "tracking_number": "1Z999", "shipment_status":
-                          "in_transit", "cancelled": False}, "#1002"),
+        (
+            SkillStatus.OK,
+            {
+                "order": "#1002",
+                "financial_status": "paid",
+                "fulfillment_status": "fulfilled",
+                "total": "313.90 USD",
+                "carrier": "UPS",
+                "tracking_number": "1Z999",
+                "shipment_status": "in_transit",
+                "cancelled": False,
+            },
+            "#1002",
+        ),
         (SkillStatus.NOT_FOUND, {"reference": "#9999"}, "couldn't find an order #9999"),
         (SkillStatus.NEEDS_INPUT, {}, "order number"),
     ],
@@ -78,8 +68,9 @@ def test_weak_retrieval_asks_to_clarify_instead_of_answering():
 def test_order_replies_quote_only_the_shop(status, data, expected):
     from agents.reply import compose
 
-    out = compose(skill_result(intent="order_status", skill="order_status", status=status,
-                               data=data), 0.45)
+    out = compose(
+        skill_result(intent="order_status", skill="order_status", status=status, data=data), 0.45
+    )
     assert expected in out.text
     if status is not SkillStatus.OK:
         assert "fulfil" not in out.text
@@ -88,8 +79,16 @@ def test_order_replies_quote_only_the_shop(status, data, expected):
 def test_chinese_customer_gets_a_chinese_handoff_notice():
     from agents.reply import compose
 
-    out = compose(skill_result(text="转人工", intent="human_agent", language="zh",
-                               skill="handoff", status=SkillStatus.OK), 0.45)
+    out = compose(
+        skill_result(
+            text="转人工",
+            intent="human_agent",
+            language="zh",
+            skill="handoff",
+            status=SkillStatus.OK,
+        ),
+        0.45,
+    )
     assert out.handoff
     assert "人工客服" in out.text
 
@@ -100,8 +99,10 @@ async def test_compose_reply_agent_sends_one_reply(test_app, fake_services):
     result = skill_result()
     memory: dict = {}
     # The real RocksDB table is exercised by the integration tests; here a dict stands in.
-    with patch("agents.reply.reply_topic.send") as send, \
-         patch("agents.reply.conversation_memory", memory):
+    with (
+        patch("agents.reply.reply_topic.send") as send,
+        patch("agents.reply.conversation_memory", memory),
+    ):
         async with compose_reply.test_context() as agent:
             await agent.put(result.to_bytes())
     assert send.await_count == 1
@@ -114,9 +115,11 @@ async def test_compose_reply_agent_sends_one_reply(test_app, fake_services):
 async def test_compose_reply_agent_dead_letters_garbage(test_app, fake_services):
     from agents.reply import compose_reply
 
-    with patch("agents.reply.reply_topic.send") as send, \
-         patch("agents.reply.conversation_memory", {}), \
-         patch("agents.guard.dead_letter") as dead:
+    with (
+        patch("agents.reply.reply_topic.send") as send,
+        patch("agents.reply.conversation_memory", {}),
+        patch("agents.guard.dead_letter") as dead,
+    ):
         async with compose_reply.test_context() as agent:
             await agent.put(b"{broken")
             await agent.put(skill_result().to_bytes())

@@ -141,4 +141,3 @@ async def harness(pipeline: Pipeline) -> AsyncIterator[Harness]:
     """Produce to / follow the pipeline's topics."""
     async with Harness(pipeline.bootstrap, pipeline.settings) as h:
         yield h
-

@@ -22,8 +22,12 @@ def gateway(pipeline: Pipeline) -> Iterator[str]:
     port = free_port()
     env = {**pipeline.env("gateway"), "CLAWDESK_GATEWAY_PORT": str(port)}
     log = open(pipeline.root / "gateway.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "clawdesk.cli", "gateway"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clawdesk.cli", "gateway"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     wait_for_port("127.0.0.1", port, 30)
     yield f"http://127.0.0.1:{port}/"
     stop_process(proc)
@@ -38,9 +42,15 @@ def browser(tmp_path) -> Iterator[object]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'chrome'}",
-                 "--lang=en-US"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--lang=en-US",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(shutil.which("chromedriver")))
     yield driver

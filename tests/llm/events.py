@@ -41,6 +41,7 @@ def skill_result(
     tenant: str = "demo",
     intent: str = "shipping_info",
     language: str = "en",
+    confidence: float = 0.9,
     hits: list[KbHit] | None = None,
     answerable: bool = True,
     skill: str | None = None,
@@ -48,6 +49,7 @@ def skill_result(
     data: dict[str, Any] | None = None,
     turns: list[tuple[str, str]] | None = None,
     message_id: str = "m1",
+    message: str = "",
 ) -> SkillResult:
     at = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
     msg = InboundMessage(
@@ -66,7 +68,7 @@ def skill_result(
         **msg.lineage(),
         accepted=accepted,
         intent=intent,
-        confidence=0.9,
+        confidence=confidence,
         language=language,
         model_version="v1",
     )
@@ -78,5 +80,10 @@ def skill_result(
         kb_version="kb-1",
     )
     return SkillResult(
-        **msg.lineage(), context=context, skill=skill, status=status, data=data or {}
+        **msg.lineage(),
+        context=context,
+        skill=skill,
+        status=status,
+        data=data or {},
+        message=message,
     )

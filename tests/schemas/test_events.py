@@ -18,8 +18,14 @@ from schemas import (
 
 
 def inbound(**changes):
-    fields = dict(conversation_id="c1", tenant_id="demo", channel=Channel.WEB,
-                  channel_message_id="m1", customer_id="u1", text="hi")
+    fields = dict(
+        conversation_id="c1",
+        tenant_id="demo",
+        channel=Channel.WEB,
+        channel_message_id="m1",
+        customer_id="u1",
+        text="hi",
+    )
     fields.update(changes)
     return InboundMessage(**fields)
 
@@ -54,19 +60,34 @@ def test_every_event_exports_a_versioned_schema(tmp_path):
     assert len(paths) == len(ALL_EVENTS)
     schema = json.loads((tmp_path / "inbound_message.v1.schema.json").read_text())
     assert schema["additionalProperties"] is False
-    assert {"event_id", "conversation_id", "tenant_id", "channel", "occurred_at",
-            "schema_version"} <= set(schema["properties"])
+    assert {
+        "event_id",
+        "conversation_id",
+        "tenant_id",
+        "channel",
+        "occurred_at",
+        "schema_version",
+    } <= set(schema["properties"])
 
 
-@pytest.mark.parametrize(("action", "text", "valid"), [
-    (ControlAction.AGENT_REPLY, "Your refund went out today.", True),
-    (ControlAction.AGENT_REPLY, " \n ", False),
-    (ControlAction.AGENT_REPLY, "", False),
-    (ControlAction.HAND_BACK, "", True),
-])
+@pytest.mark.parametrize(
+    ("action", "text", "valid"),
+    [
+        (ControlAction.AGENT_REPLY, "Your refund went out today.", True),
+        (ControlAction.AGENT_REPLY, " \n ", False),
+        (ControlAction.AGENT_REPLY, "", False),
+        (ControlAction.HAND_BACK, "", True),
+    ],
+)
 def test_an_agent_reply_control_carries_its_text(action, text, valid):
-    fields = dict(conversation_id="c1", tenant_id="demo", channel=Channel.WEB, action=action,
-                  agent_id="alice", text=text)
+    fields = dict(
+        conversation_id="c1",
+        tenant_id="demo",
+        channel=Channel.WEB,
+        action=action,
+        agent_id="alice",
+        text=text,
+    )
     if valid:
         control = ConversationControl(**fields)
         assert ConversationControl.from_bytes(control.to_bytes()) == control

@@ -7,52 +7,17 @@ from typing import Any
 import pytest
 
 from clawdesk.skills.evaluate import AnswerReport, outcome_of, tally
-from schemas import (
-    AcceptedMessage,
-    Channel,
-    ConversationSnapshot,
-    InboundMessage,
-    KbHit,
-    NluResult,
-    RetrievalContext,
-    SkillResult,
-    SkillStatus,
-)
+from schemas import KbHit, SkillResult, SkillStatus
+from tests.llm.events import skill_result
 
 HIT = KbHit(
     doc_id="en/shipping.md", title="Shipping", section="How long?", text="5 days", score=0.8
 )
 
 
-def result(
-    intent: str,
-    *,
-    answerable: bool = False,
-    skill: str | None = None,
-    status: SkillStatus = SkillStatus.SKIPPED,
-    data: dict[str, Any] | None = None,
-) -> SkillResult:
-    msg = InboundMessage(
-        conversation_id="c",
-        tenant_id="demo",
-        channel=Channel.WEB,
-        channel_message_id="m",
-        customer_id="u",
-        text="q",
-    )
-    acc = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
-    nlu = NluResult(
-        **msg.lineage(),
-        accepted=acc,
-        intent=intent,
-        confidence=0.9,
-        language="en",
-        model_version="v",
-    )
-    ctx = RetrievalContext(
-        **msg.lineage(), nlu=nlu, hits=[HIT], answerable=answerable, kb_version="k"
-    )
-    return SkillResult(**msg.lineage(), context=ctx, skill=skill, status=status, data=data or {})
+def result(intent: str, **changes: Any) -> SkillResult:
+    """A skill result for ``intent`` with one KB hit, not answerable unless told."""
+    return skill_result("q", **{"intent": intent, "hits": [HIT], "answerable": False, **changes})
 
 
 @pytest.mark.parametrize(

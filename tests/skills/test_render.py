@@ -7,16 +7,11 @@ from typing import Any
 import pytest
 
 from clawdesk.skills.render import render
-from schemas import (
-    AcceptedMessage,
-    Channel,
-    ConversationSnapshot,
-    InboundMessage,
-    KbHit,
-    NluResult,
-    RetrievalContext,
-    SkillResult,
-    SkillStatus,
+from schemas import KbHit, SkillResult, SkillStatus
+from tests.llm.events import skill_result
+
+REFUND_HIT = KbHit(
+    doc_id="en/refunds.md", title="Refunds", section="How long", text="5 days", score=0.8
 )
 
 
@@ -26,33 +21,18 @@ def result(
     data: dict[str, Any] | None = None,
     language: str = "en",
     message: str = "",
-    answerable: bool = False,
 ) -> SkillResult:
-    msg = InboundMessage(
-        conversation_id="c1",
-        tenant_id="demo",
-        channel=Channel.WEB,
-        channel_message_id="m1",
-        customer_id="u1",
-        text="…",
-    )
-    acc = AcceptedMessage(**msg.lineage(), message=msg, memory=ConversationSnapshot())
-    nlu = NluResult(
-        **msg.lineage(),
-        accepted=acc,
+    """A refund conversation's skill result, as the reply stage would render it."""
+    return skill_result(
+        "…",
         intent="refund_request",
-        confidence=0.9,
         language=language,
-        model_version="v1",
-    )
-    hits = [
-        KbHit(doc_id="en/refunds.md", title="Refunds", section="How long", text="5 days", score=0.8)
-    ]
-    ctx = RetrievalContext(
-        **msg.lineage(), nlu=nlu, hits=hits, answerable=answerable, kb_version="kb-1"
-    )
-    return SkillResult(
-        **msg.lineage(), context=ctx, skill=skill, status=status, data=data or {}, message=message
+        hits=[REFUND_HIT],
+        answerable=False,
+        skill=skill,
+        status=status,
+        data=data,
+        message=message,
     )
 
 
