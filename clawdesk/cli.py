@@ -225,6 +225,38 @@ def nlu_versions(tenant: Annotated[str, typer.Option(help="tenant id")] = "") ->
         console.print(version)
 
 
+@nlu_cli.command("prune")
+def nlu_prune(
+    keep: Annotated[int, typer.Option(min=1, help="newest versions to keep")] = 3,
+    tenant: Annotated[str, typer.Option(help="tenant id")] = "",
+    dry_run: Annotated[bool, typer.Option(help="only list what would be removed")] = False,
+) -> None:
+    """Remove old versions of the tenant's intent model, keeping the newest --keep and
+    the one CLAWDESK_NLU_MODEL_VERSION pins (a fine-tuned version holds its own encoder,
+    ~90 MB with MiniLM, ~420 MB with mpnet)."""
+    from clawdesk.nlu.store import prune_plan, remove_versions, version_bytes
+
+    settings = app_settings()
+    tenant = tenant or settings.default_tenant
+    pinned = settings.nlu_model_version or None
+    try:
+        doomed = prune_plan(settings.model_root, tenant, keep=keep, pinned=pinned)
+    except ValueError as exc:  # a bad tenant id
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    sizes = {v: version_bytes(settings.model_root, tenant, v) for v in doomed}
+    if not dry_run:
+        doomed = remove_versions(settings.model_root, tenant, doomed)
+    verb = "would remove" if dry_run else "removed"
+    for version in doomed:
+        console.print(f"{verb} {version} ({sizes[version] / 1e6:.1f} MB)")
+    console.print(
+        f"{verb} {len(doomed)} version(s) of {tenant!r}, "
+        f"{sum(sizes[v] for v in doomed) / 1e6:.1f} MB"
+        + (f"; {pinned} is pinned and kept" if pinned else "")
+    )
+
+
 @schemas_cli.command("export")
 def schemas_export(
     out: Annotated[Path, typer.Argument(help="output folder")] = Path("schemas/json"),

@@ -21,6 +21,7 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +33,12 @@ __all__ = [
     "latest_version",
     "list_versions",
     "load_model",
+    "prune_plan",
+    "prune_versions",
     "read_manifest",
+    "remove_versions",
     "save_model",
+    "version_bytes",
 ]
 
 _TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -152,3 +157,54 @@ def load_model(root: str | Path, tenant: str, version: str | None = None) -> Int
     from clawdesk.nlu.model import IntentClassifier
 
     return IntentClassifier.load(_resolve(root, tenant, version))
+
+
+def version_bytes(root: str | Path, tenant: str, version: str) -> int:
+    """Bytes on disk of one saved version (a fine-tuned encoder makes most of them)."""
+    path = _resolve(root, tenant, version)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def prune_plan(root: str | Path, tenant: str, *, keep: int, pinned: str | None = None) -> list[str]:
+    """The versions :func:`prune_versions` would remove, oldest first: all but the newest
+    ``keep``, never ``pinned`` (the version a deployment is told to load)."""
+    if keep < 1:
+        raise ValueError("keep at least one version")
+    versions = list_versions(root, tenant)
+    return [v for v in versions[: max(0, len(versions) - keep)] if v != pinned]
+
+
+def remove_versions(root: str | Path, tenant: str, versions: Sequence[str]) -> list[str]:
+    """Delete these versions of ``tenant``'s model; return those removed (one already
+    gone is skipped).  The latest version is refused: a loader of "latest" must always
+    find one.
+
+    Each version is first renamed to a hidden name, so a loader sees it whole or not at
+    all, never half deleted.  Numbers are not reused afterwards: the next save takes the
+    number after the newest directory.
+    """
+    tdir = _tenant_dir(root, tenant)
+    latest = latest_version(root, tenant)
+    removed: list[str] = []
+    for version in versions:
+        if not _VERSION_RE.match(version):
+            raise ValueError(f"invalid version: {version!r}")
+        if version == latest:
+            raise ValueError(f"refusing to remove {version}, the latest version of {tenant!r}")
+        trash = Path(tempfile.mkdtemp(prefix=f".trash-{version}-", dir=tdir))
+        try:
+            os.rename(tdir / version, trash / version)
+        except FileNotFoundError:
+            continue  # removed meanwhile (another prune)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+        removed.append(version)
+    return removed
+
+
+def prune_versions(
+    root: str | Path, tenant: str, *, keep: int, pinned: str | None = None
+) -> list[str]:
+    """Keep the newest ``keep`` versions (and ``pinned``), remove the rest; return the
+    versions removed, oldest first."""
+    return remove_versions(root, tenant, prune_plan(root, tenant, keep=keep, pinned=pinned))

@@ -79,3 +79,33 @@ def test_nlu_train_refuses_bad_finetune_settings(tmp_path, monkeypatch):
         assert not (tmp_path / "models").exists()  # nothing trained, nothing stored
     finally:
         app_settings.cache_clear()
+
+
+def test_nlu_prune_removes_old_versions_but_not_the_pinned_one(tmp_path, monkeypatch):
+    from clawdesk.nlu import store
+    from clawdesk.settings import app_settings
+
+    class Saved:
+        def save(self, directory):
+            (directory / "weights.bin").write_bytes(b"x" * 2_000_000)
+
+    for _ in range(4):
+        store.save_model(tmp_path, "acme", Saved())
+    monkeypatch.setenv("CLAWDESK_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("CLAWDESK_NLU_MODEL_VERSION", "v0001")
+    app_settings.cache_clear()
+    try:
+        args = ["nlu", "prune", "--tenant", "acme", "--keep", "1"]
+        dry = runner.invoke(cli, [*args, "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert "would remove v0002 (2.0 MB)" in dry.output
+        assert store.list_versions(tmp_path, "acme") == ["v0001", "v0002", "v0003", "v0004"]
+        done = runner.invoke(cli, args)
+        assert done.exit_code == 0, done.output
+        assert "removed 2 version(s) of 'acme', 4.0 MB; v0001 is pinned and kept" in done.output
+        assert store.list_versions(tmp_path, "acme") == ["v0001", "v0004"]
+        bad = runner.invoke(cli, ["nlu", "prune", "--tenant", "../etc"])
+        assert bad.exit_code == 2 and "invalid tenant id" in bad.output
+        assert runner.invoke(cli, ["nlu", "prune", "--keep", "0"]).exit_code == 2
+    finally:
+        app_settings.cache_clear()

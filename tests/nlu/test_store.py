@@ -94,3 +94,33 @@ def test_real_classifier_round_trip(tmp_path: Path, tiny_train) -> None:
     assert v2 == "v0002"
     texts = ["我要退款", "where is my order"]
     np.testing.assert_allclose(latest.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
+
+
+def _save_n(root: Path, n: int) -> list[str]:
+    return [store.save_model(root, "acme", _FakeClassifier(str(i))) for i in range(n)]  # type: ignore[arg-type]
+
+
+def test_prune_keeps_the_newest_and_the_pinned_version(tmp_path: Path) -> None:
+    _save_n(tmp_path, 5)
+    assert store.prune_plan(tmp_path, "acme", keep=2, pinned="v0002") == ["v0001", "v0003"]
+    assert store.list_versions(tmp_path, "acme") == [f"v000{i}" for i in range(1, 6)]  # plan only
+    assert store.version_bytes(tmp_path, "acme", "v0001") > 0
+    removed = store.prune_versions(tmp_path, "acme", keep=2, pinned="v0002")
+    assert removed == ["v0001", "v0003"]
+    assert store.list_versions(tmp_path, "acme") == ["v0002", "v0004", "v0005"]
+    # nothing hidden is left behind, and numbers are not reused
+    assert sorted(p.name for p in (tmp_path / "acme").iterdir()) == ["v0002", "v0004", "v0005"]
+    assert store.save_model(tmp_path, "acme", _FakeClassifier("new")) == "v0006"  # type: ignore[arg-type]
+    assert store.prune_versions(tmp_path, "acme", keep=10) == []
+
+
+def test_prune_refuses_the_latest_and_bad_input(tmp_path: Path) -> None:
+    _save_n(tmp_path, 2)
+    with pytest.raises(ValueError, match="keep at least one"):
+        store.prune_plan(tmp_path, "acme", keep=0)
+    with pytest.raises(ValueError, match="latest"):
+        store.remove_versions(tmp_path, "acme", ["v0002"])
+    with pytest.raises(ValueError, match="invalid version"):
+        store.remove_versions(tmp_path, "acme", ["../x"])
+    assert store.remove_versions(tmp_path, "acme", ["v0001", "v0001"]) == ["v0001"]
+    assert store.list_versions(tmp_path, "acme") == ["v0002"]
