@@ -127,25 +127,20 @@ class FinetuneConfig:
 
 
 def _parse_setting(key: str, raw: str, hint: Any) -> Any:
-    """``raw`` as a value of the type ``hint`` (bool, int, float, each maybe optional)."""
-    args = get_args(hint)
-    optional = type(None) in args
-    kind = next((a for a in args if a is not type(None)), hint)
-    if optional and raw.lower() in ("none", "null", ""):
+    """``raw`` as a value of the field type ``hint``; pydantic does the string coercion."""
+    from pydantic import TypeAdapter, ValidationError
+
+    if type(None) in get_args(hint) and raw.lower() in ("none", "null"):
         return None
-    if kind is bool:
-        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        if raw.lower() not in truth:
-            raise ValueError(f"fine-tuning setting {key} needs true or false, not {raw!r}")
-        return truth[raw.lower()]
-    what = "an integer" if kind is int else "a number"
     try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"fine-tuning setting {key} needs {what}, not {raw!r}") from None
+        value = TypeAdapter(hint).validate_python(raw)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise ValueError(f"fine-tuning setting {key}: {reason}, not {raw!r}") from None
     # Every numeric setting (rates, counts, epochs, the seed) is meaningless below zero.
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"fine-tuning setting {key} needs {what} >= 0, not {raw!r}")
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if numeric and (not math.isfinite(value) or value < 0):
+        raise ValueError(f"fine-tuning setting {key} needs a finite value >= 0, not {raw!r}")
     return value
 
 

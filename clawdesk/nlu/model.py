@@ -882,6 +882,9 @@ class IntentClassifier:
             clf.knn_bank = np.ascontiguousarray(np.load(d / KNN_BANK_FILE), dtype=np.float32)
         if meta.get("fusion"):  # absent in models saved before the fusion existed
             clf.fusion = ScoreFusion.from_dict(meta["fusion"])
+            if clf.knn_bank is None:
+                # Fail here, not on every message the nlu stage hands to predict().
+                raise ValueError(f"model {d} is incomplete: its oos score needs {KNN_BANK_FILE}")
         ref = meta.get("encoder")
         if ref == "encoder":
             clf.encoder = TextEncoder.load(d / "encoder")

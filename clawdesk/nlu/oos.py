@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 __all__ = ["ScoreFusion", "nearest_cosine"]
 
@@ -74,7 +75,7 @@ class ScoreFusion:
             (np.asarray(msp, dtype=np.float64) - self.msp_mean) / self.msp_sd
             + (np.asarray(cos, dtype=np.float64) - self.cos_mean) / self.cos_sd
         ) / 2
-        return np.asarray(1.0 / (1.0 + np.exp(-z)))
+        return np.asarray(expit(z))  # no overflow warning for far-off rows
 
     def to_dict(self) -> dict[str, float]:
         """Plain-JSON form."""

@@ -70,7 +70,7 @@ def test_nlu_train_refuses_bad_finetune_settings(tmp_path, monkeypatch):
     app_settings.cache_clear()
     try:
         for options, message in (
-            (["--finetune", "--finetune-set", "temperature=cold"], "needs a number"),
+            (["--finetune", "--finetune-set", "temperature=cold"], "valid number"),
             (["--finetune-set", "lr=1e-4"], "needs --finetune"),
         ):
             result = runner.invoke(cli, ["nlu", "train", str(intents), *options])

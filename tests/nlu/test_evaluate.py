@@ -169,7 +169,7 @@ def test_cli_passes_finetune_settings(tmp_path: Path, tiny_train, tiny_valid) ->
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--finetune-set", "lr=fast"], "needs a number"),
+        (["--finetune-set", "lr=fast"], "valid number"),
         (["--finetune-set", "nope=1"], "unknown fine-tuning setting"),
         (["--no-finetune", "--finetune-set", "lr=1e-4"], "needs fine-tuning"),
         (["--features", "char", "--finetune-set", "lr=1e-4"], "needs fine-tuning"),

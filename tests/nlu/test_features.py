@@ -111,12 +111,12 @@ def test_finetune_settings_parse_by_field_type() -> None:
         ("lr", "not KEY=VALUE"),
         ("=1", "not KEY=VALUE"),
         ("learning_rate=1e-4", "known: bf16"),
-        ("lr=fast", "needs a number"),
-        ("per_class=2.5", "needs an integer"),
-        ("freeze_word_embeddings=maybe", "true or false"),
+        ("lr=fast", "valid number"),
+        ("per_class=2.5", "valid integer"),
+        ("freeze_word_embeddings=maybe", "valid boolean"),
         ("lr=nan", ">= 0"),
         ("epochs=-1", ">= 0"),
-        ("lr=none", "needs a number"),  # only optional fields can be cleared
+        ("lr=none", "valid number"),  # only optional fields can be cleared
     ],
 )
 def test_finetune_settings_refuse_bad_input(setting: str, message: str) -> None:

@@ -146,6 +146,13 @@ def test_save_load_keeps_bank_and_fusion(with_train_oos, tmp_path) -> None:
     assert [p.intent for p in loaded.predict(QUERIES)] == [p.intent for p in clf.predict(QUERIES)]
 
 
+def test_a_fused_model_without_its_bank_fails_to_load(with_train_oos, tmp_path) -> None:
+    d = with_train_oos.save(tmp_path / "m")
+    (d / KNN_BANK_FILE).unlink()
+    with pytest.raises(ValueError, match="incomplete"):
+        IntentClassifier.load(d)
+
+
 def test_model_saved_before_the_fusion_still_scores_by_probability(
     with_train_oos, tmp_path
 ) -> None:
