@@ -1,5 +1,5 @@
 """Token usage per conversation and per tenant-day, in Postgres (migration 0005), and
-the caps the reply stage checks before it calls the LLM.
+the headroom under the caps that the reply stage spends its LLM calls from.
 
 Postgres rather than Redis: usage is a cost record that must survive restarts (here
 Redis is a cache that may be embedded, flushed or down); the ledger's key (the
@@ -7,8 +7,11 @@ completion id) makes recording idempotent under at-least-once redelivery; and th
 reply stage already holds a pool. The price is one small transaction per LLM call,
 next to a call that takes hundreds of milliseconds.
 
-A cap is checked before a reply's first call, so a reply that starts under the cap
-may finish over it by that reply's own tokens.
+The reply stage reads the headroom once per reply and fits every call of that reply
+into it (see `clawdesk.llm.replier`): a call's `max_tokens` is cut to what is left
+after an estimate of its prompt, so one reply cannot run far past a cap. Replies of
+the same conversation or tenant running at the same moment each see the headroom
+before the others spend it; together they may pass a cap by up to one reply each.
 """
 
 from __future__ import annotations
@@ -35,6 +38,19 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """Tokens a conversation may still use under the tighter of its caps."""
+
+    tokens: int | None  # None: no cap applies
+    scope: CapScope | None = None  # the cap that leaves the least
+
+    @property
+    def reached(self) -> bool:
+        """Whether nothing is left."""
+        return self.tokens is not None and self.tokens <= 0
 
 
 @dataclass(frozen=True)
@@ -107,16 +123,23 @@ class TokenBudget:
             row = await cur.fetchone()
         return Spent(_value(row, "conv", 0), _value(row, "tenant", 1))
 
+    async def headroom(self, tenant_id: str, conversation_id: str) -> Headroom:
+        """What the conversation may still spend, and under which cap."""
+        if not self.conversation_cap and not self.tenant_daily_cap:
+            return Headroom(None)
+        spent = await self.spent(tenant_id, conversation_id)
+        left: list[tuple[int, CapScope]] = []
+        if self.conversation_cap:
+            left.append((self.conversation_cap - spent.conversation, CapScope.CONVERSATION))
+        if self.tenant_daily_cap:
+            left.append((self.tenant_daily_cap - spent.tenant_today, CapScope.TENANT_DAY))
+        tokens, scope = min(left, key=lambda item: item[0])
+        return Headroom(tokens, scope)
+
     async def exceeded(self, tenant_id: str, conversation_id: str) -> CapScope | None:
         """The cap this conversation has reached, if any."""
-        if not self.conversation_cap and not self.tenant_daily_cap:
-            return None
-        spent = await self.spent(tenant_id, conversation_id)
-        if self.conversation_cap and spent.conversation >= self.conversation_cap:
-            return CapScope.CONVERSATION
-        if self.tenant_daily_cap and spent.tenant_today >= self.tenant_daily_cap:
-            return CapScope.TENANT_DAY
-        return None
+        room = await self.headroom(tenant_id, conversation_id)
+        return room.scope if room.reached else None
 
     async def record(
         self, tenant_id: str, conversation_id: str, reply_id: str, usage: Usage

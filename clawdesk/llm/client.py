@@ -75,17 +75,22 @@ class LlmClient:
         deadline: float,
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | None = None,
+        max_tokens: int | None = None,
     ) -> ChatCompletion:
         """One completion, finished before the loop time `deadline`.
 
+        `max_tokens` lowers the configured limit on the answer's length (never raises it).
         Raises `CircuitBreakerError` (circuit open), `TimeoutError`, `BadResponse` or an
         `openai.APIError`.
         """
+        limit = self.config.max_tokens
+        if max_tokens is not None:
+            limit = min(limit, max_tokens)
         request: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
             "user": user,
-            "max_tokens": self.config.max_tokens,
+            "max_tokens": limit,
             "temperature": self.config.temperature,
         }
         if tools:

@@ -2,7 +2,9 @@
 
 It runs no model. `POST /v1/chat/completions` answers by quoting the first numbered
 knowledge-base passage of the prompt and citing it ([1]), or asks to rephrase when
-there is none; `usage` counts whitespace-separated words. It accepts any bearer key.
+there is none; `usage` counts whitespace-separated words, and an answer longer than
+`max_tokens` words is cut there (`finish_reason` `length`), as an endpoint cuts at its
+token limit. It accepts any bearer key.
 Figures measured against it are clawdesk's own overhead on the LLM path (HTTP, prompt,
 token counters), not a model's latency; `--delay-ms` adds a fixed wait per answer.
 
@@ -77,6 +79,10 @@ def create_app(delay_s: float = 0.0) -> FastAPI:
         if delay_s:
             await asyncio.sleep(delay_s)
         text = echo_answer(messages)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if isinstance(limit, int) and limit > 0 and _words(text) > limit:
+            text, finish = " ".join(text.split()[:limit]), "length"
         prompt = _words(messages) + _words(body.get("tools") or [])
         return JSONResponse(
             {
@@ -88,7 +94,7 @@ def create_app(delay_s: float = 0.0) -> FastAPI:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
+                        "finish_reason": finish,
                     }
                 ],
                 "usage": {

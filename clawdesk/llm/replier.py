@@ -3,15 +3,20 @@ back to the offline composition.
 
 One reply is: circuit open? → cap reached? → completion (with the tenant's tools) →
 tool calls run through the skills runner and fed back → final answer, all before one
-deadline. Any failure on the way (timeout, endpoint errors after retries, an open
-circuit, a reached token cap, an unusable answer) returns a `Fallback`, and the
-caller composes the offline reply it would have sent without an LLM.
+deadline and inside the token headroom read at the start: each call's `max_tokens` is
+what the headroom leaves after a (high) estimate of the call's prompt, and a call with
+less than `MIN_ANSWER_TOKENS` left is not made. Any failure on the way (timeout,
+endpoint errors after retries, an open circuit, a reached token cap, an answer cut off
+at `max_tokens` or otherwise unusable) returns a `Fallback`, and the caller composes
+the offline reply it would have sent without an LLM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,7 +27,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessage
 
 from clawdesk import metrics
 from clawdesk.llm.breaker import CircuitBreakerError
-from clawdesk.llm.budget import TokenBudget, Usage
+from clawdesk.llm.budget import Headroom, TokenBudget, Usage
 from clawdesk.llm.client import BadResponse, LlmClient
 from clawdesk.llm.prompt import build_messages, cited, strip_unknown_citations
 from clawdesk.llm.tools import NO_TOOLS, Offer, ToolBox, ToolCall, tool_message
@@ -30,6 +35,10 @@ from clawdesk.skills import OutcomeStatus, SkillContext, SkillOutcome
 from schemas import KbHit, SkillResult, SkillStatus
 
 log = logging.getLogger(__name__)
+
+# Fewer tokens than this cannot hold a useful answer: the offline reply is better than a
+# cut one, and the call would be paid for nothing.
+MIN_ANSWER_TOKENS = 48
 
 
 class Fallback(StrEnum):
@@ -55,9 +64,28 @@ class LlmAnswer:
     tokens: int = 0
 
 
-def _estimate_tokens(text: str) -> int:
-    # Used only when an endpoint leaves `usage` out: ~4 characters a token in English.
-    return max(1, len(text) // 4)
+def estimate_tokens(text: str) -> int:
+    """A deliberately high guess at how many tokens `text` is.
+
+    Used before a call (to fit it under a cap) and when an endpoint leaves `usage` out.
+    Tokenizers average about 4 characters a token on English and under 1 a character on
+    Chinese; this counts 3 and 1, so that a cap is passed later, not sooner, when the
+    guess is off.
+    """
+    wide = sum(1 for ch in text if ord(ch) >= 0x2E80)  # CJK and other wide scripts
+    return max(1, wide + math.ceil((len(text) - wide) / 3))
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+    """`estimate_tokens` of a request's messages and tool definitions as sent."""
+    sent = json.dumps(messages, ensure_ascii=False)
+    if tools:
+        sent += json.dumps(tools, ensure_ascii=False)
+    return estimate_tokens(sent)
+
+
+class _OverBudget(Exception):
+    """The headroom left cannot hold another call's prompt and a useful answer."""
 
 
 def usage_of(completion: ChatCompletion, messages: list[dict[str, Any]], model: str) -> Usage:
@@ -72,8 +100,8 @@ def usage_of(completion: ChatCompletion, messages: list[dict[str, Any]], model: 
             u.completion_tokens,
             u.total_tokens,
         )
-    prompt = _estimate_tokens("".join(str(m.get("content") or "") for m in messages))
-    answer = _estimate_tokens(completion.choices[0].message.content or "")
+    prompt = estimate_tokens("".join(str(m.get("content") or "") for m in messages))
+    answer = estimate_tokens(completion.choices[0].message.content or "")
     return Usage(completion_id, completion.model or model, prompt, answer, prompt + answer)
 
 
@@ -103,8 +131,19 @@ class _Conversation:
     event_id: str
     reply_id: str
     deadline: float
+    headroom: int | None = None  # tokens this reply may spend; None: no cap
     outcomes: list[SkillOutcome] = field(default_factory=list)
     tokens: int = 0
+
+    def answer_limit(self) -> int | None:
+        """`max_tokens` for the next call; raises `_OverBudget` when no call fits."""
+        if self.headroom is None:
+            return None
+        prompt = estimate_prompt_tokens(self.messages, self.offer.tools)
+        room = self.headroom - self.tokens - prompt
+        if room < MIN_ANSWER_TOKENS:
+            raise _OverBudget(f"{room} tokens left for the answer")
+        return room
 
 
 class LlmReplier:
@@ -139,11 +178,14 @@ class LlmReplier:
         deadline = asyncio.get_running_loop().time() + self.deadline_s
         if self.client.open:
             return self._fallback(Fallback.BREAKER_OPEN, result)
-        refused = await self._over_budget(result)
-        if refused is not None:
-            return self._fallback(refused, result)
+        headroom = await self._headroom(result)
+        if isinstance(headroom, Fallback):
+            return self._fallback(headroom, result)
         try:
-            return await self._answer(result, reply_id, deadline, tools, ctx)
+            return await self._answer(result, reply_id, deadline, tools, ctx, headroom.tokens)
+        except _OverBudget as exc:
+            log.info("llm call would pass the token cap: %s", exc, extra=_ids(result))
+            return self._fallback(Fallback.TOKEN_CAP, result)
         except CircuitBreakerError:
             return self._fallback(Fallback.BREAKER_OPEN, result)
         except (TimeoutError, openai.APITimeoutError):
@@ -154,18 +196,19 @@ class LlmReplier:
             log.warning("llm reply failed", exc_info=True, extra=_ids(result))
             return self._fallback(Fallback.ERROR, result)
 
-    async def _over_budget(self, result: SkillResult) -> Fallback | None:
+    async def _headroom(self, result: SkillResult) -> Headroom | Fallback:
         if self.budget is None:
-            return None
+            return Headroom(None)
         try:
-            scope = await self.budget.exceeded(result.tenant_id, result.conversation_id)
+            room = await self.budget.headroom(result.tenant_id, result.conversation_id)
         except Exception:
             # Without the counters the cap cannot be enforced: spend nothing.
             log.warning("token budget unavailable", exc_info=True, extra=_ids(result))
             return Fallback.BUDGET_UNAVAILABLE
-        if scope is None:
-            return None
-        log.info("llm token cap reached", extra={**_ids(result), "scope": scope.value})
+        if not room.reached:
+            return room
+        scope = room.scope.value if room.scope else ""
+        log.info("llm token cap reached", extra={**_ids(result), "scope": scope})
         return Fallback.TOKEN_CAP
 
     async def _answer(
@@ -175,6 +218,7 @@ class LlmReplier:
         deadline: float,
         tools: ToolBox | None,
         ctx: SkillContext | None,
+        headroom: int | None,
     ) -> LlmAnswer:
         msg = result.context.nlu.accepted.message
         conv = _Conversation(
@@ -191,6 +235,7 @@ class LlmReplier:
             event_id=msg.event_id,
             reply_id=reply_id,
             deadline=deadline,
+            headroom=headroom,
         )
         text = await self._converse(conv)
         hits = result.context.hits
@@ -218,8 +263,13 @@ class LlmReplier:
                 deadline=conv.deadline,
                 tools=conv.offer.tools or None,
                 tool_choice="none" if last else None,
+                max_tokens=conv.answer_limit(),
             )
             await self._record(conv, completion)
+            if completion.choices[0].finish_reason == "length":
+                # Cut at max_tokens: half a sentence (or half a tool call's arguments)
+                # is worse than the offline reply.
+                raise BadResponse("the answer was cut off at max_tokens")
             message = completion.choices[0].message
             if message.tool_calls and not last and conv.tools is not None:
                 await self._run_tools(conv, message)

@@ -5,7 +5,9 @@ It follows the documented shapes: bearer auth (401 `invalid_api_key`), request c
 `tool_calls` id of the assistant message before it), responses with `choices[].message`
 (`content` or `tool_calls` with JSON-text `arguments`), `finish_reason`, and `usage`;
 errors as `{"error": {"message", "type", "param", "code"}}`, 429 with `Retry-After`,
-5xx. Token counts are whitespace-separated words, not a real tokenizer.
+5xx. Token counts are whitespace-separated words, not a real tokenizer; an answer longer
+than `max_tokens` (or `max_completion_tokens`) is cut there, with `finish_reason`
+`length`.
 
 Tests script the next answers (`answer`, `call_tools`, or a function of the request);
 unscripted, it answers from the first numbered passage in the prompt and cites it.
@@ -177,6 +179,10 @@ class FakeOpenAI(FakeProvider):
             return ("The request body must be a JSON object.", "body")
         if not isinstance(body.get("model"), str) or not body["model"]:
             return ("you must provide a model parameter", "model")
+        for limit in ("max_tokens", "max_completion_tokens"):
+            value = body.get(limit)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                return (f"Invalid '{limit}': integer below minimum value.", limit)
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return ("'messages' must be a non-empty array.", "messages")
@@ -206,7 +212,12 @@ class FakeOpenAI(FakeProvider):
 
     def _completion(self, body: dict[str, Any], scripted: Scripted) -> dict[str, Any]:
         n = next(self._ids)
-        message: dict[str, Any] = {"role": "assistant", "content": scripted.content}
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        content = scripted.content
+        cut = limit is not None and content is not None and words(content) > limit
+        if cut:
+            content = " ".join(str(content).split()[:limit])
+        message: dict[str, Any] = {"role": "assistant", "content": content}
         if scripted.tool_calls:
             message["tool_calls"] = [
                 {
@@ -221,7 +232,9 @@ class FakeOpenAI(FakeProvider):
             ]
         message["refusal"] = None
         prompt = words(body["messages"]) + words(body.get("tools") or [])
-        completion = words(scripted.content or "") + words(message.get("tool_calls") or [])
+        completion = words(content or "") + words(message.get("tool_calls") or [])
+        cut = cut or (limit is not None and completion > limit)
+        finish = "length" if cut else "tool_calls" if scripted.tool_calls else "stop"
         return {
             "id": f"chatcmpl-fake{n:06d}",
             "object": "chat.completion",
@@ -233,7 +246,7 @@ class FakeOpenAI(FakeProvider):
                     "index": 0,
                     "message": message,
                     "logprobs": None,
-                    "finish_reason": "tool_calls" if scripted.tool_calls else "stop",
+                    "finish_reason": finish,
                 }
             ],
             "usage": {

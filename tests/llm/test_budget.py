@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.llm.budget import CapScope, TokenBudget, Usage
+from clawdesk.llm.budget import CapScope, Headroom, TokenBudget, Usage
 
 
 async def test_a_call_recorded_twice_counts_once(pool: AsyncConnectionPool) -> None:
@@ -29,3 +29,17 @@ async def test_tenant_day_cap_and_no_caps(pool: AsyncConnectionPool) -> None:
     assert await TokenBudget(pool, 0, 1001).exceeded("demo", "c-new") is None
     assert await TokenBudget(pool, 0, 0).exceeded("demo", "c1") is None
     assert await TokenBudget(pool, 0, 1000).exceeded("other", "c-new") is None
+
+
+async def test_headroom_is_what_the_tighter_cap_leaves(pool: AsyncConnectionPool) -> None:
+    usage = Usage("chatcmpl-5", "m", prompt_tokens=250, completion_tokens=50, total_tokens=300)
+    await TokenBudget(pool, 0, 0).record("demo", "c1", "r-1", usage)
+    assert await TokenBudget(pool, 1000, 5000).headroom("demo", "c1") == Headroom(
+        700, CapScope.CONVERSATION
+    )
+    assert await TokenBudget(pool, 1000, 500).headroom("demo", "c2") == Headroom(
+        200, CapScope.TENANT_DAY
+    )
+    assert await TokenBudget(pool, 0, 0).headroom("demo", "c1") == Headroom(None)
+    over = await TokenBudget(pool, 300, 0).headroom("demo", "c1")
+    assert over == Headroom(0, CapScope.CONVERSATION) and over.reached

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -39,3 +40,15 @@ async def test_replier_answers_through_the_echo_endpoint(echo: EchoProcess) -> N
     assert out.text == "Standard delivery to Germany takes 5-8 business days. [1]"
     assert out.sources == ["en/shipping.md"]
     assert out.tokens > 0
+
+
+async def test_echo_cuts_an_answer_at_max_tokens(echo: EchoProcess) -> None:
+    system = "Rules.\n\nKnowledge-base passages:\n\n[1] Shipping › Times\nIt takes 5 days."
+    body = {"model": "echo", "messages": [{"role": "system", "content": system}]}
+    async with httpx.AsyncClient(base_url=echo.url) as http:
+        full = (await http.post("/chat/completions", json=body)).json()["choices"][0]
+        cut = (await http.post("/chat/completions", json={**body, "max_tokens": 2})).json()
+    assert (full["message"]["content"], full["finish_reason"]) == ("It takes 5 days. [1]", "stop")
+    assert cut["choices"][0]["message"]["content"] == "It takes"
+    assert cut["choices"][0]["finish_reason"] == "length"
+    assert cut["usage"]["completion_tokens"] == 2

@@ -13,6 +13,8 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from clawdesk.llm import Fallback, LlmAnswer, LlmReplier, ToolBox
+from clawdesk.llm.budget import TokenBudget, Usage
+from clawdesk.llm.replier import MIN_ANSWER_TOKENS, estimate_prompt_tokens, estimate_tokens
 from clawdesk.skills import OutcomeStatus
 from tests.fakes.fixtures import Fakes
 from tests.fakes.openai_server import FakeOpenAI, Scripted, answer, call_tools
@@ -294,12 +296,20 @@ async def test_bad_request_does_not_count_against_the_endpoint(
     assert replier.client.open
 
 
-async def test_conversation_token_cap_falls_back_without_a_call(
+async def spend(pool: AsyncConnectionPool, conversation: str, tokens: int) -> None:
+    """Count `tokens` more for a conversation of the demo tenant, as a past call would."""
+    usage = Usage(f"chatcmpl-past-{conversation}-{tokens}", "m", tokens, 0, tokens)
+    assert await TokenBudget(pool, 0, 0).record("demo", conversation, "r-past", usage)
+
+
+async def test_conversation_past_its_token_cap_falls_back_without_a_call(
     fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier], pool: AsyncConnectionPool
 ) -> None:
-    replier = make_replier(llm_conversation_token_cap=50)
+    replier = make_replier(llm_conversation_token_cap=20_000)
     first = await replier.answer(skill_result(conversation="c-cap"), "r-1")
-    assert isinstance(first, LlmAnswer) and first.tokens >= 50
+    assert isinstance(first, LlmAnswer) and first.tokens > 0
+    assert fake_llm.requests[0]["max_tokens"] == 400  # far from the cap: the configured limit
+    await spend(pool, "c-cap", 20_000 - first.tokens)  # exactly at the cap now
     assert await replier.answer(skill_result(conversation="c-cap"), "r-2") is Fallback.TOKEN_CAP
     assert fake_llm.completions == 1
     # Another conversation of the same tenant still gets the LLM.
@@ -309,8 +319,54 @@ async def test_conversation_token_cap_falls_back_without_a_call(
 async def test_tenant_daily_token_cap_covers_all_its_conversations(
     fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier], pool: AsyncConnectionPool
 ) -> None:
-    replier = make_replier(llm_conversation_token_cap=0, llm_tenant_daily_token_cap=50)
-    assert isinstance(await replier.answer(skill_result(conversation="a"), "r-1"), LlmAnswer)
+    replier = make_replier(llm_conversation_token_cap=0, llm_tenant_daily_token_cap=20_000)
+    first = await replier.answer(skill_result(conversation="a"), "r-1")
+    assert isinstance(first, LlmAnswer)
+    await spend(pool, "a", 20_000 - first.tokens)
     assert await replier.answer(skill_result(conversation="b"), "r-2") is Fallback.TOKEN_CAP
+    assert fake_llm.completions == 1
     (day,) = await rows(pool, "SELECT tenant_id, calls FROM llm_usage_tenant_day")
-    assert day == {"tenant_id": "demo", "calls": 1}
+    assert day == {"tenant_id": "demo", "calls": 2}  # the reply's call and the one spent
+
+
+async def test_a_call_near_the_cap_may_answer_only_in_what_is_left(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier], pool: AsyncConnectionPool
+) -> None:
+    """The answer's limit is the headroom minus a high estimate of the call's prompt; a
+    call whose answer could not reach MIN_ANSWER_TOKENS is not made."""
+    measured = await make_replier().answer(skill_result(conversation="c-near"), "r-1")
+    assert isinstance(measured, LlmAnswer)
+    (request,) = fake_llm.requests
+    prompt = estimate_prompt_tokens(request["messages"], request.get("tools", []))
+    # An estimate that errs high: above what the endpoint counted for the whole call.
+    assert prompt > measured.tokens
+
+    cap = measured.tokens + prompt + 60
+    replier = make_replier(llm_conversation_token_cap=cap)
+    assert isinstance(await replier.answer(skill_result(conversation="c-near"), "r-2"), LlmAnswer)
+    assert fake_llm.requests[-1]["max_tokens"] == 60
+
+    assert fake_llm.requests[-1]["messages"] == request["messages"]  # the same prompt
+
+    (row,) = await rows(pool, "SELECT total_tokens FROM llm_usage_conversation")
+    cap = row["total_tokens"] + prompt + MIN_ANSWER_TOKENS - 1
+    tight = make_replier(llm_conversation_token_cap=cap)
+    assert await tight.answer(skill_result(conversation="c-near"), "r-3") is Fallback.TOKEN_CAP
+    assert fake_llm.completions == 2
+
+
+async def test_an_answer_cut_off_at_max_tokens_is_not_sent(
+    fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier], pool: AsyncConnectionPool
+) -> None:
+    fake_llm.then(answer("word " * 500))  # longer than the configured 400 tokens
+    assert await make_replier().answer(skill_result(), "r-1") is Fallback.BAD_RESPONSE
+    (usage,) = await rows(pool, "SELECT calls FROM llm_usage_conversation")
+    assert usage["calls"] == 1  # the cut answer was still paid for, and is counted
+
+
+def test_token_estimate_errs_high_for_english_and_chinese() -> None:
+    # ~4 characters a token in English and under one a character in Chinese: the
+    # estimate counts 3 and 1.
+    assert estimate_tokens("where is my parcel?") == 7  # 19 characters
+    assert estimate_tokens("我的包裹在哪里") == 7
+    assert estimate_tokens("") == 1
