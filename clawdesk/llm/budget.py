@@ -9,9 +9,11 @@ next to a call that takes hundreds of milliseconds.
 
 The reply stage reads the headroom once per reply and fits every call of that reply
 into it (see `clawdesk.llm.replier`): a call's `max_tokens` is cut to what is left
-after an estimate of its prompt, so one reply cannot run far past a cap. Replies of
-the same conversation or tenant running at the same moment each see the headroom
-before the others spend it; together they may pass a cap by up to one reply each.
+after an estimate of its prompt, so one reply cannot run far past a cap. A
+conversation's replies run one after another (the pipeline's topics are keyed by
+conversation); a tenant's replies in different partitions run at the same moment, each
+seeing the headroom before the others spend it, so together they may pass the tenant's
+daily cap by up to one reply each.
 """
 
 from __future__ import annotations
