@@ -244,9 +244,13 @@ def nlu_prune(
     except ValueError as exc:  # a bad tenant id
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    sizes = {v: version_bytes(settings.model_root, tenant, v) for v in doomed}
-    if not dry_run:
-        doomed = remove_versions(settings.model_root, tenant, doomed)
+    try:
+        sizes = {v: version_bytes(settings.model_root, tenant, v) for v in doomed}
+        if not dry_run:
+            doomed = remove_versions(settings.model_root, tenant, doomed)
+    except OSError as exc:  # e.g. a prune running at the same time, or no permission
+        console.print(f"[red]could not prune {tenant!r}: {exc}[/]")
+        raise typer.Exit(1) from exc
     verb = "would remove" if dry_run else "removed"
     for version in doomed:
         console.print(f"{verb} {version} ({sizes[version] / 1e6:.1f} MB)")

@@ -138,11 +138,6 @@ class TokenBudget:
         tokens, scope = min(left, key=lambda item: item[0])
         return Headroom(tokens, scope)
 
-    async def exceeded(self, tenant_id: str, conversation_id: str) -> CapScope | None:
-        """The cap this conversation has reached, if any."""
-        room = await self.headroom(tenant_id, conversation_id)
-        return room.scope if room.reached else None
-
     async def record(
         self, tenant_id: str, conversation_id: str, reply_id: str, usage: Usage
     ) -> bool:

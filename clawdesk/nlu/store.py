@@ -34,7 +34,6 @@ __all__ = [
     "list_versions",
     "load_model",
     "prune_plan",
-    "prune_versions",
     "read_manifest",
     "remove_versions",
     "save_model",
@@ -166,8 +165,8 @@ def version_bytes(root: str | Path, tenant: str, version: str) -> int:
 
 
 def prune_plan(root: str | Path, tenant: str, *, keep: int, pinned: str | None = None) -> list[str]:
-    """The versions :func:`prune_versions` would remove, oldest first: all but the newest
-    ``keep``, never ``pinned`` (the version a deployment is told to load)."""
+    """The versions to remove (with :func:`remove_versions`), oldest first: all but the
+    newest ``keep``, never ``pinned`` (the version a deployment is told to load)."""
     if keep < 1:
         raise ValueError("keep at least one version")
     versions = list_versions(root, tenant)
@@ -200,11 +199,3 @@ def remove_versions(root: str | Path, tenant: str, versions: Sequence[str]) -> l
             shutil.rmtree(trash, ignore_errors=True)
         removed.append(version)
     return removed
-
-
-def prune_versions(
-    root: str | Path, tenant: str, *, keep: int, pinned: str | None = None
-) -> list[str]:
-    """Keep the newest ``keep`` versions (and ``pinned``), remove the rest; return the
-    versions removed, oldest first."""
-    return remove_versions(root, tenant, prune_plan(root, tenant, keep=keep, pinned=pinned))

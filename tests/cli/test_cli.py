@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from typer.testing import CliRunner
 
@@ -107,5 +108,34 @@ def test_nlu_prune_removes_old_versions_but_not_the_pinned_one(tmp_path, monkeyp
         bad = runner.invoke(cli, ["nlu", "prune", "--tenant", "../etc"])
         assert bad.exit_code == 2 and "invalid tenant id" in bad.output
         assert runner.invoke(cli, ["nlu", "prune", "--keep", "0"]).exit_code == 2
+    finally:
+        app_settings.cache_clear()
+
+
+def test_nlu_prune_reports_a_version_that_vanished_meanwhile(tmp_path, monkeypatch):
+    from clawdesk.nlu import store
+    from clawdesk.settings import app_settings
+
+    class Saved:
+        def save(self, directory):
+            (directory / "weights.bin").write_bytes(b"x")
+
+    for _ in range(3):
+        store.save_model(tmp_path, "acme", Saved())
+    plan = store.prune_plan
+
+    def plan_then_lose_one(*args, **kwargs):
+        doomed = plan(*args, **kwargs)
+        shutil.rmtree(tmp_path / "acme" / doomed[0])  # another prune got there first
+        return doomed
+
+    monkeypatch.setattr(store, "prune_plan", plan_then_lose_one)
+    monkeypatch.setenv("CLAWDESK_MODELS_DIR", str(tmp_path))
+    app_settings.cache_clear()
+    try:
+        result = runner.invoke(cli, ["nlu", "prune", "--tenant", "acme", "--keep", "1"])
+        assert result.exit_code == 1
+        assert "could not prune 'acme'" in result.output and "v0001" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
     finally:
         app_settings.cache_clear()

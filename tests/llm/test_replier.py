@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from psycopg_pool import AsyncConnectionPool
 
 from clawdesk.llm import Fallback, LlmAnswer, LlmReplier, ToolBox
@@ -17,7 +18,7 @@ from clawdesk.llm.budget import TokenBudget, Usage
 from clawdesk.llm.replier import MIN_ANSWER_TOKENS, estimate_prompt_tokens, estimate_tokens
 from clawdesk.skills import OutcomeStatus
 from tests.fakes.fixtures import Fakes
-from tests.fakes.openai_server import FakeOpenAI, Scripted, answer, call_tools
+from tests.fakes.openai_server import API_KEY, FakeOpenAI, Scripted, answer, call_tools
 from tests.llm.events import SHIPPING, skill_result
 
 
@@ -345,7 +346,6 @@ async def test_a_call_near_the_cap_may_answer_only_in_what_is_left(
     replier = make_replier(llm_conversation_token_cap=cap)
     assert isinstance(await replier.answer(skill_result(conversation="c-near"), "r-2"), LlmAnswer)
     assert fake_llm.requests[-1]["max_tokens"] == 60
-
     assert fake_llm.requests[-1]["messages"] == request["messages"]  # the same prompt
 
     (row,) = await rows(pool, "SELECT total_tokens FROM llm_usage_conversation")
@@ -370,3 +370,13 @@ def test_token_estimate_errs_high_for_english_and_chinese() -> None:
     assert estimate_tokens("where is my parcel?") == 7  # 19 characters
     assert estimate_tokens("我的包裹在哪里") == 7
     assert estimate_tokens("") == 1
+
+
+async def test_the_fake_refuses_a_limit_below_one(fake_llm: FakeOpenAI) -> None:
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with httpx.AsyncClient(base_url=fake_llm.base_url, headers=headers) as http:
+        ok = await http.post("/v1/chat/completions", json={**body, "max_tokens": 1})
+        bad = await http.post("/v1/chat/completions", json={**body, "max_tokens": 0})
+    assert ok.status_code == 200 and ok.json()["choices"][0]["finish_reason"] == "length"
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "max_tokens"

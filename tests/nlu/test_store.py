@@ -105,13 +105,13 @@ def test_prune_keeps_the_newest_and_the_pinned_version(tmp_path: Path) -> None:
     assert store.prune_plan(tmp_path, "acme", keep=2, pinned="v0002") == ["v0001", "v0003"]
     assert store.list_versions(tmp_path, "acme") == [f"v000{i}" for i in range(1, 6)]  # plan only
     assert store.version_bytes(tmp_path, "acme", "v0001") > 0
-    removed = store.prune_versions(tmp_path, "acme", keep=2, pinned="v0002")
-    assert removed == ["v0001", "v0003"]
+    plan = store.prune_plan(tmp_path, "acme", keep=2, pinned="v0002")
+    assert store.remove_versions(tmp_path, "acme", plan) == ["v0001", "v0003"]
     assert store.list_versions(tmp_path, "acme") == ["v0002", "v0004", "v0005"]
     # nothing hidden is left behind, and numbers are not reused
     assert sorted(p.name for p in (tmp_path / "acme").iterdir()) == ["v0002", "v0004", "v0005"]
     assert store.save_model(tmp_path, "acme", _FakeClassifier("new")) == "v0006"  # type: ignore[arg-type]
-    assert store.prune_versions(tmp_path, "acme", keep=10) == []
+    assert store.prune_plan(tmp_path, "acme", keep=10) == []
 
 
 def test_prune_refuses_the_latest_and_bad_input(tmp_path: Path) -> None:
