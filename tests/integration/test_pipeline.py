@@ -196,7 +196,14 @@ async def test_two_workers_split_partitions_and_answer_once(pipeline: Pipeline, 
         await harness.ask(f"How do I return item number {i}?", f"conv-split-{i}") for i in range(40)
     ]
     ids = {m.event_id for m in sent}
-    await wait_for(out, lambda rs: ids <= {r.in_reply_to for r in replies(rs)}, 60)
+    try:
+        await wait_for(out, lambda rs: ids <= {r.in_reply_to for r in replies(rs)}, 60)
+    except TimeoutError:
+        # Which stage, key and partition stopped: with two workers, a stall of one
+        # worker's partitions shows as keys missing from every topic after some stage.
+        await _print_progress(harness)
+        print("outbound partitions with replies:", sorted({r.partition for r in out}))
+        raise
     per_message = [len(replies_to(out, i)) for i in ids]
     assert per_message == [1] * 40
     assigned = [_assigned(pipeline.log(name)) for name in ("w1", "w2")]
