@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from clawdesk.logs import configure_logging
-from clawdesk.nlu.cli import FinetuneSettings
+from clawdesk.nlu.cli import FinetuneSettings, Multilingual
 from clawdesk.settings import app_settings, connection_settings
 
 cli = typer.Typer(
@@ -187,11 +187,12 @@ def nlu_train(
         ),
     ] = None,
     finetune_set: FinetuneSettings = None,
+    multilingual: Multilingual = "auto",
 ) -> None:
     """Train a new version of the tenant's intent model and store it (the nlu stage loads
     the latest, or CLAWDESK_NLU_MODEL_VERSION)."""
     from clawdesk.nlu import ClassifierConfig, IntentClassifier, load_examples
-    from clawdesk.nlu.cli import apply_finetune_settings
+    from clawdesk.nlu.cli import apply_finetune_settings, multilingual_setting
     from clawdesk.nlu.store import save_model
     from clawdesk.packaged_models import PackagedModelError
 
@@ -203,7 +204,9 @@ def nlu_train(
         console.print("[red]--finetune-set needs --finetune[/]")
         raise typer.Exit(2)
     chosen = settings.embedding_model if encoder is None else encoder
-    config = ClassifierConfig(finetune=finetune, encoder=chosen)
+    config = ClassifierConfig(
+        finetune=finetune, encoder=chosen, multilingual=multilingual_setting(multilingual, console)
+    )
     apply_finetune_settings(config, finetune_set, console)
     examples = load_examples(intents)
     try:
@@ -212,7 +215,10 @@ def nlu_train(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     version = save_model(settings.model_root, tenant or settings.default_tenant, clf)
-    console.print(f"trained on {len(examples)} examples: version {version}")
+    console.print(
+        f"trained on {len(examples)} examples: version {version}; multilingual: "
+        f"{clf.config.multilingual or 'none'}"
+    )
 
 
 @nlu_cli.command("versions")

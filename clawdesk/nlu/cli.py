@@ -20,7 +20,47 @@ if TYPE_CHECKING:
 
     from clawdesk.nlu.model import ClassifierConfig
 
-__all__ = ["FinetuneSettings", "app", "apply_finetune_settings"]
+__all__ = [
+    "FinetuneSettings",
+    "Multilingual",
+    "app",
+    "apply_finetune_settings",
+    "multilingual_setting",
+]
+
+# `--multilingual`, shared by `eval intents` and `nlu train`.
+Multilingual = Annotated[
+    str,
+    typer.Option(
+        help="a frozen multilingual encoder beside the sentence encoder: auto "
+        "(multilingual-e5-small when over 5 % of the training texts are not English), "
+        "off, multilingual-e5-small, packaged:NAME or a sentence-transformers directory",
+    ),
+]
+
+
+def multilingual_setting(value: str, console: Console) -> str:
+    """The :attr:`ClassifierConfig.multilingual` value of ``--multilingual``; one that
+    names no model on this machine exits with status 2 before any data is read."""
+    from clawdesk.nlu.multilingual import AUTO, MULTILINGUAL_E5
+
+    if value == "off":
+        return ""
+    if value in (AUTO, MULTILINGUAL_E5):
+        return value
+    try:
+        path = resolve_model(value)
+    except PackagedModelError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    if not Path(path).is_dir():  # nothing is downloaded: a model name must be on disk
+        console.print(
+            f"[red]--multilingual {value!r}: not auto, off, {MULTILINGUAL_E5}, a packaged "
+            "model or a model directory[/]"
+        )
+        raise typer.Exit(2)
+    return value
+
 
 # `--finetune-set KEY=VALUE`, shared by `eval intents` and `nlu train`.
 FinetuneSettings = Annotated[
@@ -81,6 +121,7 @@ def intents(
             "sentence-transformers directory",
         ),
     ] = MINILM,
+    multilingual: Multilingual = "auto",
     finetune: Annotated[bool, typer.Option(help="contrastively fine-tune the encoder")] = True,
     epochs: Annotated[
         float | None, typer.Option(help="fine-tuning epochs (default: by data size)")
@@ -152,6 +193,7 @@ def intents(
     if epochs is not None:
         config.finetune_config.epochs = epochs
     console = Console()
+    config.multilingual = multilingual_setting(multilingual, console)
     if finetune_set and not (finetune and features != "char"):
         console.print("[red]--finetune-set needs fine-tuning (--finetune, embedding features)[/]")
         raise typer.Exit(2)
@@ -180,8 +222,21 @@ def intents(
             f"(fine-tuning {extra.get('finetune_seconds', 0)} s); threshold from "
             f"{extra.get('threshold_from', '?')} on {extra.get('oos_score', 'msp')}; "
             f"n-gram weights char "
-            f"{extra.get('char_weight') or 0:g} word {extra.get('word_weight') or 0:g}[/dim]"
+            f"{extra.get('char_weight') or 0:g} word {extra.get('word_weight') or 0:g}; "
+            f"multilingual encoder {extra.get('multilingual') or 'none'}[/dim]"
         )
+        for lang, f in (extra.get("by_language") or {}).items():
+            console.print(
+                f"[dim]{label}: {lang}: {f['n']} rows, in-scope "
+                + (
+                    "—"
+                    if f["in_scope_accuracy"] is None
+                    else f"{f['in_scope_accuracy'] * 100:.2f} %"
+                )
+                + ", oos recall "
+                + ("—" if f["oos_recall"] is None else f"{f['oos_recall']:.3f} ({f['n_oos']} rows)")
+                + "[/dim]"
+            )
         at = extra.get("valid_at_threshold")
         if at and at.get("oos_recall") is not None:
             console.print(

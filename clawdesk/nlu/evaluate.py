@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clawdesk.nlu.features import TextEncoder
+from clawdesk.nlu.language import detect_language
 from clawdesk.nlu.model import (
     OOS,
     ClassifierConfig,
@@ -30,6 +31,7 @@ from clawdesk.nlu.model import (
     IntentExample,
     IntentPrediction,
 )
+from clawdesk.nlu.multilingual import resolve_multilingual
 from clawdesk.nlu.train import load_examples, make_progress
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EvalReport",
+    "by_language",
     "evaluate",
     "report_table",
     "run_ablation",
@@ -78,6 +81,34 @@ def _macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
     # never predicts counts as F1 0, one that only appears in predictions is ignored.
     labels = np.unique(gold)
     return float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0))
+
+
+# A language gets its own figures when the test file has at least this many rows of it.
+_MIN_LANGUAGE_ROWS = 5
+
+
+def by_language(
+    texts: Sequence[str], gold: np.ndarray, pred: np.ndarray, oos_label: str
+) -> dict[str, dict[str, Any]]:
+    """In-scope accuracy and oos recall per detected language of the test texts, when
+    the file mixes languages (empty for a one-language file)."""
+    langs = np.asarray([detect_language(t) for t in texts])
+    names = [str(lang) for lang in np.unique(langs) if (langs == lang).sum() >= _MIN_LANGUAGE_ROWS]
+    if len(names) < 2:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for lang in names:
+        rows = langs == lang
+        in_scope, oos = rows & (gold != oos_label), rows & (gold == oos_label)
+        out[lang] = {
+            "n": int(rows.sum()),
+            "n_oos": int(oos.sum()),
+            "in_scope_accuracy": float(np.mean(pred[in_scope] == gold[in_scope]))
+            if in_scope.any()
+            else None,
+            "oos_recall": float(np.mean(pred[oos] == oos_label)) if oos.any() else None,
+        }
+    return out
 
 
 def evaluate(
@@ -139,6 +170,8 @@ def evaluate(
             },
             "char_weight": clf.config.char_weight if clf.uses_char_ngrams else None,
             "word_weight": clf.config.word_weight if clf.uses_word_ngrams else None,
+            "multilingual": clf.multilingual.name if clf.multilingual is not None else None,
+            "by_language": by_language(texts, gold, pred, oos_label),
         },
     )
 
@@ -180,7 +213,9 @@ def run_ablation(
     include_frozen: bool = True,
     progress: bool = True,
 ) -> dict[str, EvalReport]:
-    """What each part adds: char n-grams alone, embeddings alone, + char, + word n-grams.
+    """What each part adds: char n-grams alone, embeddings alone, + char, + word n-grams
+    (and, when the training file calls for the multilingual block, the frozen rows once
+    more without it: "-ml").
 
     The encoder is fine-tuned once and shared by the embedding variants; with
     ``include_frozen`` the untuned packaged encoder is measured as well.  Each variant
@@ -216,6 +251,13 @@ def run_ablation(
             )
         if include_frozen:
             variants.append(("frozen emb+char+word", frozen_cfg, encoders[0][1]))
+        if resolve_multilingual(base.multilingual, [e.text for e in train if e.intent != OOS]):
+            # What the multilingual block adds: the frozen rows again without it.
+            for label, cfg, encoder in list(variants):
+                if label.startswith("frozen"):
+                    variants.append(
+                        (f"{label} -ml", dataclasses.replace(cfg, multilingual=""), encoder)
+                    )
         test = load_examples(test_path)
         name = _name(train_path, test_path)
         reports["tuned emb+char+word"] = evaluate(tuned, test, name=name, progress=prog)
@@ -230,8 +272,11 @@ def run_ablation(
             reports[label] = rep
     order = [
         "char only",
+        "frozen emb -ml",
         "frozen emb",
+        "frozen emb+char -ml",
         "frozen emb+char",
+        "frozen emb+char+word -ml",
         "frozen emb+char+word",
         "tuned emb",
         "tuned emb+char",

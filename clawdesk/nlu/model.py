@@ -3,6 +3,7 @@
 Pipeline::
 
     text ─┬─ TextEncoder (MiniLM, contrastively fine-tuned) ── 384-d unit vector ─┐
+          ├─ [multilingual-e5-small, centred; tenants writing Chinese] 384-d ──┤
           ├─ CharNgrams (char_wb 2–4-gram TF-IDF) ─────────── sparse unit vector ─┼─ LR ─ softmax
           └─ WordNgrams (word 1–2-gram TF-IDF) ────────────── sparse unit vector ─┘
 
@@ -49,6 +50,7 @@ from clawdesk.nlu.features import (
     combine,
     seed_everything,
 )
+from clawdesk.nlu.multilingual import AUTO, MultilingualEmbeddings, resolve_multilingual
 from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
 from clawdesk.packaged_models import is_packaged
 
@@ -115,6 +117,10 @@ class ClassifierConfig:
 
     features: FeatureSet = "combined"
     encoder: str = PACKAGED_MODEL
+    # A frozen multilingual encoder whose (centred) vectors join the encoder's: "auto"
+    # adds multilingual-e5-small when over 5 % of the training texts are not English
+    # (clawdesk.nlu.multilingual), "" never, a name always.  fit() stores its decision.
+    multilingual: str = AUTO
     finetune: bool = True
     finetune_config: FinetuneConfig = field(default_factory=FinetuneConfig)
     ngram_range: tuple[int, int] = (2, 4)
@@ -188,6 +194,8 @@ class ClassifierConfig:
             if key in kw:
                 lo, hi = kw[key]
                 kw[key] = (int(lo), int(hi))
+        # Models saved before the multilingual block had none (not "decide again").
+        kw.setdefault("multilingual", "")
         return cls(**kw)
 
 
@@ -299,6 +307,7 @@ class IntentClassifier:
         # A copy: fit() records what it chose on validation data in its config.
         self.config = dataclasses.replace(config) if config is not None else ClassifierConfig()
         self.encoder: TextEncoder | None = None
+        self.multilingual: MultilingualEmbeddings | None = None
         self.char_ngrams: CharNgrams | None = None
         self.word_ngrams: WordNgrams | None = None
         self.classes: list[str] = []
@@ -368,7 +377,13 @@ class IntentClassifier:
 
         embeddings = None
         valid_embeddings = None
+        cfg.multilingual = resolve_multilingual(cfg.multilingual, [e.text for e in in_scope])
+        self.info["multilingual"] = cfg.multilingual or None
         if self.uses_embeddings:
+            if cfg.multilingual:
+                self.multilingual = MultilingualEmbeddings.fit(
+                    cfg.multilingual, [e.text for e in in_scope]
+                )
             if encoder is None:
                 encoder = TextEncoder.load(cfg.encoder)
                 if cfg.finetune:
@@ -381,18 +396,12 @@ class IntentClassifier:
                     self.info["finetune"] = ft
             self.encoder = encoder
             self.info["finetune_seconds"] = round(time.perf_counter() - t0, 1)
-            embeddings = encoder.encode(
-                [e.text for e in train],
-                batch_size=cfg.batch_size,
-                progress=progress,
-                description="encoding train",
+            embeddings = self._embed(
+                [e.text for e in train], progress=progress, description="encoding train"
             )
             if valid is not None:
-                valid_embeddings = encoder.encode(
-                    [e.text for e in valid],
-                    batch_size=cfg.batch_size,
-                    progress=progress,
-                    description="encoding valid",
+                valid_embeddings = self._embed(
+                    [e.text for e in valid], progress=progress, description="encoding valid"
                 )
         texts, labels = [e.text for e in train], [e.intent for e in train]
         if self.uses_knn and embeddings is not None:
@@ -663,7 +672,7 @@ class IntentClassifier:
                 assert embeddings is not None
                 # The fold's own bank: a row must not find itself.
                 bank = embeddings[tr][y[tr] != cfg.oos_label]
-                cos[te] = nearest_cosine(embeddings[te], bank)
+                cos[te] = self._cosine(embeddings[te], bank)
         is_oos = y == cfg.oos_label
         self.fusion = (
             ScoreFusion.fit(msp[~is_oos], cos[~is_oos]) if use_cos and (~is_oos).any() else None
@@ -677,10 +686,18 @@ class IntentClassifier:
         return "msp+nearest-cosine" if self.fusion is not None else "msp"
 
     def _nearest(self, embeddings: np.ndarray | None) -> np.ndarray | None:
-        """Cosine to the nearest in-scope training example (None without a bank)."""
+        """Cosine to the nearest in-scope training example (None without a bank).  With
+        the multilingual block a row is two unit vectors side by side: the mean of the
+        two cosines."""
         if embeddings is None or self.knn_bank is None or not self.uses_knn:
             return None
-        return nearest_cosine(embeddings, self.knn_bank)
+        return self._cosine(embeddings, self.knn_bank)
+
+    def _cosine(self, embeddings: np.ndarray, bank: np.ndarray) -> np.ndarray:
+        """Nearest cosine in the embedding block, whose rows are one unit vector, or two
+        side by side with the multilingual block (then the mean of the two cosines)."""
+        parts = 2 if self.multilingual is not None else 1
+        return nearest_cosine(embeddings, bank) / parts
 
     def _fit_fusion(
         self, probs: np.ndarray, cos: np.ndarray | None, is_oos: np.ndarray
@@ -704,11 +721,27 @@ class IntentClassifier:
             word_weight=cfg.word_weight,
         )
 
+    def _embed(
+        self,
+        texts: Sequence[str],
+        *,
+        progress: Progress | None = None,
+        description: str = "encoding",
+    ) -> np.ndarray:
+        """The embedding block of ``texts``: the encoder's unit vectors, and beside them
+        the multilingual block's when the model has one."""
+        if self.encoder is None:
+            raise RuntimeError("classifier has no encoder; fit or load it first")
+        out = self.encoder.encode(
+            texts, batch_size=self.config.batch_size, progress=progress, description=description
+        )
+        if self.multilingual is not None:
+            out = np.hstack([out, self.multilingual.transform(texts)])
+        return out
+
     def _features(self, texts: Sequence[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
         if self.uses_embeddings and embeddings is None:
-            if self.encoder is None:
-                raise RuntimeError("classifier has no encoder; fit or load it first")
-            embeddings = self.encoder.encode(texts, batch_size=self.config.batch_size)
+            embeddings = self._embed(texts)
         chars = words = None
         if self.uses_char_ngrams:
             if self.char_ngrams is None:
@@ -759,11 +792,7 @@ class IntentClassifier:
             empty = np.zeros(0) if self.knn_bank is not None and self.uses_knn else None
             return np.zeros((0, len(self.classes)), dtype=np.float32), empty
         if embeddings is None and self.uses_embeddings:
-            if self.encoder is None:
-                raise RuntimeError("classifier has no encoder; fit or load it first")
-            embeddings = self.encoder.encode(
-                texts, batch_size=self.config.batch_size, progress=progress
-            )
+            embeddings = self._embed(texts, progress=progress)
         return self._proba(self._features(texts, embeddings)), self._nearest(embeddings)
 
     def _msp_parts(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -843,6 +872,8 @@ class IntentClassifier:
                 encoder_ref = "encoder"
             else:
                 encoder_ref = self.encoder.source
+        if self.multilingual is not None:
+            self.multilingual.save(d)
         if self.char_ngrams is not None:
             self.char_ngrams.save(d)
         if self.word_ngrams is not None:
@@ -891,6 +922,8 @@ class IntentClassifier:
             clf.encoder.finetuned = True
         elif ref is not None:
             clf.encoder = TextEncoder.load(ref)
+        if clf.config.multilingual and clf.uses_embeddings:
+            clf.multilingual = MultilingualEmbeddings.load(clf.config.multilingual, d)
         if clf.uses_char_ngrams:
             clf.char_ngrams = CharNgrams.load(d)
         if clf.uses_word_ngrams:
@@ -905,5 +938,7 @@ class IntentClassifier:
         if self.coef is None or cfg.features != "combined" or cfg.char_weight or cfg.word_weight:
             return
         width = self.encoder.dim if self.encoder is not None else 0
+        if self.multilingual is not None:
+            width += len(self.multilingual.mean)
         if self.coef.shape[1] > width:
             self.coef = np.ascontiguousarray(self.coef[:, :width])

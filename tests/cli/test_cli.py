@@ -58,11 +58,16 @@ def test_nlu_train_stores_versions_per_tenant(tmp_path, monkeypatch):
             assert expected in result.output
         listed = runner.invoke(cli, ["nlu", "versions", "--tenant", "acme"]).output.split()
         assert listed == ["v0001", "v0002"]
+        # One Chinese example in eight: "auto" adds the multilingual encoder; off keeps it out
+        assert "multilingual: multilingual-e5-small" in " ".join(result.output.split())
+        off = runner.invoke(cli, ["nlu", "train", str(intents), "--multilingual", "off"])
+        assert off.exit_code == 0, off.output
+        assert "multilingual: none" in " ".join(off.output.split())
     finally:
         app_settings.cache_clear()
 
 
-def test_nlu_train_refuses_bad_finetune_settings(tmp_path, monkeypatch):
+def test_nlu_train_refuses_bad_settings(tmp_path, monkeypatch):
     from clawdesk.settings import app_settings
 
     intents = tmp_path / "intents.yaml"
@@ -73,6 +78,9 @@ def test_nlu_train_refuses_bad_finetune_settings(tmp_path, monkeypatch):
         for options, message in (
             (["--finetune", "--finetune-set", "temperature=cold"], "valid number"),
             (["--finetune-set", "lr=1e-4"], "needs --finetune"),
+            # nothing is downloaded: a multilingual model must be on this machine
+            (["--multilingual", "intfloat/multilingual-e5-base"], "a model directory"),
+            (["--multilingual", "packaged:nope"], "unknown packaged model"),
         ):
             result = runner.invoke(cli, ["nlu", "train", str(intents), *options])
             assert result.exit_code == 2

@@ -83,6 +83,9 @@ def test_save_load_round_trip(tuned: IntentClassifier, tmp_path) -> None:
     assert loaded.classes == tuned.classes
     assert loaded.threshold == tuned.threshold
     assert loaded.encoder is not None and loaded.encoder.finetuned
+    # Half the tiny training set is Chinese: "auto" added the multilingual block
+    assert tuned.multilingual is not None and loaded.multilingual is not None
+    assert loaded.multilingual.name == tuned.multilingual.name
     a = tuned.predict_proba(QUERIES)
     b = loaded.predict_proba(QUERIES)
     np.testing.assert_allclose(a, b, atol=1e-5)

@@ -72,8 +72,9 @@ def test_fusion_survives_a_score_without_spread() -> None:
 
 @pytest.fixture(scope="module")
 def with_train_oos(tiny_train, tiny_valid) -> IntentClassifier:
-    # Frozen encoder: the fusion and calibration are under test here, not fine-tuning.
-    cfg = ClassifierConfig(finetune=False, oos_crossfit_folds=5)
+    # Frozen encoder: the fusion and calibration are under test here, not fine-tuning
+    # (nor the multilingual block, which test_multilingual covers).
+    cfg = ClassifierConfig(finetune=False, oos_crossfit_folds=5, multilingual="")
     return IntentClassifier(cfg).fit([*tiny_train, *TRAIN_OOS], valid=tiny_valid)
 
 
