@@ -112,7 +112,9 @@ def test_nearest_cosine_is_the_mean_over_both_blocks(
     emb = clf._embed(texts)
     d = clf.encoder.dim
     want = ((emb[:, :d] @ bank[:, :d].T + emb[:, d:] @ bank[:, d:].T) / 2).max(axis=1)
-    np.testing.assert_allclose(clf._nearest(emb), want, atol=1e-5)
+    nearest = clf._nearest(emb)
+    assert nearest is not None
+    np.testing.assert_allclose(nearest, want, atol=1e-5)
     # The cross-validated calibration standardised cosines on that same scale (a sum of
     # two cosines there would shift every message's fused score).
     assert clf.fusion is not None and -1.0 <= clf.fusion.cos_mean <= 1.0
