@@ -128,7 +128,8 @@ async def classify_batch(raws: list[bytes]) -> None:
             else:
                 version, preds = await predict(acc.tenant_id, [acc.message.text])
                 prediction = preds[0]
-            await emit(understand(acc, prediction, version, current().settings.nlu_min_confidence))
+            floor = current().nlu.min_confidence_for(acc.tenant_id)
+            await emit(understand(acc, prediction, version, floor))
 
         await guard.process(STAGE, raw, work)
 

@@ -12,6 +12,11 @@ from clawdesk.nlu.store import list_versions, load_model, save_model
 
 log = logging.getLogger(__name__)
 
+# The floor the nlu stage used before confidences were calibrated: a model stored then
+# reports the head's raw, under-confident probabilities, which the calibrated default
+# (0.90) would turn into oos almost always.
+LEGACY_MIN_CONFIDENCE = 0.45
+
 
 @dataclass
 class LoadedModel:
@@ -43,8 +48,20 @@ class TenantNlu:
                 save_model(self.root, tenant_id, clf)
             clf = load_model(self.root, tenant_id, version)
             chosen = version or list_versions(self.root, tenant_id)[-1]
+            if not calibrated(clf):
+                log.warning(
+                    "intent model predates calibrated confidences: its floor stays "
+                    f"{LEGACY_MIN_CONFIDENCE}; retrain it (clawdesk nlu train) to calibrate",
+                    extra={"tenant": tenant_id, "version": chosen},
+                )
             self._models[tenant_id] = LoadedModel(chosen, clf)
             return chosen
+
+    def min_confidence_for(self, tenant_id: str) -> float:
+        """The confidence below which the tenant's intent is oos: the configured floor,
+        or for a model stored before calibration, the floor its raw probabilities had."""
+        model = self._models[tenant_id]
+        return self.min_confidence if calibrated(model.classifier) else LEGACY_MIN_CONFIDENCE
 
     def version(self, tenant_id: str) -> str:
         """The version of the tenant's loaded model (KeyError if none is loaded)."""
@@ -54,3 +71,8 @@ class TenantNlu:
         """The tenant's model version and one prediction per text."""
         model = self._models[tenant_id]
         return model.version, model.classifier.predict(texts)
+
+
+def calibrated(clf: IntentClassifier) -> bool:
+    """Whether the classifier reports tempered (calibrated) confidences."""
+    return "temperature_from" in clf.info

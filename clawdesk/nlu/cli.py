@@ -225,6 +225,13 @@ def intents(
             f"{extra.get('char_weight') or 0:g} word {extra.get('word_weight') or 0:g}; "
             f"multilingual encoder {extra.get('multilingual') or 'none'}[/dim]"
         )
+        if extra.get("ece") is not None:
+            console.print(
+                f"[dim]{label}: confidence calibration (in-scope rows): ECE "
+                f"{extra['ece']:.4f} at temperature {extra['temperature']:.3g} "
+                f"({r.extra.get('temperature_from', 'not fitted')}); untempered "
+                f"{extra['ece_untempered']:.4f}[/dim]"
+            )
         for lang, f in (extra.get("by_language") or {}).items():
             console.print(
                 f"[dim]{label}: {lang}: {f['n']} rows, in-scope "

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clawdesk.nlu.calibration import expected_calibration_error
 from clawdesk.nlu.features import TextEncoder
 from clawdesk.nlu.language import detect_language
 from clawdesk.nlu.model import (
@@ -30,6 +31,7 @@ from clawdesk.nlu.model import (
     IntentClassifier,
     IntentExample,
     IntentPrediction,
+    msp_parts,
 )
 from clawdesk.nlu.multilingual import resolve_multilingual
 from clawdesk.nlu.train import load_examples, make_progress
@@ -111,6 +113,27 @@ def by_language(
     return out
 
 
+def _calibration(
+    clf: IntentClassifier,
+    texts: list[str],
+    preds: list[IntentPrediction],
+    right: np.ndarray,
+    in_scope: np.ndarray,
+) -> dict[str, Any]:
+    """ECE of the reported confidence against "the best in-scope intent is right", on the
+    in-scope rows, beside the head's untempered probabilities (after the timed run)."""
+    if not in_scope.any():
+        return {}
+    confidence = np.asarray([p.confidence for p in preds])
+    raw = clf.predict_proba([t for t, keep in zip(texts, in_scope, strict=True) if keep])
+    raw_confidence = msp_parts(raw, clf.classes, clf.config.oos_label)[0]
+    return {
+        "temperature": clf.temperature,
+        "ece": expected_calibration_error(confidence[in_scope], right[in_scope]),
+        "ece_untempered": expected_calibration_error(raw_confidence, right[in_scope]),
+    }
+
+
 def evaluate(
     clf: IntentClassifier,
     test_examples: Sequence[IntentExample],
@@ -129,6 +152,7 @@ def evaluate(
     elapsed = time.perf_counter() - t0
     pred = np.asarray([p.intent for p in preds])
     best = np.asarray([p.top[0][0] if p.top else oos_label for p in preds])
+    calibration = _calibration(clf, texts, preds, best == gold, gold != oos)
     is_oos = gold == oos
     n_oos = int(is_oos.sum())
     in_scope = ~is_oos
@@ -165,6 +189,7 @@ def evaluate(
                     "n_intents",
                     "ngram_weight_selection",
                     "finetune",
+                    "temperature_from",
                 )
                 if k in clf.info
             },
@@ -172,6 +197,7 @@ def evaluate(
             "word_weight": clf.config.word_weight if clf.uses_word_ngrams else None,
             "multilingual": clf.multilingual.name if clf.multilingual is not None else None,
             "by_language": by_language(texts, gold, pred, oos_label),
+            **calibration,
         },
     )
 

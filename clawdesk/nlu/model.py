@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from clawdesk.nlu.calibration import fit_temperature, temper
 from clawdesk.nlu.features import (
     PACKAGED_MODEL,
     CharNgrams,
@@ -101,9 +102,9 @@ class IntentPrediction:
     """The decision for one text.
 
     ``intent`` is ``"oos"`` when rejected (decided by the in-scope score, see the module
-    docstring); ``confidence`` is the head's probability of the best in-scope intent (also
-    when rejected, so callers can log near misses); ``top`` is the best in-scope intents
-    with their probabilities, best first.
+    docstring); ``confidence`` is the probability of the best in-scope intent, tempered to
+    be calibrated (:mod:`clawdesk.nlu.calibration`; also when rejected, so callers can log
+    near misses); ``top`` is the best in-scope intents with their probabilities, best first.
     """
 
     intent: str
@@ -164,6 +165,9 @@ class ClassifierConfig:
     # Folds for scoring the training set's own oos rows with heads that did not see them,
     # so they can join the validation oos rows in calibration.
     oos_crossfit_folds: int = 5
+    # Report confidences tempered to be calibrated (clawdesk.nlu.calibration), fitted on
+    # valid or, without it, on the training file's cross-validated predictions.
+    calibrate_confidence: bool = True
     top_k: int = 3
     batch_size: int = 64
     seed: int = 0
@@ -317,6 +321,7 @@ class IntentClassifier:
         self.info: dict[str, Any] = {}  # training facts for reports and manifests
         self.knn_bank: np.ndarray | None = None  # unit-norm in-scope training embeddings
         self.fusion: ScoreFusion | None = None  # set by calibration when the bank is used
+        self.temperature = 1.0  # of the reported confidences, not of the oos decision
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ properties
@@ -562,6 +567,7 @@ class IntentClassifier:
         texts = [e.text for e in valid]
         gold = np.asarray([e.intent for e in valid])
         probs, cos = self._infer(texts, embeddings=embeddings, progress=progress)
+        self._fit_temperature(probs, gold, "valid")
         self.fusion = self._fit_fusion(probs, cos, gold == self.config.oos_label)
         scores, correct, is_oos = self._valid_parts(probs, gold, cos)
         n_valid = len(scores)
@@ -654,6 +660,8 @@ class IntentClassifier:
             self.info["threshold_from"] = "none (too few examples)"
             return
         msp = np.zeros(len(y))
+        oof = np.zeros((len(y), len(self.classes)))  # out-of-fold probabilities
+        column = {c: i for i, c in enumerate(self.classes)}
         head_oos = np.zeros(len(y), dtype=bool)
         correct = np.zeros(len(y), dtype=bool)
         use_cos = self.uses_knn and embeddings is not None
@@ -664,9 +672,9 @@ class IntentClassifier:
             head = LogisticRegression(C=cfg.C, max_iter=cfg.max_iter)
             head.fit(x[tr], y[tr])
             # The fold head's own classes: a fold may lack a rare intent.
-            msp[te], best, head_oos[te] = msp_parts(
-                head.predict_proba(x[te]), head.classes_, cfg.oos_label
-            )
+            fold_probs = head.predict_proba(x[te])
+            msp[te], best, head_oos[te] = msp_parts(fold_probs, head.classes_, cfg.oos_label)
+            oof[np.ix_(te, [column[str(c)] for c in head.classes_])] = fold_probs
             correct[te] = (best == y[te]) & ~head_oos[te]
             if use_cos:
                 assert embeddings is not None
@@ -680,7 +688,20 @@ class IntentClassifier:
         scores = self.fusion(msp, cos) if self.fusion is not None else msp
         self.threshold = self._pick_threshold(np.where(head_oos, -1.0, scores), correct, is_oos)
         self.info["threshold_from"] = f"{folds}-fold cross-validation on train"
+        self._fit_temperature(oof, y, f"{folds}-fold cross-validation on train")
         self.info["oos_score"] = self._oos_score_name()
+
+    def _fit_temperature(self, probs: np.ndarray, gold: np.ndarray, source: str) -> None:
+        """Temper the reported confidences so that they are calibrated on held-out rows
+        (those whose gold label is one of the head's classes)."""
+        if not self.config.calibrate_confidence:
+            return
+        column = {c: i for i, c in enumerate(self.classes)}
+        rows = np.asarray([g in column for g in gold], dtype=bool)
+        idx = np.asarray([column[g] for g in gold[rows]], dtype=np.int64)
+        self.temperature = fit_temperature(probs[rows], idx)
+        self.info["temperature"] = round(self.temperature, 4)
+        self.info["temperature_from"] = source
 
     def _oos_score_name(self) -> str:
         return "msp+nearest-cosine" if self.fusion is not None else "msp"
@@ -834,6 +855,9 @@ class IntentClassifier:
         if len(probs) == 0:
             return []
         scores, best, head_oos = self._decide_parts(probs, cos)
+        # The decision above uses the head's own probabilities (its threshold was chosen
+        # on them); what a prediction reports is tempered to be calibrated.
+        probs = temper(probs, self.temperature)
         confidence, _, _ = self._msp_parts(probs)
         classes = self.classes
         in_idx = np.array([i for i, c in enumerate(classes) if c != self.config.oos_label])
@@ -886,6 +910,7 @@ class IntentClassifier:
             "config": self.config.to_dict(),
             "classes": self.classes,
             "threshold": self.threshold,
+            "temperature": self.temperature,
             "fusion": None if self.fusion is None else self.fusion.to_dict(),
             "encoder": encoder_ref,
             "info": self.info,
@@ -905,6 +930,7 @@ class IntentClassifier:
         clf = cls(ClassifierConfig.from_dict(meta["config"]))
         clf.classes = list(meta["classes"])
         clf.threshold = float(meta["threshold"])
+        clf.temperature = float(meta.get("temperature", 1.0))  # 1.0: saved before tempering
         clf.info = dict(meta.get("info", {}))
         head = np.load(d / "head.npz")
         clf.coef = head["coef"].astype(np.float32)

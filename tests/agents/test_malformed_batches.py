@@ -3,6 +3,7 @@ batch still returns: nothing escapes the agent's loop."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -68,6 +69,7 @@ async def test_nlu_batch_model_failure_is_logged_then_retried_per_event(
     async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: int) -> None:
         dead.append(repr(error))
 
+    fake_services.nlu = SimpleNamespace(min_confidence_for=lambda tenant_id: 0.9)
     monkeypatch.setattr(nlu, "predict", predict)
     monkeypatch.setattr(nlu, "emit", emit)
     monkeypatch.setattr(guard, "dead_letter", dead_letter)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from clawdesk.nlu.calibration import temper
 from clawdesk.nlu.model import (
     KNN_BANK_FILE,
     OOS,
@@ -90,10 +91,17 @@ def test_threshold_applies_to_the_fused_score(with_train_oos) -> None:
     assert clf.fusion is not None and clf.info["oos_score"] == "msp+nearest-cosine"
     assert clf.encoder is not None and clf.knn_bank is not None
     preds = clf.predict(QUERIES)
-    # confidence stays the head's probability of its best in-scope intent
+    # confidence is the (tempered) probability of the best in-scope intent; the fused
+    # score is made of the head's own, untempered one
     assert all(p.confidence == pytest.approx(p.top[0][1]) for p in preds)
+    msp = _untempered_msp(clf)
+    np.testing.assert_allclose(
+        [p.confidence for p in preds],
+        msp_parts(temper(clf.predict_proba(QUERIES), clf.temperature), clf.classes, OOS)[0],
+        atol=1e-6,
+    )
     cos = (clf.encoder.encode(QUERIES) @ clf.knn_bank.T).max(axis=1)
-    fused = clf.fusion(np.array([p.confidence for p in preds]), cos)
+    fused = clf.fusion(msp, cos)
     np.testing.assert_allclose(clf.in_scope_scores(QUERIES), fused, atol=1e-5)
     head_oos = np.asarray(clf.classes)[clf.predict_proba(QUERIES).argmax(axis=1)] == OOS
     old = clf.threshold
@@ -147,6 +155,11 @@ def test_save_load_keeps_bank_and_fusion(with_train_oos, tmp_path) -> None:
     assert [p.intent for p in loaded.predict(QUERIES)] == [p.intent for p in clf.predict(QUERIES)]
 
 
+def _untempered_msp(clf: IntentClassifier) -> np.ndarray:
+    """The head's own best in-scope probability of each query (what the oos score uses)."""
+    return msp_parts(clf.predict_proba(QUERIES), clf.classes, OOS)[0]
+
+
 def test_a_fused_model_without_its_bank_fails_to_load(with_train_oos, tmp_path) -> None:
     d = with_train_oos.save(tmp_path / "m")
     (d / KNN_BANK_FILE).unlink()
@@ -165,7 +178,7 @@ def test_model_saved_before_the_fusion_still_scores_by_probability(
     old = IntentClassifier.load(d)
     assert old.fusion is None and old.knn_bank is None
     scores = old.in_scope_scores(QUERIES)
-    np.testing.assert_allclose(scores, [p.confidence for p in old.predict(QUERIES)], atol=1e-6)
+    np.testing.assert_allclose(scores, _untempered_msp(old), atol=1e-6)
 
 
 def test_without_fusion_the_probability_decides(tiny_train, tiny_valid, tmp_path) -> None:
@@ -173,9 +186,7 @@ def test_without_fusion_the_probability_decides(tiny_train, tiny_valid, tmp_path
     clf = IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
     assert clf.knn_bank is None and clf.fusion is None and clf.info["oos_score"] == "msp"
     assert clf.info["threshold_from"] == "valid"  # no oos rows in train to add
-    np.testing.assert_allclose(
-        clf.in_scope_scores(QUERIES), [p.confidence for p in clf.predict(QUERIES)], atol=1e-6
-    )
+    np.testing.assert_allclose(clf.in_scope_scores(QUERIES), _untempered_msp(clf), atol=1e-6)
     assert not (clf.save(tmp_path / "m") / KNN_BANK_FILE).exists()
 
 
