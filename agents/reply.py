@@ -77,9 +77,11 @@ def kb_answer(result: SkillResult, t: dict[str, str]) -> Composed:
     )
 
 
-def compose(result: SkillResult, min_confidence: float) -> Composed:
+def compose(result: SkillResult) -> Composed:
     """Choose and fill the reply for a skill result (pure). Skill results (order, parcel,
-    confirmation question, refund, handoff...) are rendered by `clawdesk.skills.render`."""
+    confirmation question, refund, handoff...) are rendered by `clawdesk.skills.render`.
+    The intent is taken as the nlu stage decided it: that stage alone applies the
+    confidence floor (per model: see `TenantNlu.min_confidence_for`)."""
     nlu = result.context.nlu
     t = TEXT["zh" if nlu.language == "zh" else "en"]
     rendered = render_skill(result)
@@ -88,7 +90,7 @@ def compose(result: SkillResult, min_confidence: float) -> Composed:
             kb = kb_answer(result, t)
             return Composed(f"{kb.text}\n\n{rendered.text}", [*kb.sources, *rendered.sources])
         return Composed(rendered.text, rendered.sources, handoff=rendered.handoff)
-    if nlu.intent in ("greeting", "thanks", "goodbye") and nlu.confidence >= min_confidence:
+    if nlu.intent in ("greeting", "thanks", "goodbye"):
         return Composed(t[nlu.intent])
     if result.context.answerable:
         return kb_answer(result, t)
@@ -143,7 +145,7 @@ async def compose_any(
     With a `cache`, an LLM answer that depends on the question and the KB alone (see
     `answer_key`) is reused for the same question; answers that used tools or propose
     a side effect are never cached."""
-    offline = compose(result, settings.nlu_min_confidence)
+    offline = compose(result)
     if llm is None or offline.handoff:
         return offline
     from clawdesk.llm import Fallback

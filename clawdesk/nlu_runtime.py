@@ -49,8 +49,9 @@ class TenantNlu:
             clf = load_model(self.root, tenant_id, version)
             chosen = version or list_versions(self.root, tenant_id)[-1]
             if not calibrated(clf):
+                # Stored before calibration, or trained with too few examples to fit it.
                 log.warning(
-                    "intent model predates calibrated confidences: its floor stays "
+                    "intent model reports uncalibrated confidences: its floor is "
                     f"{LEGACY_MIN_CONFIDENCE}; retrain it (clawdesk nlu train) to calibrate",
                     extra={"tenant": tenant_id, "version": chosen},
                 )

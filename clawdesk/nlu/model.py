@@ -382,13 +382,21 @@ class IntentClassifier:
 
         embeddings = None
         valid_embeddings = None
-        cfg.multilingual = resolve_multilingual(cfg.multilingual, [e.text for e in in_scope])
+        # Without embeddings there is no block to add the multilingual one to.
+        in_texts = [e.text for e in in_scope]
+        cfg.multilingual = (
+            resolve_multilingual(cfg.multilingual, in_texts) if self.uses_embeddings else ""
+        )
         self.info["multilingual"] = cfg.multilingual or None
+        train_ml_raw = None
         if self.uses_embeddings:
             if cfg.multilingual:
-                self.multilingual = MultilingualEmbeddings.fit(
-                    cfg.multilingual, [e.text for e in in_scope]
-                )
+                # Embedded once: the in-scope rows' mean centres the block, and the
+                # centred rows join the training embeddings below.
+                self.multilingual = MultilingualEmbeddings(cfg.multilingual, np.zeros(0))
+                train_ml_raw = self.multilingual.raw([e.text for e in train])
+                in_rows = np.asarray([e.intent != cfg.oos_label for e in train])
+                self.multilingual.mean = train_ml_raw[in_rows].mean(axis=0).astype(np.float32)
             if encoder is None:
                 encoder = TextEncoder.load(cfg.encoder)
                 if cfg.finetune:
@@ -402,7 +410,10 @@ class IntentClassifier:
             self.encoder = encoder
             self.info["finetune_seconds"] = round(time.perf_counter() - t0, 1)
             embeddings = self._embed(
-                [e.text for e in train], progress=progress, description="encoding train"
+                [e.text for e in train],
+                progress=progress,
+                description="encoding train",
+                multilingual_raw=train_ml_raw,
             )
             if valid is not None:
                 valid_embeddings = self._embed(
@@ -748,16 +759,19 @@ class IntentClassifier:
         *,
         progress: Progress | None = None,
         description: str = "encoding",
+        multilingual_raw: np.ndarray | None = None,
     ) -> np.ndarray:
         """The embedding block of ``texts``: the encoder's unit vectors, and beside them
-        the multilingual block's when the model has one."""
+        the multilingual block's when the model has one (from ``multilingual_raw``, the
+        multilingual model's vectors of ``texts``, when the caller already has them)."""
         if self.encoder is None:
             raise RuntimeError("classifier has no encoder; fit or load it first")
         out = self.encoder.encode(
             texts, batch_size=self.config.batch_size, progress=progress, description=description
         )
         if self.multilingual is not None:
-            out = np.hstack([out, self.multilingual.transform(texts)])
+            raw = self.multilingual.raw(texts) if multilingual_raw is None else multilingual_raw
+            out = np.hstack([out, self.multilingual.center(raw)])
         return out
 
     def _features(self, texts: Sequence[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:

@@ -94,24 +94,12 @@ class MultilingualEmbeddings:
             self._encoder = _load_encoder(self.name)
         return self._encoder
 
-    @classmethod
-    def fit(cls, name: str, texts: Sequence[str]) -> Self:
-        """Load ``name`` and take the mean of the training texts' vectors."""
-        block = cls(name, np.zeros(0, dtype=np.float32), _load_encoder(name))
-        raw = block.raw(texts)
-        block.mean = raw.mean(axis=0).astype(np.float32)
-        return block
-
     def raw(self, texts: Sequence[str]) -> np.ndarray:
         """The model's own (query-side) vectors, one row per text."""
         return np.asarray(self.encoder.encode(list(texts)), dtype=np.float32)
 
-    def transform(self, texts: Sequence[str]) -> np.ndarray:
-        """Centred, unit-length vectors of ``texts``."""
-        return self.center(self.raw(texts))
-
     def center(self, raw: np.ndarray) -> np.ndarray:
-        """Centre vectors the model already produced (e.g. taken from a cache)."""
+        """Centre vectors the model already produced (see :meth:`raw`)."""
         out = np.asarray(raw, dtype=np.float32) - self.mean
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)

@@ -76,8 +76,9 @@ class AnswerReport:
         return self.outcomes["handoff"] / self.total if self.total else 0.0
 
 
-def outcome_of(result: SkillResult, min_confidence: float) -> str:
-    """Which kind of reply the reply stage sends for this result (its branch order)."""
+def outcome_of(result: SkillResult) -> str:
+    """Which kind of reply the reply stage sends for this result (its branch order; the
+    confidence floor was applied when the nlu result was made)."""
     rendered = render(result)
     if rendered is not None:
         if rendered.handoff:
@@ -86,7 +87,7 @@ def outcome_of(result: SkillResult, min_confidence: float) -> str:
             return "kb"  # the passage, with the skill's note or question after it
         return "ask" if result.status is SkillStatus.NEEDS_INPUT else "skill"
     nlu = result.context.nlu
-    if nlu.intent in SMALL_TALK and nlu.confidence >= min_confidence:
+    if nlu.intent in SMALL_TALK:
         return "small_talk"
     return "kb" if result.context.answerable else "clarify"
 
@@ -228,5 +229,5 @@ async def evaluate_answers(
             kb_version="eval",
         )
         result = await skill_result(context, runtime, policy)
-        tally(report, row, result, outcome_of(result, settings.nlu_min_confidence))
+        tally(report, row, result, outcome_of(result))
     return report

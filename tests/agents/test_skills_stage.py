@@ -244,7 +244,7 @@ async def test_unavailable_refund_in_the_demo_says_so(stage: Stage, fake_service
     await put(stage, context(f"refund order #1002, {MIKE}", "refund_request"))
     [result] = stage.sent()
     assert result.status is SkillStatus.UNAVAILABLE
-    reply = compose(result, 0.45)
+    reply = compose(result)
     assert "can't refund from here right now" in reply.text and "human" in reply.text
 
 

@@ -47,7 +47,7 @@ async def test_offline_mode_composes_exactly_as_before() -> None:
 
     result = skill_result()
     settings = AppSettings()
-    assert await compose_any(result, settings, None, "r-m1") == compose(result, 0.45)
+    assert await compose_any(result, settings, None, "r-m1") == compose(result)
 
 
 async def test_llm_answer_lists_the_cited_passages_under_it(
@@ -87,7 +87,7 @@ async def test_failed_llm_sends_exactly_the_offline_reply(
     fake_llm.fail_next(1, 500)
     result = skill_result()
     out = await compose_any(result, AppSettings(), make_replier(llm_max_retries=0), "r-m1")
-    assert out == compose(result, 0.45)
+    assert out == compose(result)
     assert not out.llm
 
 

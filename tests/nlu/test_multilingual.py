@@ -17,7 +17,6 @@ from clawdesk.nlu.model import OOS, ClassifierConfig, IntentClassifier
 from clawdesk.nlu.multilingual import (
     AUTO,
     MULTILINGUAL_E5,
-    MultilingualEmbeddings,
     non_english_share,
     resolve_multilingual,
 )
@@ -53,11 +52,16 @@ def demo_texts() -> list[str]:
     return [e.text for e in load_examples(DEMO)]
 
 
-def test_centring_spreads_the_cosines(demo_texts: list[str]) -> None:
-    block = MultilingualEmbeddings.fit(MULTILINGUAL_E5, demo_texts)
+def test_centring_spreads_the_cosines(
+    demo_texts: list[str], demo_models: dict[str, IntentClassifier]
+) -> None:
+    block = demo_models[AUTO].multilingual
+    assert block is not None
     raw = block.raw(demo_texts)
+    # The block is centred on the training texts' mean (the demo file has no oos rows).
+    np.testing.assert_allclose(block.mean, raw.mean(axis=0), atol=1e-5)
     raw /= np.linalg.norm(raw, axis=1, keepdims=True)
-    centred = block.transform(demo_texts)
+    centred = block.center(block.raw(demo_texts))
     np.testing.assert_allclose(np.linalg.norm(centred, axis=1), 1.0, atol=1e-5)
     off_diagonal = ~np.eye(len(demo_texts), dtype=bool)
     # E5's raw vectors all point one way: even unrelated messages have cosines near 0.8.
@@ -65,7 +69,12 @@ def test_centring_spreads_the_cosines(demo_texts: list[str]) -> None:
     # Centred on the training mean they spread around 0, like the English encoder's.
     cos = (centred @ centred.T)[off_diagonal]
     assert cos.min() < -0.2 and abs(float(cos.mean())) < 0.1
-    np.testing.assert_allclose(block.center(block.raw(demo_texts[:3])), centred[:3], atol=1e-6)
+    # The training embeddings carry the same centred rows beside the encoder's.
+    clf = demo_models[AUTO]
+    assert clf.encoder is not None
+    np.testing.assert_allclose(
+        clf._embed(demo_texts[:3])[:, clf.encoder.dim :], centred[:3], atol=1e-5
+    )
 
 
 @pytest.fixture(scope="module")

@@ -33,4 +33,4 @@ def test_a_model_stored_before_calibration_keeps_its_old_floor(
     with caplog.at_level(logging.WARNING):
         nlu.ensure("acme", intents)
     assert nlu.min_confidence_for("acme") == LEGACY_MIN_CONFIDENCE
-    assert "predates calibrated confidences" in caplog.text
+    assert "uncalibrated confidences" in caplog.text

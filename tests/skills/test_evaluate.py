@@ -71,7 +71,7 @@ def result(intent: str, **changes: Any) -> SkillResult:
     ],
 )
 def test_each_reply_kind_is_classified(res: SkillResult, outcome: str) -> None:
-    assert outcome_of(res, 0.45) == outcome
+    assert outcome_of(res) == outcome
 
 
 def test_shares_count_answers_and_the_expected_passage() -> None:
