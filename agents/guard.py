@@ -1,8 +1,12 @@
 """Run one event's work so that no exception escapes an agent's loop.
 
-Transient failures are retried with backoff (tenacity); an event that still fails,
-or that can never succeed (malformed, rejected), goes to the dead-letter topic with
-the stage and the reason, and the stream moves on to the next event.
+Transient failures are retried with backoff (tenacity). An event that still fails
+because a dependency is down (Postgres, Redis, the broker, a timeout) is *parked*: its
+customer message stays open in the inbound log (`clawdesk.inbound_log`), which re-drives
+it from the start once `park_retry_s` has passed, and again with backoff, until the
+dependency is back and it is answered. Only an event that can never succeed (malformed,
+rejected, a bug) goes to the dead-letter topic with the stage and the reason, and its
+message is settled as dead-lettered. Either way the stream moves on to the next event.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 import redis
+from aiokafka.errors import KafkaError
 from tenacity import (
     AsyncRetrying,
     RetryError,
@@ -22,7 +27,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from clawdesk import metrics
+from clawdesk import inbound_log, metrics
 from clawdesk.services import current
 from schemas import DeadLetter
 
@@ -36,6 +41,7 @@ class Rejected(Exception):
 # Only failures that may pass on their own are retried; anything else (a malformed
 # event, a bug) would fail the same way again, so it is dead-lettered at once.
 _TRANSIENT = (OSError, TimeoutError, psycopg.OperationalError, redis.ConnectionError)
+PARK_TIMEOUT_S = 3.0  # bound on noting a parked event (Postgres may be what is down)
 
 
 async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: int) -> None:
@@ -56,6 +62,42 @@ async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: in
         await db.record_dead_letter(current().pool, stage, reason, attempts, letter.event)
     except Exception:  # the topic has it; Postgres is a convenience copy
         log.exception("could not store dead letter in postgres")
+
+
+async def park(stage: str, raw: bytes, error: BaseException) -> bool:
+    """Leave the event's customer message open in the inbound log, to be re-driven when
+    the dependency is back; False when it has none there (then it is dead-lettered)."""
+    event_id = inbound_log.inbound_event_id(raw)
+    if event_id is None:
+        return False
+    reason = f"{type(error).__name__}: {error}"
+    services = current()
+    try:
+        async with asyncio.timeout(PARK_TIMEOUT_S):
+            logged = await inbound_log.park(
+                services.pool, event_id, stage, reason, services.settings.park_retry_s
+            )
+    except Exception as err:
+        # Postgres itself is down: the message was logged when the gateway acknowledged
+        # it, and the log re-drives it on its own schedule once Postgres answers.
+        log.warning("could not note a parked event", extra={"stage": stage, "error": repr(err)})
+        logged = True
+    if logged:
+        metrics.PARKED.labels(stage, type(error).__name__).inc()
+        log.warning("parked", extra={"stage": stage, "event_id": event_id, "reason": reason})
+    return logged
+
+
+async def settle_dead_lettered(raw: bytes) -> None:
+    """Close the event's customer message in the inbound log: it can never succeed."""
+    event_id = inbound_log.inbound_event_id(raw)
+    if event_id is None:
+        return
+    try:
+        async with asyncio.timeout(PARK_TIMEOUT_S):
+            await inbound_log.settle(current().pool, event_id, inbound_log.Outcome.DEAD_LETTERED)
+    except Exception as err:  # it is re-driven and dead-lettered again: nothing is lost
+        log.warning("could not settle a dead letter", extra={"error": repr(err)})
 
 
 async def process(stage: str, raw: bytes, work: Callable[[bytes], Awaitable[None]]) -> bool:
@@ -79,10 +121,13 @@ async def process(stage: str, raw: bytes, work: Callable[[bytes], Awaitable[None
     except asyncio.CancelledError:
         raise
     except (Exception, RetryError) as exc:
+        if isinstance(exc, (*_TRANSIENT, KafkaError)) and await park(stage, raw, exc):
+            return False
         try:
             await dead_letter(stage, raw, exc, max(attempts, 1))
         except Exception:
             log.exception("could not dead-letter an event", extra={"stage": stage})
+        await settle_dead_lettered(raw)
         return False
     metrics.MESSAGES_PROCESSED.labels(stage).inc()
     metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable
 
 from agents import guard
 from agents.memory import conversation_memory, remember_turn, snapshot
-from clawdesk import db, metrics
+from clawdesk import db, inbound_log, metrics
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from schemas import AcceptedMessage, InboundMessage
@@ -27,6 +27,7 @@ async def accept(raw: bytes) -> None:
     if outcome is db.Inbound.DUPLICATE:
         metrics.DUPLICATES.labels(STAGE).inc()
         log.info("duplicate channel message dropped", extra={"id": msg.channel_message_id})
+        await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.DUPLICATE)
         return
     stored = conversation_memory.get(msg.conversation_id)
     memory = snapshot(stored)  # what the conversation looked like before this message
@@ -39,7 +40,9 @@ async def accept(raw: bytes) -> None:
         services.settings.memory_turns,
     )
     if memory.handoff:
-        return  # a human owns this conversation: the bot stays quiet
+        # A human owns this conversation: the bot stays quiet (the inbox shows the turn).
+        await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.HUMAN)
+        return
     accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=memory)
     await accepted_topic.send(key=msg.conversation_id.encode(), value=accepted.to_bytes())
 

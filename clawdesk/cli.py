@@ -38,15 +38,14 @@ DEMO_KEY_NAME = "demo (clawdesk up)"
 def up(
     workers: Annotated[int, typer.Option(help="worker processes in the consumer group")] = 1,
 ) -> None:
-    """Run the whole system on embedded parts (or configured URLs) until Ctrl-C."""
+    """Run the whole system on embedded parts (or configured URLs) until Ctrl-C.
+
+    Every part is supervised: a worker, the gateway or an embedded service that dies is
+    started again with backoff, and the others keep running."""
+    from prometheus_client import start_http_server
+
     from clawdesk.apikeys import create_key
-    from clawdesk.stack import (
-        Infrastructure,
-        reset_worker_state,
-        spawn_gateway,
-        spawn_worker,
-        stop_process,
-    )
+    from clawdesk.stack import Infrastructure, start_stack
 
     settings = app_settings()
     configure_logging("WARNING")
@@ -54,7 +53,6 @@ def up(
     logs.mkdir(parents=True, exist_ok=True)
     console.print("[bold]clawdesk[/]: starting broker, Postgres, Redis…")
     infra = Infrastructure(settings.data_dir, connection_settings()).start()
-    procs = []
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -66,13 +64,14 @@ def up(
     # non-interactive shell inherits SIGINT as *ignored*, and would never see Ctrl-C.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    stack = None
     try:
-        names = [f"worker-{i + 1}" for i in range(workers)]
-        for name in names:
-            if infra.fresh_broker:
-                reset_worker_state(settings.data_dir / "workers" / name)
-            procs.append(spawn_worker(name, settings, infra.env(), logs / f"{name}.log"))
-        procs.append(spawn_gateway(settings, infra.env(), logs / "gateway.log"))
+        if settings.supervisor_metrics_port:
+            # The supervisor's own metrics: which part is up, how often each restarted.
+            start_http_server(settings.supervisor_metrics_port, addr=settings.metrics_host)
+        stack = start_stack(
+            settings, infra, workers, lambda event: console.print(f"  [yellow]{event}[/]")
+        )
         url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
         console.print(f"  broker   {infra.bootstrap_servers}")
         console.print(f"  postgres {infra.database_url}")
@@ -83,25 +82,22 @@ def up(
         key = create_key(infra.database_url, settings.default_tenant, DEMO_KEY_NAME, replace=True)
         console.print(f"  agent inbox {url}inbox  (API key: {key})")
         console.print("  workers are loading models (the first start also trains the demo NLU)…")
-        waiting = set(names)
+        announced: set[str] = set()
         while not stopping:
-            for name in list(waiting):
-                log_file = logs / f"{name}.log"
-                if log_file.exists() and '"services ready"' in log_file.read_text(errors="replace"):
-                    waiting.discard(name)
-                    console.print(f"  {name} ready")
-            for proc in procs:
-                if proc.poll() is not None:
-                    console.print(f"[red]a process exited ({proc.args!r}); see {logs}/[/]")
-                    stopping = True
+            stack.supervisor.tick()
+            ready = set(stack.ready_workers())
+            for name in sorted(ready - announced):
+                console.print(f"  {name} ready")
+            announced = ready
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
         console.print("stopping…")
-        for proc in reversed(procs):
-            stop_process(proc)
-        infra.stop()
+        if stack is not None:
+            stack.stop()
+        else:
+            infra.stop()
         console.print("stopped.")
 
 

@@ -204,6 +204,13 @@ async def record_sent(
                     reply.reply_id,
                 ),
             )
+            if reply.author == "bot":
+                # The customer's message is answered: the inbound log stops re-driving it.
+                await conn.execute(
+                    "UPDATE inbound_log SET outcome = 'answered', settled_at = now()"
+                    " WHERE event_id = %s AND outcome IS NULL",
+                    (reply.in_reply_to,),
+                )
 
 
 async def record_dead_letter(

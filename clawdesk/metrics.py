@@ -25,6 +25,17 @@ STAGE_LATENCY = Histogram(
 CONSUMER_LAG = Gauge(
     "clawdesk_consumer_lag", "Messages behind the high watermark", ["topic", "partition"]
 )
+PARKED = Counter(
+    "clawdesk_parked",
+    "Events a stage parked because a dependency failed (re-driven from the inbound log)",
+    ["stage", "reason"],
+)
+INBOUND_BACKLOG = Gauge(
+    "clawdesk_inbound_backlog", "Acknowledged customer messages not settled yet"
+)
+REDRIVES = Counter(
+    "clawdesk_redrives", "Open messages sent again from the inbound log, by outcome", ["outcome"]
+)
 HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------

@@ -10,10 +10,14 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from clawdesk.ssrf import ForbiddenTarget, check_url
+
 DEFAULT_DATA_DIR = Path(".data")
+# A shorter HMAC key is guessable offline from one token.
+MIN_SECRET_CHARS = 32
 
 
 class ConnectionSettings(BaseSettings):
@@ -89,14 +93,45 @@ class AppSettings(BaseSettings):
 
     memory_turns: int = Field(default=10, description="recent turns kept per conversation")
     stage_timeout_s: float = Field(default=10.0, description="bound on one stage's work")
-    max_attempts: int = Field(default=3, description="attempts before dead-lettering")
+    max_attempts: int = Field(
+        default=3, description="attempts within a stage before a transient failure parks"
+    )
+    # The inbound log (clawdesk/inbound_log.py): acknowledged messages are re-driven
+    # until the pipeline settles them; a parked one waits for its dependency this way.
+    redrive_first_s: float = Field(
+        default=20.0, description="an open message is re-driven this long after its ack"
+    )
+    redrive_max_s: float = Field(default=120.0, description="cap on the re-drive backoff")
+    redrive_max: int = Field(
+        default=30, description="re-drives before an open message is abandoned (dead-lettered)"
+    )
+    redrive_interval_s: float = Field(default=1.0, description="how often the gateway looks")
+    redrive_batch: int = Field(default=200, description="messages re-driven per look")
+    park_retry_s: float = Field(
+        default=5.0, description="a message parked by a transient failure is retried after"
+    )
+    inbound_log_keep_days: float = Field(default=7.0, description="settled entries kept")
+    max_backlog: int = Field(
+        default=1000,
+        description="open acknowledged messages past which the gateway sheds load (503); 0: off",
+    )
+    overload_retry_after_s: int = Field(default=5, description="Retry-After when shedding")
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     web_port: int = 0  # 0: served by the gateway
+    web_token_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of the web conversation tokens (at least 32 characters); "
+        "unset: generated once into <data_dir>/web-token.secret. Gateways behind one load "
+        "balancer need the same value",
+    )
     worker_web_port: int = Field(default=0, description="Faust web port; 0 disables it")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 in containers")
     metrics_port: int = Field(default=9464, description="worker metrics; 0 disables")
+    supervisor_metrics_port: int = Field(
+        default=9469, description="`clawdesk up`'s supervisor metrics; 0 disables"
+    )
 
     l1_cache_ttl_s: int = 300
     l2_cache_ttl_s: int = 3600
@@ -198,6 +233,13 @@ class AppSettings(BaseSettings):
         """Where versioned NLU models live."""
         return self.models_dir or self.data_dir / "models"
 
+    @field_validator("web_token_secret")
+    @classmethod
+    def _web_token_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < MIN_SECRET_CHARS:
+            raise ValueError(f"web_token_secret must be at least {MIN_SECRET_CHARS} characters")
+        return value
+
     @field_validator("topic_prefix")
     @classmethod
     def _topic_prefix_is_safe(cls, value: str) -> str:
@@ -271,6 +313,12 @@ class ChannelSettings(BaseSettings):
     inapp_api_keys: dict[str, SecretStr] = Field(
         default_factory=dict, description="tenant → API key of its app backend"
     )
+    # Before the URLs: their validator reads it.
+    inapp_allow_private_callbacks: bool = Field(
+        default=False,
+        description="let callback URLs reach private, loopback or link-local addresses "
+        "(local fakes and demos only)",
+    )
     inapp_callback_urls: dict[str, str] = Field(
         default_factory=dict, description="tenant → URL replies are POSTed to"
     )
@@ -308,6 +356,9 @@ class ChannelSettings(BaseSettings):
         default=30.0, description="a reply claimed for sending is another worker's this long"
     )
     dispatch_batch: int = Field(default=32, ge=1, description="replies taken per batch")
+    dispatch_park_retry_s: float = Field(
+        default=15.0, description="a reply the provider would not take is re-driven after"
+    )
 
     # Rate limits of inbound messages (Redis; fail open when Redis is down)
     rate_limit_enabled: bool = True
@@ -322,6 +373,21 @@ class ChannelSettings(BaseSettings):
 
     # Poll loops (`clawdesk poll telegram|email`)
     telegram_poll_timeout_s: int = Field(default=30, ge=0, le=50)
+
+    @field_validator("inapp_callback_urls")
+    @classmethod
+    def _callbacks_are_public(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # Checked when configured, and again (resolved) before each send: DNS can change.
+        allow_private = bool(info.data.get("inapp_allow_private_callbacks", False))
+        for tenant, url in value.items():
+            try:
+                check_url(url, allow_private=allow_private)
+            except ForbiddenTarget as err:
+                raise ValueError(
+                    f"tenant {tenant!r}: {err}; set CLAWDESK_INAPP_ALLOW_PRIVATE_CALLBACKS=true"
+                    " to allow internal targets"
+                ) from err
+        return value
 
     @field_validator("rate_limit_customer", "rate_limit_tenant")
     @classmethod

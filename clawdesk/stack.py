@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,14 @@ from clawdesk.db import apply_migrations
 from clawdesk.runtime.broker import EmbeddedBroker
 from clawdesk.runtime.stores import EmbeddedPostgres, EmbeddedRedis
 from clawdesk.settings import AppSettings, ConnectionSettings
+from clawdesk.supervisor import (
+    BrokerChild,
+    PostgresChild,
+    ProcessChild,
+    RedisChild,
+    Supervisor,
+    create_topics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +40,10 @@ class Infrastructure:
     database_url: str = ""
     redis_url: str = ""
     fresh_broker: bool = False
+    # The parts started here (None where a URL was configured), for the supervisor.
+    broker: EmbeddedBroker | None = None
+    postgres: EmbeddedPostgres | None = None
+    redis: EmbeddedRedis | None = None
     _stoppers: list[object] = field(default_factory=list)
 
     def start(self) -> Infrastructure:
@@ -39,6 +53,7 @@ class Infrastructure:
         if not self.bootstrap_servers:
             broker = EmbeddedBroker(log_path=self.data_dir / "tansu.log").start()
             self._stoppers.append(broker)
+            self.broker = broker
             self.bootstrap_servers = broker.bootstrap_servers
             self.fresh_broker = True
         self.database_url = self.conn.database_url
@@ -46,11 +61,13 @@ class Infrastructure:
             pg = EmbeddedPostgres(self.data_dir / "postgres")
             self.database_url = pg.start()
             self._stoppers.append(pg)
+            self.postgres = pg
         self.redis_url = self.conn.redis_url
         if not self.redis_url:
             redis = EmbeddedRedis(self.data_dir / "redis" / "clawdesk.db")
             self.redis_url = redis.start()
             self._stoppers.append(redis)
+            self.redis = redis
         apply_migrations(self.database_url)
         return self
 
@@ -76,6 +93,123 @@ def reset_worker_state(worker_dir: Path) -> None:
     """Drop a worker's local table state. Needed when the broker is new: its changelog
     topics are gone (Tansu keeps topics in memory), so the old state no longer matches."""
     shutil.rmtree(worker_dir / "faust", ignore_errors=True)
+
+
+def worker_argv() -> list[str]:
+    """The command line of one Faust worker running every stage."""
+    return [
+        sys.executable,
+        "-m",
+        "faust",
+        "-A",
+        "clawdesk.app",
+        "worker",
+        "-l",
+        "info",
+        "--without-web",
+    ]
+
+
+def gateway_argv() -> list[str]:
+    """The command line of the HTTP gateway."""
+    return [sys.executable, "-m", "clawdesk.cli", "gateway"]
+
+
+def topic_partitions(settings: AppSettings) -> dict[str, int]:
+    """Every pipeline topic and its partition count."""
+    from topics import ALL_TOPICS
+
+    return {spec.name(settings): spec.partitions(settings) for spec in ALL_TOPICS}
+
+
+@dataclass
+class Stack:
+    """`clawdesk up`'s processes under a supervisor: embedded services, workers, gateway."""
+
+    settings: AppSettings
+    infra: Infrastructure
+    supervisor: Supervisor
+    workers: list[ProcessChild]
+    gateway: ProcessChild
+
+    def ready_workers(self) -> list[str]:
+        """The workers whose current run has logged that its services are ready."""
+        return [w.name for w in self.workers if '"services ready"' in w.log_since_start()]
+
+    def stop(self) -> None:
+        """Stop the processes, then the embedded services."""
+        self.supervisor.stop()
+        self.infra.stop()
+
+
+def start_stack(
+    settings: AppSettings,
+    infra: Infrastructure,
+    workers: int,
+    on_event: Callable[[str], None],
+    extra_env: dict[str, str] | None = None,
+) -> Stack:
+    """Start `workers` workers and the gateway over `infra`, all supervised."""
+    logs = settings.data_dir / "logs"
+    epoch = [0]  # bumped each time the broker starts afresh (its topics are gone)
+    seen: dict[str, int] = {}
+
+    def env() -> dict[str, str]:
+        return {**infra.env(), **(extra_env or {})}
+
+    def redrive_now() -> None:
+        asyncio.run(_redrive_now(infra.database_url))
+
+    supervisor = Supervisor(on_event=on_event, after_broker_restart=redrive_now)
+    if infra.broker is not None:
+
+        def recreate_topics() -> None:
+            epoch[0] += 1
+            create_topics(infra.bootstrap_servers, topic_partitions(settings))
+
+        create_topics(infra.bootstrap_servers, topic_partitions(settings))
+        supervisor.add(BrokerChild(infra.broker, on_start=recreate_topics), start=False)
+    if infra.postgres is not None:
+        supervisor.add(PostgresChild(infra.postgres), start=False)
+    if infra.redis is not None:
+        supervisor.add(RedisChild(infra.redis), start=False)
+    children = []
+    for i in range(workers):
+        name = f"worker-{i + 1}"
+        worker_dir = settings.data_dir / "workers" / name
+        worker_dir.mkdir(parents=True, exist_ok=True)
+        fresh = infra.fresh_broker
+
+        def before_start(
+            name: str = name, worker_dir: Path = worker_dir, fresh: bool = fresh
+        ) -> None:
+            # Table state that outlived its broker's changelog no longer matches it.
+            if seen.get(name, -1 if fresh else 0) != epoch[0]:
+                reset_worker_state(worker_dir)
+            seen[name] = epoch[0]
+
+        def worker_env(worker_dir: Path = worker_dir) -> dict[str, str]:
+            return {**env(), "CLAWDESK_DATA_DIR": str(worker_dir)}
+
+        child = ProcessChild(
+            name, worker_argv, worker_env, logs / f"{name}.log", before_start=before_start
+        )
+        supervisor.add(child)
+        children.append(child)
+    gateway = ProcessChild("gateway", gateway_argv, env, logs / "gateway.log", stop_timeout_s=8.0)
+    supervisor.add(gateway)
+    return Stack(settings, infra, supervisor, children, gateway)
+
+
+async def _redrive_now(database_url: str) -> None:
+    from clawdesk import inbound_log
+    from clawdesk.db import open_pool
+
+    pool = await open_pool(database_url, max_size=1)
+    try:
+        await inbound_log.redrive_all_now(pool)
+    finally:
+        await pool.close()
 
 
 def spawn_worker(

@@ -23,7 +23,7 @@ from enum import StrEnum
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, deliveries, metrics
+from clawdesk import db, deliveries, inbound_log, metrics
 from clawdesk.deliveries import Claim
 from clawdesk.retrying import RetryPolicy, retrying
 from clawdesk.settings import ChannelSettings
@@ -45,6 +45,7 @@ class Outcome(StrEnum):
     SENT = "sent"
     DUPLICATE = "duplicate"
     DEAD_LETTERED = "dead_lettered"
+    PARKED = "parked"  # the provider (or Postgres) is down: re-driven from the inbound log
 
 
 class ClaimedElsewhere(Exception):
@@ -119,6 +120,8 @@ class Dispatcher:
         except asyncio.CancelledError:
             raise
         except Exception as err:
+            if _retryable(err) and reply.author == "bot" and await self._park(reply, err):
+                return Outcome.PARKED
             await self._give_up(reply, err, max(attempts, 1))
             return Outcome.DEAD_LETTERED
         metrics.MESSAGES_PROCESSED.labels(STAGE).inc()
@@ -156,6 +159,22 @@ class Dispatcher:
         )
         return Outcome.SENT
 
+    async def _park(self, reply: Reply, error: BaseException) -> bool:
+        """Leave the customer's message open in the inbound log so the whole reply is
+        re-driven once the provider is back; False when the message is not in the log."""
+        reason = f"{type(error).__name__}: {error}"
+        metrics.DISPATCH_SENDS.labels(reply.channel.value, "parked").inc()
+        try:
+            await deliveries.release(self.pool, reply.reply_id, reason)
+            return await inbound_log.park(
+                self.pool, reply.in_reply_to, STAGE, reason, self.settings.dispatch_park_retry_s
+            )
+        except Exception as err:  # Postgres is down too: the log re-drives it regardless
+            log.warning(
+                "could not park a reply", extra={"reply_id": reply.reply_id, "error": repr(err)}
+            )
+            return True
+
     async def _give_up(self, reply: Reply, error: BaseException, attempts: int) -> None:
         reason = _reason(error)
         metrics.DISPATCH_SENDS.labels(reply.channel.value, "dead_lettered").inc()
@@ -167,6 +186,7 @@ class Dispatcher:
         for step in (
             lambda: deliveries.mark_failed(self.pool, reply.reply_id, reason),
             lambda: self.dead_letter(reply, error, attempts),
+            lambda: inbound_log.settle(self.pool, reply.in_reply_to, _settled_as(error)),
             lambda: self.publish_receipt(
                 DeliveryReceipt(
                     **reply.lineage(),
@@ -180,6 +200,15 @@ class Dispatcher:
                 await step()
             except Exception:
                 log.exception("recording an undelivered reply failed")
+
+
+def _settled_as(error: BaseException) -> inbound_log.Outcome:
+    """An unknown outcome may have reached the customer; anything else never will."""
+    if (isinstance(error, ProviderUnavailable) and error.maybe_delivered) or isinstance(
+        error, TimeoutError
+    ):
+        return inbound_log.Outcome.UNKNOWN
+    return inbound_log.Outcome.DEAD_LETTERED
 
 
 def _reason(error: BaseException) -> str:

@@ -7,6 +7,9 @@ Outbound: each reply is POSTed to the tenant's callback URL (or, for a tenant wi
 one, pushed over the gateway's WebSocket like the web widget's), signed
 `X-Clawdesk-Signature: sha256=<hex HMAC of "<timestamp>.<body>">` with the timestamp in
 `X-Clawdesk-Timestamp`; the backend checks both (`signatures.verify_timestamped`).
+A callback URL may not reach private, loopback, link-local, multicast or reserved
+addresses (`clawdesk.ssrf`; checked when configured and, resolved, before each POST)
+unless `CLAWDESK_INAPP_ALLOW_PRIVATE_CALLBACKS` is set.
 
 Message shape::
 
@@ -19,13 +22,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from clawdesk import ssrf
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
+    ProviderUnavailable,
     channel_settings,
     raise_for_retry,
     require,
@@ -174,9 +181,11 @@ async def send(
     settings: ChannelSettings | None = None,
     client: httpx.AsyncClient | None = None,
     publish: Publish | None = None,
+    resolve: ssrf.Resolver | None = None,
 ) -> str:
     """POST the signed reply to the tenant's callback URL; returns the backend's `id`
-    for it if it answers one, else the reply id.
+    for it if it answers one, else the reply id. The URL's host must resolve to public
+    addresses only (unless `inapp_allow_private_callbacks`); `resolve` replaces DNS.
 
     A tenant without a callback URL gets its replies as before: on the outbound topic,
     which the gateway pushes to the conversation's WebSocket (`publish`).
@@ -194,13 +203,50 @@ async def send(
     async with using_client(settings, client) as http:
         async for attempt in send_retrying(settings):
             with attempt:
+                # Resolved and checked per attempt: the name may point elsewhere by now.
+                target = await callback_target(url, settings, resolve)
                 # Signed per attempt: a retry after a wait carries a fresh timestamp.
+                headers = {**signed_headers(secret, body), **target.headers}
                 with transport_errors("inapp callback"):
                     response = await http.post(
-                        url, content=body, headers=signed_headers(secret, body)
+                        target.url, content=body, headers=headers, extensions=target.extensions
                     )
                 return _provider_id(response, reply)
     raise AssertionError("unreachable: the retry loop returns or raises")
+
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    """Where a callback goes: the URL with its host replaced by the checked address, and
+    what keeps the request addressed to the name (Host header, TLS server name)."""
+
+    url: httpx.URL
+    headers: dict[str, str]
+    extensions: dict[str, Any]
+
+
+async def callback_target(
+    url: str, settings: ChannelSettings, resolve: ssrf.Resolver | None = None
+) -> CallbackTarget:
+    """The checked address to POST `url` to: DeliveryError if the host is (or resolves
+    to) an internal address that settings do not allow, ProviderUnavailable if it does
+    not resolve now."""
+    try:
+        addresses = await ssrf.resolve_public(
+            url, allow_private=settings.inapp_allow_private_callbacks, resolve=resolve
+        )
+    except ssrf.ForbiddenTarget as err:
+        raise DeliveryError(f"inapp callback refused: {err}") from err
+    except OSError as err:  # socket.gaierror: no answer from DNS now
+        raise ProviderUnavailable(f"inapp callback: cannot resolve ({err})") from err
+    parsed = httpx.URL(url)
+    # Connect to the address that was checked, not to a second lookup of the name (which
+    # a rebinding DNS server could answer with an internal address).
+    pinned = parsed.copy_with(host=addresses[0])
+    extensions: dict[str, Any] = {}
+    if parsed.scheme == "https":
+        extensions["sni_hostname"] = parsed.host  # the certificate is checked for the name
+    return CallbackTarget(pinned, {"Host": parsed.netloc.decode("ascii")}, extensions)
 
 
 def _provider_id(response: httpx.Response, reply: Reply) -> str:

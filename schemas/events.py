@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from schemas.base import Event, Record, utc_now
+from schemas.base import Event, Record, new_id, utc_now
 
 
 class Turn(Record):
@@ -187,7 +187,13 @@ class ConversationControl(Event):
 
 
 class DeadLetter(Record):
-    """An event a stage could not process, with why. `event` is the raw payload."""
+    """An event a stage could not process, with why.
+
+    `event` is the raw payload as text that any store takes: NUL bytes and invalid
+    UTF-8 are escaped (`escaped`), and a payload over the dead-letter bound keeps only
+    its head (`truncated`), with the whole payload's length and SHA-256 as a reference.
+    The fields after `attempts` are optional so that letters written before them parse.
+    """
 
     event: str
     error: str
@@ -195,6 +201,15 @@ class DeadLetter(Record):
     attempts: int = Field(ge=1)
     occurred_at: datetime = Field(default_factory=utc_now)
     schema_version: int = 1
+    letter_id: str = Field(
+        default_factory=new_id, description="stores the letter once however often it is sent"
+    )
+    event_bytes: int | None = Field(default=None, ge=0, description="length of the raw payload")
+    event_sha256: str | None = Field(default=None, description="hex SHA-256 of the raw payload")
+    truncated: bool = Field(default=False, description="`event` holds only the payload's head")
+    escaped: bool = Field(
+        default=False, description="NULs or invalid UTF-8 in the payload were escaped in `event`"
+    )
 
     def to_bytes(self) -> bytes:
         """Serialise to JSON bytes for the wire."""

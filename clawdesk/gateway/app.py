@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -19,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from clawdesk.db import open_pool
 from clawdesk.gateway.fanout import ReplyConsumer, ReplyHub, pump_replies
 from clawdesk.gateway.inbox import router as inbox_router
+from clawdesk.gateway.intake import redrive_open_messages
 from clawdesk.gateway.limits import MAX_BODY_BYTES, BodySizeLimit
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
 from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
@@ -42,13 +44,15 @@ def create_app(
     pool: AsyncConnectionPool | None = None,
     reply_consumer: ReplyConsumer | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    redrive: bool = True,
 ) -> FastAPI:
     """Build the gateway app.
 
     The lifespan starts a Kafka producer, a Postgres pool and an outbound-topic
     consumer from `bootstrap_servers` / `database_url`. A `producer`, `pool` or
     `reply_consumer` passed in is used instead, already started, and left for the
-    caller to close (tests pass fakes this way).
+    caller to close (tests pass fakes this way). `redrive` runs the re-driver of open
+    inbound messages (`clawdesk.gateway.intake`) for the app's lifetime.
     """
     app = FastAPI(
         title="clawdesk gateway",
@@ -59,6 +63,7 @@ def create_app(
             producer=producer,
             pool=pool,
             reply_consumer=reply_consumer,
+            redrive=redrive,
         ),
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
@@ -79,6 +84,7 @@ def _lifespan(
     producer: InboundProducer | None,
     pool: AsyncConnectionPool | None,
     reply_consumer: ReplyConsumer | None,
+    redrive: bool,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +93,7 @@ def _lifespan(
             hub = ReplyHub()
             replies_task = asyncio.create_task(pump_replies(consumer, hub), name="gateway-replies")
             stack.push_async_callback(_cancel, replies_task)
-            app.state.gateway = GatewayState(
+            state = GatewayState(
                 settings=settings,
                 producer=producer or await _start_producer(bootstrap_servers, stack),
                 pool=pool or await _open_pool(database_url, stack),
@@ -95,6 +101,11 @@ def _lifespan(
                 inbound_topic=inbound_spec.name(settings),
                 replies_task=replies_task,
             )
+            if redrive:
+                task = asyncio.create_task(redrive_open_messages(state), name="gateway-redrive")
+                stack.push_async_callback(_cancel, task)
+                state = replace(state, redrive_task=task)
+            app.state.gateway = state
             log.info("gateway started", extra={"inbound_topic": inbound_spec.name(settings)})
             yield
         log.info("gateway stopped")

@@ -27,8 +27,22 @@ def _sendable_text(value: str) -> str:
 SendableText = Annotated[str, AfterValidator(_sendable_text)]
 
 
+class WebConversationIn(BaseModel):
+    """A web visitor starting a conversation (with the default tenant if none named)."""
+
+    tenant_id: str | None = Field(default=None, pattern=TENANT_ID_PATTERN)
+
+
+class WebConversation(BaseModel):
+    """A new web conversation and the token that opens it (keep both)."""
+
+    conversation_id: str
+    token: str
+
+
 class WebMessageIn(BaseModel):
-    """A customer's message as the web widget posts it."""
+    """A customer's message as the web widget posts it. A `conversation_id` must come
+    with its token (`Authorization: Bearer <token>`); without one, a conversation starts."""
 
     conversation_id: str | None = Field(default=None, pattern=CONVERSATION_ID_PATTERN)
     customer_id: str | None = Field(default=None, min_length=1, max_length=200)
@@ -38,10 +52,12 @@ class WebMessageIn(BaseModel):
 
 
 class Accepted(BaseModel):
-    """The answer to an enqueued message: where the reply will show up."""
+    """The answer to an enqueued message: where the reply will show up, and the token
+    that reads it (history, deliveries, the reply socket) and posts to it again."""
 
     conversation_id: str
     event_id: str
+    token: str
 
 
 class HistoryItem(BaseModel):

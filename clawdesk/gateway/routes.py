@@ -12,14 +12,14 @@ from typing import Annotated
 
 import anyio
 import psycopg
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.deliveries import Delivery, conversation_deliveries
+from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import Inbox
 from clawdesk.gateway.health import readiness
 from clawdesk.gateway.limits import LimitExceeded, rate_limiter_of
@@ -29,12 +29,21 @@ from clawdesk.gateway.models import (
     Accepted,
     HistoryItem,
     ReplyPush,
+    WebConversation,
+    WebConversationIn,
     WebMessageIn,
 )
 from clawdesk.gateway.replay import replies_after
 from clawdesk.gateway.state import GatewayState, gateway_state
+from clawdesk.gateway.tokens import (
+    ConversationTokens,
+    Owner,
+    bearer,
+    conversation_tokens,
+    new_conversation_id,
+)
 from clawdesk.settings import ChannelSettings, channel_settings, connection_settings
-from schemas import Channel, InboundMessage, new_id
+from schemas import Channel, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ PAGE_CSP = (
 _CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
 
 State = Annotated[GatewayState, Depends(gateway_state)]
+Tokens = Annotated[ConversationTokens, Depends(conversation_tokens)]
 ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID_PATTERN)]
 ReplyId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")]
 
@@ -79,6 +89,13 @@ class GatewayError(Exception):
         if self.code:
             body["code"] = self.code
         return body
+
+
+class TokenRequired(GatewayError):
+    """401 for a conversation asked for without its token, with the challenge to send one."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(401, message, headers={"WWW-Authenticate": 'Bearer realm="clawdesk web"'})
 
 
 def limited_error(refused: LimitExceeded) -> GatewayError:
@@ -114,12 +131,12 @@ def channel_settings_of(request: Request) -> ChannelSettings:
     return configured if isinstance(configured, ChannelSettings) else channel_settings()
 
 
-def to_inbound(body: WebMessageIn, tenant_id: str) -> InboundMessage:
-    """The inbound event for a posted web message (new conversation if none given)."""
-    conversation_id = body.conversation_id or new_id()
+def to_inbound(body: WebMessageIn, owner: Owner) -> InboundMessage:
+    """The inbound event for a web message posted to the owner's conversation."""
+    conversation_id = owner.conversation_id
     return InboundMessage(
         conversation_id=conversation_id,
-        tenant_id=tenant_id,
+        tenant_id=owner.tenant_id,
         channel=Channel.WEB,
         channel_message_id=body.client_message_id,
         # An anonymous web visitor is known only by their conversation.
@@ -128,14 +145,56 @@ def to_inbound(body: WebMessageIn, tenant_id: str) -> InboundMessage:
     )
 
 
+@router.post("/api/web/conversations", status_code=201)
+async def post_web_conversation(
+    state: State, tokens: Tokens, body: WebConversationIn | None = None
+) -> WebConversation:
+    """Start a web conversation: its id and the token that opens it. The widget opens
+    the reply socket with them before the first message, so no reply can come before
+    the socket."""
+    tenant_id = (body.tenant_id if body else None) or state.settings.default_tenant
+    if not await _known_tenant(state, tenant_id):
+        raise GatewayError(404, "unknown tenant")
+    conversation_id = new_conversation_id()
+    return WebConversation(
+        conversation_id=conversation_id, token=tokens.issue(tenant_id, conversation_id)
+    )
+
+
+def message_owner(
+    body: WebMessageIn, default_tenant: str, tokens: ConversationTokens, token: str | None
+) -> Owner:
+    """Whose conversation a posted message goes to: a new one for a message naming
+    none, else the one its token opens (401 without a token, 403 with another's)."""
+    if body.conversation_id is None:
+        return Owner(body.tenant_id or default_tenant, new_conversation_id())
+    if token is None:
+        raise TokenRequired("a message to a conversation needs its token")
+    owner = tokens.verify(token, body.conversation_id)
+    if owner is None or (body.tenant_id and body.tenant_id != owner.tenant_id):
+        raise GatewayError(403, "the token does not open this conversation")
+    return owner
+
+
 @router.post("/api/web/messages", status_code=202)
-async def post_web_message(body: WebMessageIn, state: State, request: Request) -> Accepted:
+async def post_web_message(
+    body: WebMessageIn,
+    state: State,
+    request: Request,
+    tokens: Tokens,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Accepted:
     """Enqueue a customer's message on the inbound topic; answer once the broker has it."""
-    tenant_id = body.tenant_id or state.settings.default_tenant
+    try:
+        owner = message_owner(body, state.settings.default_tenant, tokens, bearer(authorization))
+    except GatewayError:
+        MESSAGES.labels(outcome="forbidden").inc()
+        raise
+    tenant_id = owner.tenant_id
     if not await _known_tenant(state, tenant_id):
         MESSAGES.labels(outcome="unknown_tenant").inc()
         raise GatewayError(404, "unknown tenant")
-    msg = to_inbound(body, tenant_id)
+    msg = to_inbound(body, owner)
     try:
         await check_rate(request, [msg])
     except GatewayError:
@@ -143,15 +202,10 @@ async def post_web_message(body: WebMessageIn, state: State, request: Request) -
         raise
     try:
         with ENQUEUE_SECONDS.time():
-            async with asyncio.timeout(state.settings.stage_timeout_s):
-                await state.producer.send_and_wait(
-                    state.inbound_topic, key=msg.conversation_id.encode(), value=msg.to_bytes()
-                )
-    except (KafkaError, TimeoutError) as err:
-        MESSAGES.labels(outcome="unavailable").inc()
-        log.warning("enqueue failed", extra={"event_id": msg.event_id, "error": repr(err)})
-        # Safe for the client to retry: the pipeline dedupes on client_message_id.
-        raise GatewayError(503, "could not enqueue the message; retry") from err
+            await admit_or_refuse(state, [msg])
+    except GatewayError as err:
+        MESSAGES.labels(outcome="overloaded" if err.code == "overloaded" else "unavailable").inc()
+        raise
     MESSAGES.labels(outcome="enqueued").inc()
     log.info(
         "message enqueued",
@@ -161,7 +215,29 @@ async def post_web_message(body: WebMessageIn, state: State, request: Request) -
             "tenant_id": tenant_id,
         },
     )
-    return Accepted(conversation_id=msg.conversation_id, event_id=msg.event_id)
+    return Accepted(
+        conversation_id=msg.conversation_id,
+        event_id=msg.event_id,
+        token=tokens.issue(tenant_id, msg.conversation_id),
+    )
+
+
+async def admit_or_refuse(state: GatewayState, messages: Sequence[InboundMessage]) -> None:
+    """`intake.admit`, its refusals as the HTTP answers clients and providers retry on:
+    503 with Retry-After when overloaded, 503 when Postgres is down (nothing taken)."""
+    try:
+        await intake.admit(state, messages)
+    except intake.Overloaded as err:
+        raise GatewayError(
+            503,
+            f"too busy: {err}; retry in {err.retry_after_s} s",
+            code="overloaded",
+            extra={"retry_after_s": err.retry_after_s},
+            headers={"Retry-After": str(err.retry_after_s)},
+        ) from err
+    except intake.Unavailable as err:
+        # Safe to retry: the pipeline dedupes on the client's / provider's message id.
+        raise GatewayError(503, "database unavailable; retry") from err
 
 
 async def _known_tenant(state: GatewayState, tenant_id: str) -> bool:
@@ -174,9 +250,30 @@ async def _known_tenant(state: GatewayState, tenant_id: str) -> bool:
         raise GatewayError(503, "database unavailable") from err
 
 
+def visitor(
+    conversation_id: ConversationId,
+    tokens: Tokens,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Owner:
+    """FastAPI dependency: the owner whose token (`Authorization: Bearer`) opens the
+    path's conversation (401 without a token, 403 with one that does not open it)."""
+    token = bearer(authorization)
+    if token is None:
+        raise TokenRequired("this conversation needs its token (Authorization: Bearer <token>)")
+    owner = tokens.verify(token, conversation_id)
+    if owner is None:
+        raise GatewayError(403, "the token does not open this conversation")
+    return owner
+
+
+Visitor = Annotated[Owner, Depends(visitor)]
+
+
 @router.get("/api/web/conversations/{conversation_id}/messages")
-async def get_history(conversation_id: ConversationId, state: State) -> list[HistoryItem]:
-    """The conversation's stored messages, oldest first."""
+async def get_history(
+    conversation_id: ConversationId, state: State, _owner: Visitor
+) -> list[HistoryItem]:
+    """The conversation's stored messages, oldest first (only with its token)."""
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             stored = await fetch_history(state.pool, conversation_id)
@@ -187,17 +284,20 @@ async def get_history(conversation_id: ConversationId, state: State) -> list[His
 
 
 @router.get("/api/web/conversations/{conversation_id}/deliveries")
-async def get_deliveries(conversation_id: ConversationId, state: State) -> list[Delivery]:
-    """Each reply of the conversation with the delivery status its channel reported."""
+async def get_deliveries(
+    conversation_id: ConversationId, state: State, _owner: Visitor
+) -> list[Delivery]:
+    """Each reply of the conversation with the delivery status its channel reported
+    (only with its token)."""
     return await list_deliveries(state, conversation_id)
 
 
 @router.get("/api/web/conversations/{conversation_id}/deliveries/{reply_id}")
 async def get_delivery(
-    conversation_id: ConversationId, reply_id: ReplyId, state: State
+    conversation_id: ConversationId, reply_id: ReplyId, state: State, _owner: Visitor
 ) -> Delivery:
-    """One reply's delivery status and its timeline (404 if the conversation has no such
-    reply)."""
+    """One reply's delivery status and its timeline (only with the conversation's token;
+    404 if the conversation has no such reply)."""
     found = await list_deliveries(state, conversation_id, reply_id)
     if not found:
         raise GatewayError(404, "unknown reply")
@@ -218,9 +318,19 @@ async def list_deliveries(
 
 @router.websocket("/ws/{conversation_id}")
 async def reply_socket(websocket: WebSocket, conversation_id: str) -> None:
-    """Push the conversation's replies to the client as they come off the outbound topic."""
+    """Push the conversation's replies to the client as they come off the outbound topic.
+
+    The conversation's token comes as `?token=` (browsers cannot set headers on a
+    WebSocket) or `Authorization: Bearer`; without a valid one the socket is accepted
+    and closed at once with 1008, so a browser sees that code and can start afresh.
+    """
     if not _CONVERSATION_ID.fullmatch(conversation_id):
         await websocket.close(code=1008)
+        return
+    token = websocket.query_params.get("token") or bearer(websocket.headers.get("authorization"))
+    if conversation_tokens(websocket).verify(token, conversation_id) is None:
+        await websocket.accept()
+        await websocket.close(code=1008, reason="this conversation needs its token")
         return
     state = gateway_state(websocket)
     after = websocket.query_params.get("after")

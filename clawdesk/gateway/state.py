@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
+from clawdesk import metrics
 from clawdesk.gateway.fanout import ReplyHub
 from clawdesk.settings import AppSettings
 
@@ -30,6 +32,20 @@ class InboundProducer(Protocol):
     ) -> object: ...
 
 
+@dataclass
+class Backlog:
+    """The last count of open messages, refreshed by the re-driver (no query per request)."""
+
+    open_messages: int = 0
+    counted_at: float = 0.0
+
+    def update(self, count: int) -> None:
+        """Store a fresh count."""
+        self.open_messages = count
+        self.counted_at = time.monotonic()
+        metrics.INBOUND_BACKLOG.set(count)
+
+
 @dataclass(frozen=True)
 class GatewayState:
     """Everything a request handler needs, built once per app lifespan."""
@@ -40,6 +56,9 @@ class GatewayState:
     hub: ReplyHub
     inbound_topic: str
     replies_task: asyncio.Task[None]
+    backlog: Backlog = field(default_factory=Backlog)
+    # The re-driver of open messages (None when the app was built without it: tests).
+    redrive_task: asyncio.Task[None] | None = None
 
 
 def gateway_state(conn: HTTPConnection) -> GatewayState:

@@ -33,11 +33,13 @@ from clawdesk.gateway.fanout import ReplyHub
 from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, HistoryItem
 from clawdesk.gateway.routes import (
     GatewayError,
+    admit_or_refuse,
     channel_settings_of,
     check_rate,
     list_deliveries,
 )
 from clawdesk.gateway.state import GatewayState, gateway_state
+from clawdesk.gateway.tokens import ConversationTokens, conversation_tokens
 from connectors import email, inapp, telegram, wechat, whatsapp
 from connectors.config import ChannelSettings
 from connectors.signatures import (
@@ -194,7 +196,11 @@ async def accept(
         WEBHOOKS.labels(channel, "rate_limited").inc()
         raise
     recorded = await record_receipts(state, receipts)
-    await enqueue(state, state.inbound_topic, messages, channel)
+    try:
+        await admit_or_refuse(state, messages)
+    except GatewayError:
+        WEBHOOKS.labels(channel, "unavailable").inc()
+        raise
     await enqueue(state, receipt_spec.name(state.settings), recorded, channel)
     WEBHOOKS.labels(channel, "enqueued").inc(len(messages))
     WEBHOOKS.labels(channel, "receipts").inc(len(receipts))
@@ -410,12 +416,13 @@ async def inbound_mail(
 
 
 ApiKey = Annotated[str | None, Header(alias=inapp.API_KEY_HEADER)]
+Tokens = Annotated[ConversationTokens, Depends(conversation_tokens)]
 ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID_PATTERN)]
 
 
 @router.post("/api/inapp/messages", status_code=202)
 async def post_inapp_message(
-    request: Request, state: State, channels: Channels, api_key: ApiKey = None
+    request: Request, state: State, channels: Channels, tokens: Tokens, api_key: ApiKey = None
 ) -> dict[str, str]:
     """Enqueue an app user's message; answer once the broker has it."""
     with rejecting("inapp"):
@@ -424,7 +431,12 @@ async def post_inapp_message(
     with rejecting("inapp", payload_status=422):
         message = inapp.parse_message(body, tenant_id=tenant)
     await accept(request, state, "inapp", [message])
-    return {"conversation_id": message.conversation_id, "event_id": message.event_id}
+    return {
+        "conversation_id": message.conversation_id,
+        "event_id": message.event_id,
+        # Opens the reply socket (/ws/{id}?token=) for a tenant without a callback URL.
+        "token": tokens.issue(tenant, message.conversation_id),
+    }
 
 
 def require_owner(api_key: str | None, channels: ChannelSettings, conversation_id: str) -> None:

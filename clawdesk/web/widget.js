@@ -1,10 +1,13 @@
 /* ClawShop web chat widget for the clawdesk gateway. Vanilla JS, no build step.
  *
- * Flow: open the reply WebSocket, then read the history once. The widget remembers the
+ * Flow: get a conversation from the gateway (its id and the token that opens it, kept in
+ * localStorage), open the reply WebSocket with the token, then read the history once; every
+ * call about the conversation carries the token. The widget remembers the
  * id of the last reply it showed; a reconnecting socket asks for `?after=<that id>` and
  * the gateway replays, from Postgres, every reply sent while the socket was down (or
  * answers "resync" and the widget re-reads the history). Messages are de-duplicated by
- * id (bot messages use the reply id both in the history and on the socket).
+ * id (bot messages use the reply id both in the history and on the socket). A token the
+ * gateway no longer accepts (socket closed with 1008, or 401/403) starts a new conversation.
  */
 (function () {
   "use strict";
@@ -47,6 +50,7 @@
   };
   var KEYS = {
     conversation: "clawdesk.conversation_id",
+    token: "clawdesk.conversation_token",
     customer: "clawdesk.customer_id",
     lang: "clawdesk.lang",
   };
@@ -87,8 +91,12 @@
   }
 
   var tenant = new URLSearchParams(window.location.search).get("tenant") || undefined;
+  // A stored id without a token is from before tokens: the gateway would refuse it.
+  var storedToken = store.get(KEYS.token);
   var state = {
-    conversationId: persistentId(KEYS.conversation),
+    conversationId: storedToken ? store.get(KEYS.conversation) : null,
+    token: storedToken && store.get(KEYS.conversation) ? storedToken : null,
+    opening: null,
     customerId: persistentId(KEYS.customer),
     lang: initialLanguage(),
     seen: new Set(),
@@ -234,11 +242,51 @@
   // starts from the whole history, so it need not outlive the page.)
   function rememberReply(id) { state.lastReplyId = id; }
 
+  /* ---- the conversation: created by the gateway, opened by its token ---- */
+
+  function authorized(headers) {
+    headers.Authorization = "Bearer " + state.token;
+    return headers;
+  }
+
+  // One request at a time, shared by whoever needs the conversation first (socket, send).
+  function ensureConversation() {
+    if (state.token) return Promise.resolve();
+    if (state.opening) return state.opening;
+    state.opening = fetch("/api/web/conversations", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(tenant ? { tenant_id: tenant } : {}),
+    }).then(function (res) {
+      if (res.status !== 201) throw new Error("conversation refused: " + res.status);
+      return res.json();
+    }).then(function (conversation) {
+      state.conversationId = conversation.conversation_id;
+      state.token = conversation.token;
+      store.set(KEYS.conversation, state.conversationId);
+      store.set(KEYS.token, state.token);
+    });
+    state.opening.then(clearOpening, clearOpening);
+    return state.opening;
+  }
+
+  function clearOpening() { state.opening = null; }
+
+  function forgetConversation() {
+    state.conversationId = null;
+    state.token = null;
+    store.set(KEYS.conversation, "");
+    store.set(KEYS.token, "");
+  }
+
   function loadHistory() {
     var conversationId = state.conversationId;
     var url = "/api/web/conversations/" + encodeURIComponent(conversationId) + "/messages";
-    return fetch(url, { headers: { Accept: "application/json" } })
-      .then(function (res) { return res.ok ? res.json() : []; })
+    return fetch(url, { headers: authorized({ Accept: "application/json" }) })
+      .then(function (res) {
+        if (res.status === 401 || res.status === 403) { restartConversation(); return []; }
+        return res.ok ? res.json() : [];
+      })
       .then(function (items) {
         if (conversationId !== state.conversationId) return; // a new chat started meanwhile
         state.historyLoaded = true;
@@ -253,12 +301,23 @@
 
   function connect() {
     clearTimeout(state.reconnectTimer);
+    setStatus("connecting");
+    ensureConversation().then(openSocket, function () {
+      setStatus("offline");
+      scheduleReconnect();
+    });
+  }
+
+  function openSocket() {
+    // connect() may run twice while a conversation is being created (timer, "online").
+    if (state.socket && state.socket.readyState <= WebSocket.OPEN) return;
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     // Resuming: the gateway first replays what came after the last reply we showed.
     var resume = state.historyLoaded && state.lastReplyId
-      ? "?after=" + encodeURIComponent(state.lastReplyId) : "";
+      ? "&after=" + encodeURIComponent(state.lastReplyId) : "";
     var socket = new WebSocket(
-      scheme + window.location.host + "/ws/" + encodeURIComponent(state.conversationId) + resume
+      scheme + window.location.host + "/ws/" + encodeURIComponent(state.conversationId) +
+        "?token=" + encodeURIComponent(state.token) + resume
     );
     var keepalive = null;
     state.socket = socket;
@@ -283,9 +342,10 @@
         sources: data.sources, handoff: data.handoff,
       });
     };
-    socket.onclose = function () {
+    socket.onclose = function (event) {
       clearInterval(keepalive);
       if (state.socket !== socket) return; // replaced on purpose (new chat)
+      if (event.code === 1008) { restartConversation(); return; } // the token is refused
       setStatus("offline");
       scheduleReconnect();
     };
@@ -311,10 +371,11 @@
   function post(body, attempt) {
     return fetch("/api/web/messages", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers: authorized({ "Content-Type": "application/json", Accept: "application/json" }),
       body: JSON.stringify(body),
     }).then(function (res) {
       if (res.status === 202) return res.json();
+      if (res.status === 401 || res.status === 403) restartConversation();
       if (res.status >= 500 && attempt < SEND_ATTEMPTS) return retryPost(body, attempt);
       return res.json().catch(function () { return {}; }).then(function (err) {
         throw { permanent: res.status < 500, message: err.error || res.statusText };
@@ -331,11 +392,19 @@
     }).then(function () { return post(body, attempt + 1); });
   }
 
+  // The message goes to the conversation there is when it is first sent; its retries
+  // (same client_message_id) go to that one too.
   function deliver(item, body) {
     item.classList.remove("failed");
     item.classList.add("pending");
     setMeta(item, "sending");
-    post(body, 1).then(function (accepted) {
+    ensureConversation().then(function () {
+      if (body.conversation_id !== state.conversationId) {
+        body.conversation_id = state.conversationId;
+        body.client_message_id = randomId(); // a new conversation: a new message there
+      }
+      return post(body, 1);
+    }).then(function (accepted) {
       item.classList.remove("pending");
       item.dataset.id = accepted.event_id;
       state.seen.add(accepted.event_id);
@@ -345,7 +414,9 @@
       item.classList.remove("pending");
       item.classList.add("failed");
       setMeta(item, "failed");
-      if (err.permanent && err.message) item.querySelector(".meta").textContent = err.message;
+      if (err && err.permanent && err.message) {
+        item.querySelector(".meta").textContent = err.message;
+      }
       item.onclick = function () {
         item.onclick = null;
         deliver(item, body);
@@ -355,7 +426,7 @@
 
   function send(text) {
     var body = {
-      conversation_id: state.conversationId,
+      conversation_id: null, // set by deliver() once the conversation exists
       customer_id: state.customerId,
       client_message_id: randomId(),
       text: text,
@@ -390,9 +461,9 @@
     store.set(KEYS.lang, state.lang);
     applyLanguage();
   });
-  els.newChat.addEventListener("click", function () {
-    state.conversationId = randomId();
-    store.set(KEYS.conversation, state.conversationId);
+  // A new, empty conversation (the "New chat" button, or a token the gateway refuses).
+  function restartConversation() {
+    forgetConversation();
     state.seen = new Set();
     state.lastReplyId = null;
     state.historyLoaded = false;
@@ -404,7 +475,9 @@
     if (old) old.close();
     state.attempt = 0;
     connect();
-  });
+  }
+
+  els.newChat.addEventListener("click", restartConversation);
   window.addEventListener("online", reconnectNowIfClosed);
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState === "visible") reconnectNowIfClosed();

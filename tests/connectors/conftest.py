@@ -16,6 +16,7 @@ from clawdesk.gateway import create_app, webhooks
 from clawdesk.settings import AppSettings
 from connectors.config import ChannelSettings
 from schemas import DeliveryReceipt, InboundMessage
+from tests.gateway.conftest import TOKEN_SECRET
 from tests.gateway.fakes import FakeConsumer, FakePool, FakeProducer
 from topics import inbound_spec, receipt_spec
 
@@ -89,7 +90,12 @@ class Hooks:
 def gateway_app(
     channels: ChannelSettings,
 ) -> tuple[FastAPI, AppSettings, FakeProducer, FakePool, FakeConsumer]:
-    settings = AppSettings(_env_file=None, topic_prefix="test", default_tenant="demo")  # type: ignore[call-arg]
+    settings = AppSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        topic_prefix="test",
+        default_tenant="demo",
+        web_token_secret=TOKEN_SECRET,  # type: ignore[arg-type]
+    )
     producer, pool, consumer = FakeProducer(), FakePool(tenants={"demo", "acme"}), FakeConsumer()
     app = create_app(
         settings,
@@ -98,6 +104,7 @@ def gateway_app(
         producer=producer,
         pool=pool,  # type: ignore[arg-type]
         reply_consumer=consumer,
+        redrive=False,  # its queries run against real Postgres in tests/gateway/test_intake.py
     )
     if not any(getattr(r, "path", None) == "/webhooks/whatsapp" for r in app.routes):
         app.include_router(webhooks.router)  # until create_app includes it itself

@@ -25,6 +25,7 @@ from tests.fakes.channels.whatsapp import (
     status,
     text_message,
 )
+from tests.gateway.conftest import TOKEN_SECRET, auth
 from tests.gateway.fakes import FakeConsumer, FakeProducer
 
 from .conftest import INAPP_KEYS, WHATSAPP_SECRET, Hooks, make_channels
@@ -42,7 +43,12 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 @pytest.fixture
 async def hooks(pool: AsyncConnectionPool) -> AsyncIterator[Hooks]:
     """The gateway on a real Postgres (the broker is a fake that keeps what it is sent)."""
-    settings = AppSettings(_env_file=None, topic_prefix="test", default_tenant="demo")  # type: ignore[call-arg]
+    settings = AppSettings(
+        _env_file=None,  # type: ignore[call-arg]
+        topic_prefix="test",
+        default_tenant="demo",
+        web_token_secret=TOKEN_SECRET,  # type: ignore[arg-type]
+    )
     producer, consumer = FakeProducer(), FakeConsumer()
     app = create_app(
         settings,
@@ -101,7 +107,9 @@ async def test_provider_statuses_are_stored_and_listed_per_message(
         (reply.reply_id, DeliveryStatus.DELIVERED),
         (reply.reply_id, DeliveryStatus.READ),
     ]
-    listed = await hooks.client.get(f"/api/web/conversations/{CONVERSATION}/deliveries")
+    listed = await hooks.client.get(
+        f"/api/web/conversations/{CONVERSATION}/deliveries", headers=auth(CONVERSATION)
+    )
     [delivery] = listed.json()
     assert delivery["reply_id"] == reply.reply_id
     assert delivery["status"] == "read"
@@ -114,7 +122,8 @@ async def test_provider_statuses_are_stored_and_listed_per_message(
         "read",
     ]
     one = await hooks.client.get(
-        f"/api/web/conversations/{CONVERSATION}/deliveries/{reply.reply_id}"
+        f"/api/web/conversations/{CONVERSATION}/deliveries/{reply.reply_id}",
+        headers=auth(CONVERSATION),
     )
     assert one.json()["status"] == "read"
 
@@ -139,7 +148,8 @@ async def test_a_failed_status_after_sent_is_what_the_customer_sees(
     await post_statuses(hooks, status("failed", callback=reply.reply_id))
 
     one = await hooks.client.get(
-        f"/api/web/conversations/{CONVERSATION}/deliveries/{reply.reply_id}"
+        f"/api/web/conversations/{CONVERSATION}/deliveries/{reply.reply_id}",
+        headers=auth(CONVERSATION),
     )
     assert one.json()["status"] == "failed"
     assert "131047" in one.json()["detail"]
@@ -158,7 +168,9 @@ async def test_a_status_of_a_message_that_is_not_ours_changes_nothing(
 
 
 async def test_an_unknown_reply_is_404_and_inapp_lists_only_its_tenants(hooks: Hooks) -> None:
-    missing = await hooks.client.get(f"/api/web/conversations/{CONVERSATION}/deliveries/r-none")
+    missing = await hooks.client.get(
+        f"/api/web/conversations/{CONVERSATION}/deliveries/r-none", headers=auth(CONVERSATION)
+    )
     foreign = await hooks.client.get(
         f"/api/inapp/conversations/{CONVERSATION}/deliveries",
         headers={"X-Api-Key": INAPP_KEYS["demo"]},

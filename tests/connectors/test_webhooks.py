@@ -128,15 +128,17 @@ async def test_every_route_counts_a_chunked_body_without_content_length(
 
 
 @pytest.mark.parametrize(("name", "call", "body", "limit"), ROUTES, ids=IDS)
-async def test_a_broker_outage_is_503_so_the_sender_retries(
+async def test_a_broker_outage_still_acknowledges_what_postgres_recorded(
     hooks: Hooks, name: str, call: Call, body: bytes, limit: str
 ) -> None:
     hooks.producer.fail = True
 
     response = await hooks.client.post(content=body, **call(body))
 
-    assert response.status_code == 503
-    assert "retry" in response.json()["error"]
+    # Recorded in the inbound log, so the re-driver enqueues it once the broker is back.
+    assert response.status_code == 200 or response.status_code == 202
+    assert len(hooks.pool.logged) >= 1
+    assert hooks.producer.sent == []
 
 
 @pytest.mark.parametrize(("name", "call", "body", "limit"), ROUTES, ids=IDS)

@@ -83,6 +83,8 @@ class FakePool:
     tenants: set[str] = field(default_factory=lambda: {"demo"})
     messages: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[tuple[Any, ...]] = field(default_factory=list)
+    # Event ids recorded in the inbound log (the gateway's durable acknowledgement).
+    logged: list[str] = field(default_factory=list)
     down: bool = False
 
     @asynccontextmanager
@@ -119,6 +121,10 @@ class FakeConnection:
         if query.startswith("UPDATE deliveries"):
             # No reply of ours in memory: the status is recorded and matches nothing.
             self.pool.statuses.append(params)
+            return FakeCursor([])
+        if query.startswith("INSERT INTO inbound_log"):
+            # Six values per message; the event id comes first.
+            self.pool.logged.extend(str(params[i]) for i in range(0, len(params), 6))
             return FakeCursor([])
         if query.strip() == "SELECT 1":
             return FakeCursor([{"?column?": 1}])

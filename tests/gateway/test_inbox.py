@@ -227,6 +227,7 @@ def test_a_reply_the_broker_refuses_is_not_stored(inbox_app: Inbox) -> None:
         ("conv-human/replies", {"text": "   ", "client_message_id": "c4"}, 422),
         ("conv-human/replies", {"text": "hi"}, 422),
         ("conv-acme/replies", {"text": "hi", "client_message_id": "c5"}, 404),
+        ("conv-acme/hand-back", {}, 404),  # another tenant's handoff is not the key's to end
         ("bad%20id/hand-back", {}, 422),
     ],
 )

@@ -9,7 +9,7 @@ import pytest
 from schemas import Channel, InboundMessage
 from topics import inbound_spec
 
-from .conftest import Gateway
+from .conftest import Gateway, auth
 from .fakes import stored_message
 
 URL = "/api/web/messages"
@@ -24,6 +24,7 @@ def test_valid_message_is_enqueued_once_keyed_by_conversation(gateway: Gateway) 
             "text": "  Where is my order?  ",
             "client_message_id": "client-1",
         },
+        headers=auth("conv-1"),
     )
 
     assert response.status_code == 202
@@ -37,7 +38,11 @@ def test_valid_message_is_enqueued_once_keyed_by_conversation(gateway: Gateway) 
     assert msg.channel is Channel.WEB
     assert msg.channel_message_id == "client-1"
     assert msg.text == "Where is my order?"
-    assert response.json() == {"conversation_id": "conv-1", "event_id": msg.event_id}
+    assert response.json() == {
+        "conversation_id": "conv-1",
+        "event_id": msg.event_id,
+        "token": gateway.token("conv-1"),
+    }
 
 
 def test_message_without_conversation_starts_a_new_one(gateway: Gateway) -> None:
@@ -45,8 +50,9 @@ def test_message_without_conversation_starts_a_new_one(gateway: Gateway) -> None
 
     assert response.status_code == 202
     conversation_id = response.json()["conversation_id"]
-    assert conversation_id
+    assert conversation_id.startswith("web-") and len(conversation_id) == 4 + 32
     assert gateway.producer.sent[0].key == conversation_id.encode()
+    assert response.json()["token"] == gateway.token(conversation_id)
 
 
 @pytest.mark.parametrize(
@@ -88,13 +94,35 @@ def test_unknown_tenant_is_404_and_nothing_enqueued(gateway: Gateway) -> None:
     assert gateway.producer.sent == []
 
 
-def test_broker_failure_is_503_so_the_client_retries(gateway: Gateway) -> None:
+def test_broker_failure_still_accepts_what_postgres_recorded(gateway: Gateway) -> None:
     gateway.producer.fail = True
 
     response = gateway.client.post(URL, json={"text": "hi", "client_message_id": "c-5"})
 
+    # The acknowledgement rests on the inbound log; the re-driver sends it later.
+    assert response.status_code == 202
+    assert gateway.pool.logged == [response.json()["event_id"]]
+    assert gateway.producer.sent == []
+
+
+def test_message_is_recorded_before_it_is_enqueued(gateway: Gateway) -> None:
+    response = gateway.client.post(URL, json={"text": "hi", "client_message_id": "c-7"})
+
+    assert response.status_code == 202
+    assert gateway.pool.logged == [response.json()["event_id"]]
+    assert len(gateway.producer.sent) == 1
+
+
+def test_overload_is_503_with_retry_after_and_nothing_taken(gateway: Gateway) -> None:
+    state = gateway.app.state.gateway
+    state.backlog.update(gateway.settings.max_backlog)
+
+    response = gateway.client.post(URL, json={"text": "hi", "client_message_id": "c-8"})
+
     assert response.status_code == 503
-    assert "retry" in response.json()["error"]
+    assert response.json()["code"] == "overloaded"
+    assert response.headers["Retry-After"] == str(gateway.settings.overload_retry_after_s)
+    assert gateway.pool.logged == [] and gateway.producer.sent == []
 
 
 def test_database_failure_is_503_and_nothing_enqueued(gateway: Gateway) -> None:
@@ -115,7 +143,7 @@ def test_history_lists_the_conversation_oldest_first(gateway: Gateway) -> None:
         stored_message("other", "m-9", "customer", "not mine", t0),
     ]
 
-    response = gateway.client.get("/api/web/conversations/conv-h/messages")
+    response = gateway.client.get("/api/web/conversations/conv-h/messages", headers=auth("conv-h"))
 
     assert response.status_code == 200
     history = response.json()

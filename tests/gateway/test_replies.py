@@ -29,7 +29,7 @@ def make_reply(conversation_id: str, reply_id: str, text: str = "Hello!") -> Rep
 
 
 def test_reply_is_pushed_only_to_its_conversation(gateway: Gateway) -> None:
-    with gateway.client.websocket_connect("/ws/conv-1") as socket:
+    with gateway.client.websocket_connect(f"/ws/conv-1?token={gateway.token('conv-1')}") as socket:
         gateway.consumer.feed(make_reply("someone-else", "r-0").to_bytes())
         gateway.consumer.feed(b"not a reply")  # skipped; the loop must survive it
         gateway.consumer.feed(make_reply("conv-1", "r-1", "It ships today.").to_bytes())
@@ -47,9 +47,10 @@ def test_reply_is_pushed_only_to_its_conversation(gateway: Gateway) -> None:
 
 
 def test_every_socket_of_a_conversation_gets_the_reply(gateway: Gateway) -> None:
+    url = f"/ws/conv-2?token={gateway.token('conv-2')}"
     with (
-        gateway.client.websocket_connect("/ws/conv-2") as first,
-        gateway.client.websocket_connect("/ws/conv-2") as second,
+        gateway.client.websocket_connect(url) as first,
+        gateway.client.websocket_connect(url) as second,
     ):
         gateway.consumer.feed(make_reply("conv-2", "r-2").to_bytes())
 

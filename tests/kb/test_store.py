@@ -49,6 +49,32 @@ def test_tenants_are_separate_and_unknown_tenants_raise(tmp_path, embedder):
         kb.search("b", "ship to japan", vec, 3)
 
 
+def test_a_question_to_one_tenant_never_returns_another_tenants_passages(tmp_path, embedder):
+    acme, globex = tmp_path / "acme", tmp_path / "globex"
+    acme.mkdir()
+    globex.mkdir()
+    (acme / "faq.jsonl").write_text(
+        '{"question": "Do you ship to Japan?", "answer": "Acme ships to Japan in 7 days.",'
+        ' "lang": "en"}\n'
+    )
+    (globex / "faq.jsonl").write_text(
+        '{"question": "What are your opening hours?", "answer": "Globex opens at 9.",'
+        ' "lang": "en"}\n'
+    )
+    kb = KnowledgeBase(open_qdrant("", tmp_path / "q"), embedder)
+    kb.sync("acme", [acme])
+    kb.sync("globex", [globex])
+    question = "Do you ship to Japan?"  # Acme's passage, word for word
+    vec = embedder.encode([question])[0].tolist()
+
+    hits = kb.search("globex", question, vec, 5)
+
+    assert hits, "the tenant's own passage still ranks"
+    assert all("Acme" not in h.text for h in hits)
+    assert kb.collection("acme") != kb.collection("globex")
+    assert kb.version("acme") != kb.version("globex")
+
+
 def test_chinese_questions_are_found_by_keywords(tmp_path, embedder):
     src = tmp_path / "kb"
     src.mkdir()
