@@ -6,6 +6,8 @@ webhooks do: keyed by conversation, acknowledged by the broker before the next i
 The source confirms only what was taken (Telegram by the next `getUpdates` offset, IMAP
 by flagging a batch seen), so a crash redelivers and the pipeline drops the duplicates;
 nothing is lost. A broker outage is waited out: the loop retries the same message.
+With DATABASE_URL set, each message is first recorded in the inbound log, as the
+gateway does, so one the broker loses in a crash is re-driven by the gateway.
 """
 
 from __future__ import annotations
@@ -15,11 +17,21 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import psycopg
 import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.settings import AppSettings, ChannelSettings, app_settings, channel_settings
+from clawdesk import inbound_log
+from clawdesk.db import open_pool
+from clawdesk.settings import (
+    AppSettings,
+    ChannelSettings,
+    app_settings,
+    channel_settings,
+    connection_settings,
+)
 from connectors import email, telegram
 from schemas import InboundMessage
 from topics import inbound_spec
@@ -58,7 +70,7 @@ async def _until_enqueued(enqueue: Enqueue, message: InboundMessage) -> None:
         try:
             await enqueue(message)
             return
-        except (KafkaError, TimeoutError) as err:
+        except (KafkaError, TimeoutError, psycopg.Error) as err:
             # Not confirmed to the provider yet: waiting here loses nothing.
             log.warning("enqueue failed; retrying", extra={"error": repr(err)})
             await asyncio.sleep(BROKER_RETRY_S)
@@ -111,11 +123,35 @@ async def run(source: AsyncIterator[InboundMessage], bootstrap: str, limit: int 
         acks="all",
         enable_idempotence=False,  # as the gateway: the pipeline dedupes redeliveries
     )
+    settings = app_settings()
+    database_url = connection_settings().database_url
+    pool = await open_pool(database_url, max_size=2) if database_url else None
     await producer.start()
     try:
-        return await forward(source, producer_enqueue(producer, app_settings()), limit=limit)
+        enqueue = producer_enqueue(producer, settings)
+        if pool is not None:
+            enqueue = logged_enqueue(pool, enqueue, settings)
+        return await forward(source, enqueue, limit=limit)
     finally:
         await producer.stop()
+        if pool is not None:
+            await pool.close()
+
+
+def logged_enqueue(pool: AsyncConnectionPool, enqueue: Enqueue, settings: AppSettings) -> Enqueue:
+    """Record each message in the inbound log before enqueueing it."""
+    policy = inbound_log.RedrivePolicy(
+        first_s=settings.redrive_first_s,
+        max_s=settings.redrive_max_s,
+        max_redrives=settings.redrive_max,
+    )
+
+    async def record_then_enqueue(message: InboundMessage) -> None:
+        async with asyncio.timeout(settings.stage_timeout_s):
+            await inbound_log.record(pool, [message], policy)
+        await enqueue(message)
+
+    return record_then_enqueue
 
 
 poll_cli = typer.Typer(help="Read a channel by polling (no public webhook URL needed).")

@@ -7,8 +7,10 @@ import logging
 from collections.abc import Awaitable
 
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
 
 from clawdesk.gateway.state import GatewayState, InboundProducer
+from clawdesk.settings import connection_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +26,16 @@ async def check_database(pool: AsyncConnectionPool, timeout_s: float = PROBE_TIM
     """`SELECT 1` on a pooled connection (raises if Postgres does not answer)."""
     async with pool.connection(timeout=timeout_s) as conn:
         await conn.execute("SELECT 1")
+
+
+async def check_redis(redis_url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """PING Redis (raises if it does not answer). The gateway runs without Redis (the
+    rate limiter fails open), so a failure here is reported but is not fatal."""
+    client = Redis.from_url(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
 
 
 async def _probe(name: str, check: Awaitable[None], timeout_s: float) -> str:
@@ -44,4 +56,14 @@ async def readiness(state: GatewayState, timeout_s: float = PROBE_TIMEOUT_S) -> 
         _probe("database", check_database(state.pool, timeout_s), timeout_s),
     )
     replies = "error: stopped" if state.replies_task.done() else "ok"
-    return {"broker": broker, "database": database, "replies": replies}
+    checks = {"broker": broker, "database": database, "replies": replies}
+    redis_url = connection_settings().redis_url
+    if redis_url:
+        checks["redis"] = await _probe("redis", check_redis(redis_url, timeout_s), timeout_s)
+    if state.redrive_task is not None:
+        checks["redrive"] = "error: stopped" if state.redrive_task.done() else "ok"
+    return checks
+
+
+# Degraded but serving: the gateway still takes messages without these.
+OPTIONAL_CHECKS = frozenset({"redis"})

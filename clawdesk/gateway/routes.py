@@ -21,7 +21,7 @@ from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.deliveries import Delivery, conversation_deliveries
 from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import Inbox
-from clawdesk.gateway.health import readiness
+from clawdesk.gateway.health import OPTIONAL_CHECKS, readiness
 from clawdesk.gateway.limits import LimitExceeded, rate_limiter_of
 from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, REPLIES, WEBSOCKETS
 from clawdesk.gateway.models import (
@@ -423,14 +423,18 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(state: State) -> JSONResponse:
-    """Readiness: 200 when broker and Postgres answer, else 503 naming what failed."""
+    """Readiness: 200 when broker and Postgres answer (naming any optional part that is
+    down, e.g. Redis), else 503 naming what failed."""
     checks = await readiness(state)
-    failed = sorted(name for name, status in checks.items() if status != "ok")
+    down = sorted(name for name, status in checks.items() if status != "ok")
+    failed = [name for name in down if name not in OPTIONAL_CHECKS]
     if failed:
         return JSONResponse(
             {"status": "unavailable", "failed": failed, "checks": checks}, status_code=503
         )
-    return JSONResponse({"status": "ok", "checks": checks})
+    # Up, but with a part down that it can do without (e.g. Redis: limits fail open).
+    status = "degraded" if down else "ok"
+    return JSONResponse({"status": status, "degraded": down, "checks": checks})
 
 
 @router.get("/metrics", include_in_schema=False)

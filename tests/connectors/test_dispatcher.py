@@ -12,11 +12,19 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, deliveries
+from clawdesk import db, deliveries, inbound_log
 from clawdesk.deliveries import Claim
 from connectors import telegram
 from connectors.dispatcher import Dispatcher, Outcome
-from schemas import Channel, DeliveryReceipt, DeliveryStatus, Reply, new_id, utc_now
+from schemas import (
+    Channel,
+    DeliveryReceipt,
+    DeliveryStatus,
+    InboundMessage,
+    Reply,
+    new_id,
+    utc_now,
+)
 from tests.fakes.channels.server import serve
 from tests.fakes.channels.telegram import CHAT_ID, FakeBotApi
 
@@ -185,6 +193,38 @@ async def test_after_the_last_attempt_the_reply_is_dead_lettered_and_can_be_repl
     # The provider is back and an operator replays the dead letter: it goes out once.
     assert await sender.deliver(one) is Outcome.SENT
     assert (await stored(pool, one.reply_id))["status"] == "sent"
+    assert len(fake.sent) == 3
+
+
+async def test_a_provider_outage_parks_a_logged_reply_until_it_is_back(
+    pool: AsyncConnectionPool, bot: tuple[FakeBotApi, str]
+) -> None:
+    fake, base = bot
+    outbox = Outbox()
+    sender = dispatcher(pool, base, outbox, dispatch_attempts=2, dispatch_park_retry_s=0.0)
+    one = reply()
+    msg = InboundMessage(
+        event_id=one.in_reply_to,
+        conversation_id=one.conversation_id,
+        tenant_id="demo",
+        channel=Channel.TELEGRAM,
+        channel_message_id="u-1",
+        customer_id=one.customer_id,
+        text="when?",
+    )
+    await inbound_log.record(pool, [msg], inbound_log.RedrivePolicy(first_s=3600))
+    for _ in range(2):
+        fake.fail_next(502)
+
+    assert await sender.deliver(one) is Outcome.PARKED
+
+    assert outbox.dead == [] and outbox.receipts == []
+    assert (await stored(pool, one.reply_id))["status"] == "queued"
+    [due] = await inbound_log.claim_due(pool, inbound_log.RedrivePolicy(), 10)
+    assert due.event_id == msg.event_id
+    # The re-driven message brings the same reply back; the provider takes it now.
+    assert await sender.deliver(one) is Outcome.SENT
+    assert await inbound_log.backlog(pool) == 0
     assert len(fake.sent) == 3
 
 

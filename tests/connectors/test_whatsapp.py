@@ -228,12 +228,23 @@ async def test_oversized_body_is_413_and_nothing_enqueued(hooks: Hooks) -> None:
     assert hooks.producer.sent == []
 
 
-async def test_broker_failure_is_503_so_meta_retries(hooks: Hooks) -> None:
+async def test_broker_failure_is_acknowledged_once_postgres_recorded_it(hooks: Hooks) -> None:
     hooks.producer.fail = True
 
     response = await post_signed(hooks, encode(notification([text_message("hi")])))
 
+    # Durable in the inbound log: the re-driver enqueues it when the broker is back.
+    assert response.status_code == 200
+    assert len(hooks.pool.logged) == 1
+
+
+async def test_database_failure_is_503_so_meta_retries(hooks: Hooks) -> None:
+    hooks.pool.down = True
+
+    response = await post_signed(hooks, encode(notification([text_message("hi")])))
+
     assert response.status_code == 503
+    assert hooks.producer.sent == []
 
 
 async def test_a_disabled_channel_is_404(hooks: Hooks) -> None:

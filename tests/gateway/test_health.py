@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import Gateway
 
 
@@ -46,3 +48,24 @@ def test_metrics_expose_gateway_counters(gateway: Gateway) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert 'clawdesk_gateway_messages_total{outcome="enqueued"}' in response.text
+
+
+def test_redis_down_is_reported_but_the_gateway_stays_ready(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clawdesk.runtime.ports import free_port
+    from clawdesk.settings import connection_settings
+
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    connection_settings.cache_clear()
+    try:
+        response = gateway.client.get("/ready")
+    finally:
+        monkeypatch.undo()
+        connection_settings.cache_clear()
+
+    # The rate limiter fails open without Redis: degraded, still taking messages.
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
+    assert response.json()["degraded"] == ["redis"]
+    assert response.json()["checks"]["redis"].startswith("error: ")

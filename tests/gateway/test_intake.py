@@ -14,7 +14,7 @@ from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import ReplyHub
 from clawdesk.gateway.state import GatewayState
 from clawdesk.settings import AppSettings
-from schemas import Channel, DeliveryStatus, InboundMessage, Reply, utc_now
+from schemas import Channel, DeliveryStatus, InboundMessage, Reply
 
 from .fakes import FakeProducer
 

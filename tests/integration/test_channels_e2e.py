@@ -35,6 +35,7 @@ from websockets.asyncio.client import connect
 
 from clawdesk import apikeys
 from clawdesk.bench_webhooks import ensure_topic
+from clawdesk.gateway.tokens import ConversationTokens
 from clawdesk.harness import Harness, Received
 from clawdesk.runtime.ports import free_port, wait_for_port
 from clawdesk.stack import spawn_gateway, stop_process
@@ -66,6 +67,9 @@ MAIL_SECRET = "e2e-mail-relay-secret"
 SUPPORT = "support@shop.example"
 INAPP_KEY = "e2e-inapp-key-demo"
 INAPP_SECRET = "e2e-inapp-callback-secret"
+WEB_TOKEN_SECRET = "e2e-web-token-secret-0123456789abcdef"
+# What the gateway issues: the test opens the deliveries of a WhatsApp conversation with it.
+TOKENS = ConversationTokens(WEB_TOKEN_SECRET.encode())
 IMAP_USER, IMAP_PASSWORD = "support", "e2e-imap-password"
 
 T = TypeVar("T")
@@ -122,6 +126,9 @@ class Providers:
                 {"demo": self.urls["inapp"] + "/clawdesk/replies"}
             ),
             "CLAWDESK_INAPP_WEBHOOK_SECRET": INAPP_SECRET,
+            # The fake app backend listens on 127.0.0.1.
+            "CLAWDESK_INAPP_ALLOW_PRIVATE_CALLBACKS": "true",
+            "CLAWDESK_WEB_TOKEN_SECRET": WEB_TOKEN_SECRET,
         }
 
 
@@ -353,6 +360,7 @@ async def test_whatsapp_message_is_answered_and_its_statuses_reach_the_delivery_
 
         # Meta reports the message delivered (naming only its wamid), then read.
         url = f"/api/web/conversations/{reply.conversation_id}/deliveries/{reply.reply_id}"
+        bearer = {"Authorization": f"Bearer {TOKENS.issue('demo', reply.conversation_id)}"}
         for state, callback in (("delivered", None), ("read", reply.reply_id)):
             status = wa.encode(
                 wa.notification(
@@ -365,7 +373,7 @@ async def test_whatsapp_message_is_answered_and_its_statuses_reach_the_delivery_
                 headers={"X-Hub-Signature-256": wa.meta_signature(WA_APP_SECRET, status)},
             )
             assert answered.json() == {"enqueued": 0, "receipts": 1}
-            delivery = (await client.get(url)).json()
+            delivery = (await client.get(url, headers=bearer)).json()
             assert delivery["status"] == state
         assert [step["status"] for step in delivery["history"]][-2:] == ["delivered", "read"]
         assert "sent" in [step["status"] for step in delivery["history"]]
@@ -574,8 +582,11 @@ async def test_mail_polled_from_imap_is_answered_by_smtp_in_its_thread(system: S
 
 
 async def test_web_widget_message_is_pushed_over_its_websocket(system: System) -> None:
-    conversation = f"web-{uuid.uuid4().hex[:12]}"
-    ws_url = system.gateway.replace("http://", "ws://") + f"/ws/{conversation}"
+    async with httpx.AsyncClient(base_url=system.gateway) as client:
+        opened = await client.post("/api/web/conversations")
+        assert opened.status_code == 201, opened.text
+        conversation, token = opened.json()["conversation_id"], opened.json()["token"]
+    ws_url = system.gateway.replace("http://", "ws://") + f"/ws/{conversation}?token={token}"
     async with connect(ws_url) as socket, httpx.AsyncClient(base_url=system.gateway) as client:
         response = await client.post(
             "/api/web/messages",
@@ -584,6 +595,7 @@ async def test_web_widget_message_is_pushed_over_its_websocket(system: System) -
                 "text": "Which payment methods do you accept?",
                 "client_message_id": f"c-{uuid.uuid4().hex[:12]}",
             },
+            headers={"Authorization": f"Bearer {token}"},
         )
         assert response.status_code == 202, response.text
         event_id = response.json()["event_id"]

@@ -180,6 +180,32 @@ async def test_a_reply_sent_while_the_socket_was_down_is_replayed_on_reconnect(
             metrics = (await client.get(f"{gateway.url}/metrics")).text
         assert 'clawdesk_gateway_replies_total{outcome="replayed"} 1.0' in metrics
 
+        # The conversation and its token outlive the page (and the gateway restart above,
+        # whose generated secret is kept in its data dir): a reload reads the history.
+        stored = browser.execute_script(
+            "return [localStorage.getItem('clawdesk.conversation_id'),"
+            " localStorage.getItem('clawdesk.conversation_token')]"
+        )
+        assert stored[0] == first.conversation_id and stored[0].startswith("web-")
+        await asyncio.to_thread(browser.refresh)
+        await until(browser, lambda d: "Three to five days to Germany." in bot_texts(d), 30)
+
+        # A token the gateway refuses (socket closed with 1008) starts a new conversation.
+        browser.execute_script(
+            "localStorage.setItem('clawdesk.conversation_token', 'v1.forged.demo')"
+        )
+        await asyncio.to_thread(browser.refresh)
+        await until(
+            browser,
+            lambda d: (
+                status_of(d) == "online"
+                and d.execute_script("return localStorage.getItem('clawdesk.conversation_id')")
+                != first.conversation_id
+            ),
+            30,
+        )
+        assert "Three to five days to Germany." not in bot_texts(browser)
+
         # The same page in Chinese.
         await asyncio.to_thread(browser.find_element(By.ID, "lang-toggle").click)
         assert browser.find_element(By.ID, "status").text == "7×24 小时在线"

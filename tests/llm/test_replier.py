@@ -217,11 +217,16 @@ async def test_an_injected_refund_the_model_obeys_still_runs_nothing(
     )
 
     assert isinstance(out, LlmAnswer)
-    assert all(o.status is not OutcomeStatus.OK for o in out.tool_outcomes)
-    assert out.pending is None or out.pending.status is OutcomeStatus.NEEDS_CONFIRMATION
+    # `confirmed` is no argument of the skill; the plain call only describes the refund.
+    assert [o.status for o in out.tool_outcomes] == [
+        OutcomeStatus.NEEDS_INPUT,
+        OutcomeStatus.NEEDS_CONFIRMATION,
+    ]
+    # It becomes the question the customer must answer yes to (agents/reply.py).
+    assert out.pending is not None and out.pending.status is OutcomeStatus.NEEDS_CONFIRMATION
     assert not fakes.stripe.calls_to("POST", "/v1/refunds")
     audits = await rows(pool, "SELECT skill, status FROM skill_audit")
-    assert {a["status"] for a in audits} <= {"needs_confirmation", "needs_input", "refused"}
+    assert "ok" not in {a["status"] for a in audits}
 
 
 async def test_the_last_round_forbids_more_tool_calls(
