@@ -137,8 +137,9 @@ class Stack:
         return [w.name for w in self.workers if '"services ready"' in w.log_since_start()]
 
     def stop(self) -> None:
-        """Stop the processes, then the embedded services."""
-        self.supervisor.stop()
+        """Stop the processes, then the embedded services (stopped by their owner, which
+        also releases what it holds for them)."""
+        self.supervisor.stop(only=ProcessChild)
         self.infra.stop()
 
 

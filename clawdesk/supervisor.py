@@ -326,9 +326,12 @@ class Supervisor:
         except Exception as err:
             self.on_event(f"could not re-drive open messages yet ({err}); the gateway will")
 
-    def stop(self) -> None:
-        """Stop every child, last started first; a failing stop does not keep the rest."""
+    def stop(self, only: type | None = None) -> None:
+        """Stop every child (of type `only`, if given), last started first; a failing
+        stop does not keep the rest."""
         for name in reversed(self._order):
+            if only is not None and not isinstance(self._watches[name].child, only):
+                continue
             try:
                 self._watches[name].child.stop()
             except Exception:
