@@ -71,6 +71,9 @@ async def open_pool(url: str, *, max_size: int = 8) -> AsyncConnectionPool:
         max_size=max_size,
         open=False,
         timeout=POOL_WAIT_S,
+        # A connection is checked as it is handed out: after a Postgres restart every
+        # pooled one is dead, and without the check each would fail one stage attempt.
+        check=AsyncConnectionPool.check_connection,
         kwargs={
             "row_factory": dict_row,
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",

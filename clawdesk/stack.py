@@ -222,17 +222,7 @@ def spawn_worker(
     child_env = {**os.environ, **env, "CLAWDESK_DATA_DIR": str(worker_dir)}
     out = open(log_path, "ab") if log_path else None
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "faust",
-            "-A",
-            "clawdesk.app",
-            "worker",
-            "-l",
-            "info",
-            "--without-web",
-        ],
+        worker_argv(),
         env=child_env,
         stdout=out,
         stderr=subprocess.STDOUT if out else None,
@@ -246,7 +236,7 @@ def spawn_gateway(
     """Start the HTTP gateway process."""
     out = open(log_path, "ab") if log_path else None
     return subprocess.Popen(
-        [sys.executable, "-m", "clawdesk.cli", "gateway"],
+        gateway_argv(),
         env={**os.environ, **env},
         stdout=out,
         stderr=subprocess.STDOUT if out else None,

@@ -312,7 +312,13 @@ class Supervisor:
         CHILD_UP.labels(watch.child.name).set(1)
 
     def _broker_came_back(self) -> None:
-        """Everything that spoke to the old broker starts over on the new one."""
+        """Everything that spoke to the old broker starts over on the new one. Open
+        messages are made due first, so the restarted gateway re-drives them before it
+        takes new ones (a conversation's replies stay in order)."""
+        try:
+            self.after_broker_restart()
+        except Exception as err:
+            self.on_event(f"could not re-drive open messages yet ({err}); the gateway will")
         for name in self._order:
             child = self._watches[name].child
             if isinstance(child, ProcessChild):
@@ -321,10 +327,6 @@ class Supervisor:
                 child.stop_timeout_s = timeout
                 self._start(self._watches[name])
         self.on_event("workers and gateway restarted on the new broker")
-        try:
-            self.after_broker_restart()
-        except Exception as err:
-            self.on_event(f"could not re-drive open messages yet ({err}); the gateway will")
 
     def stop(self, only: type | None = None) -> None:
         """Stop every child (of type `only`, if given), last started first; a failing
