@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable
+from typing import Any
 
 from agents import guard
-from agents.memory import conversation_memory, remember_turn, snapshot
+from agents.memory import conversation_memory, remember_turn, restored, snapshot
 from clawdesk import db, inbound_log, metrics
 from clawdesk.app import app
 from clawdesk.services import current, ready
@@ -30,6 +31,8 @@ async def accept(raw: bytes) -> None:
         await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.DUPLICATE)
         return
     stored = conversation_memory.get(msg.conversation_id)
+    if stored is None:
+        stored = await recover_memory(msg, services.settings.memory_turns)
     memory = snapshot(stored)  # what the conversation looked like before this message
     conversation_memory[msg.conversation_id] = remember_turn(
         stored,
@@ -45,6 +48,20 @@ async def accept(raw: bytes) -> None:
         return
     accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=memory)
     await accepted_topic.send(key=msg.conversation_id.encode(), value=accepted.to_bytes())
+
+
+async def recover_memory(msg: InboundMessage, max_turns: int) -> dict[str, Any] | None:
+    """The memory of a conversation the table does not hold but Postgres knows (its
+    changelog was lost with a memory-only broker, or a worker's state was dropped);
+    None for a new conversation."""
+    stored = await db.fetch_conversation(
+        current().pool, msg.conversation_id, before_id=msg.event_id, limit=max_turns
+    )
+    if stored is None:
+        return None
+    metrics.MEMORY_RESTORED.inc()
+    log.info("conversation memory rebuilt from postgres", extra={"id": msg.conversation_id})
+    return restored(stored, max_turns)
 
 
 @app.agent(inbound_topic)

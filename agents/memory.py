@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from clawdesk import db
 from clawdesk.app import app
 from clawdesk.settings import app_settings
 from schemas import ConversationSnapshot, Entity, Turn
@@ -102,4 +103,19 @@ def with_dialogue(raw: dict[str, Any] | None, state: dict[str, Any]) -> dict[str
     """Memory with the skills stage's dialogue state replaced."""
     memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
     memory["dialogue"] = state
+    return memory
+
+
+def restored(stored: db.StoredConversation, max_turns: int) -> dict[str, Any]:
+    """Memory rebuilt from what Postgres keeps (after the table's changelog was lost,
+    e.g. with a memory-only broker): the turns, the language and the handoff flag. The
+    slots and any pending confirmation are not in Postgres and start empty."""
+    memory: dict[str, Any] | None = None
+    for message in stored.messages:
+        memory = remember_turn(
+            memory, message.author, message.text, message.timestamp, message.id, max_turns
+        )
+    memory = dict(memory or {"turns": [], "slots": {}, "language": None, "handoff": False})
+    memory["language"] = stored.language
+    memory["handoff"] = stored.status == "human"
     return memory

@@ -260,3 +260,36 @@ async def fetch_history(
         )
         rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
     return [StoredMessage(r["id"], r["author"], r["text"], r["timestamp"]) for r in rows[::-1]]
+
+
+@dataclass(frozen=True)
+class StoredConversation:
+    """What Postgres keeps of a conversation, to rebuild lost memory from."""
+
+    status: str
+    language: str | None
+    messages: list[StoredMessage]
+
+
+async def fetch_conversation(
+    pool: AsyncConnectionPool, conversation_id: str, *, before_id: str, limit: int
+) -> StoredConversation | None:
+    """The conversation's status, language and last `limit` messages (oldest first)
+    other than `before_id`; None when Postgres knows no earlier message of it."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT status, language FROM conversations WHERE id = %s", (conversation_id,)
+        )
+        conv: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+        if conv is None:
+            return None
+        cur = await conn.execute(
+            'SELECT id, author, text, "timestamp" FROM messages WHERE conversation_id = %s'
+            ' AND id <> %s ORDER BY "timestamp" DESC LIMIT %s',
+            (conversation_id, before_id, limit),
+        )
+        rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+    if not rows:
+        return None
+    messages = [StoredMessage(r["id"], r["author"], r["text"], r["timestamp"]) for r in rows]
+    return StoredConversation(conv["status"], conv["language"], messages[::-1])

@@ -36,6 +36,9 @@ INBOUND_BACKLOG = Gauge(
 REDRIVES = Counter(
     "clawdesk_redrives", "Open messages sent again from the inbound log, by outcome", ["outcome"]
 )
+MEMORY_RESTORED = Counter(
+    "clawdesk_memory_restored", "Conversation memories rebuilt from Postgres after a loss"
+)
 HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------
