@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from clawdesk.logs import configure_logging
+from clawdesk.logs import configure_logging, redact
 from clawdesk.nlu.cli import FinetuneSettings, Multilingual
 from clawdesk.settings import app_settings, connection_settings
 
@@ -74,8 +74,9 @@ def up(
         )
         url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
         console.print(f"  broker   {infra.bootstrap_servers}")
-        console.print(f"  postgres {infra.database_url}")
-        console.print(f"  redis    {infra.redis_url}")
+        # A configured URL may carry a password: shown redacted.
+        console.print(f"  postgres {redact(infra.database_url)}")
+        console.print(f"  redis    {redact(infra.redis_url)}")
         console.print(f"  logs     {logs}/")
         console.print(f"[bold green]Chat with the demo shop at {url}[/]  (Ctrl-C stops everything)")
         # Only a key's hash is stored, so each start makes a fresh demo key to show.
