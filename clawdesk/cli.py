@@ -402,6 +402,16 @@ def _register_tenant_commands() -> None:
 _register_tenant_commands()
 
 
+def _register_soak_command() -> None:
+    """`clawdesk soak` lives with the soak package."""
+    from clawdesk.soak.command import soak
+
+    cli.command("soak")(soak)
+
+
+_register_soak_command()
+
+
 def main() -> None:
     """Entry point of the `clawdesk` script."""
     cli()

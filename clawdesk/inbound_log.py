@@ -128,7 +128,45 @@ async def claim_due(pool: AsyncConnectionPool, policy: RedrivePolicy, limit: int
             (limit, policy.max_s, policy.first_s),
         )
         rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
-    due = [
+    return _due(rows)
+
+
+async def mark_enqueued(pool: AsyncConnectionPool, event_ids: Sequence[str]) -> None:
+    """Note that the broker has these messages (they are in flight, not stranded)."""
+    if not event_ids:
+        return
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE inbound_log SET enqueued_at = now(), parked_at = NULL WHERE event_id = ANY(%s)",
+            (list(event_ids),),
+        )
+
+
+async def claim_stranded(
+    pool: AsyncConnectionPool, conversation_id: str, before: Sequence[str], policy: RedrivePolicy
+) -> list[Due]:
+    """The conversation's older open messages that are not on their way through the
+    pipeline (never enqueued, or parked by a stage), oldest first, claimed for sending
+    now: a newer message must not overtake them. `before` are the new messages."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "WITH stranded AS (SELECT event_id FROM inbound_log"
+            "   WHERE conversation_id = %s AND outcome IS NULL AND NOT (event_id = ANY(%s))"
+            "   AND (enqueued_at IS NULL OR parked_at IS NOT NULL)"
+            "   FOR UPDATE SKIP LOCKED)"
+            " UPDATE inbound_log l SET redrives = l.redrives + 1,"
+            "   next_redrive_at = now() + make_interval(secs =>"
+            "     LEAST(%s, %s * power(2, l.redrives + 1)))"
+            " FROM stranded WHERE l.event_id = stranded.event_id"
+            " RETURNING l.event_id, l.conversation_id, l.payload, l.redrives, l.accepted_at",
+            (conversation_id, list(before), policy.max_s, policy.first_s),
+        )
+        rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
+    return _due(rows)
+
+
+def _due(rows: list[dict[str, Any]]) -> list[Due]:
+    found = [
         Due(
             r["event_id"],
             r["conversation_id"],
@@ -139,7 +177,7 @@ async def claim_due(pool: AsyncConnectionPool, policy: RedrivePolicy, limit: int
         for r in rows
     ]
     # A conversation's messages go back in the order they were accepted.
-    return sorted(due, key=lambda d: d.accepted_at)
+    return sorted(found, key=lambda d: d.accepted_at)
 
 
 async def backlog(pool: AsyncConnectionPool) -> int:

@@ -72,6 +72,13 @@ def database_url(pg_server: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """NLU models shared by the session's workers (integration tests and the short
+    soak): the demo model is trained once."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """REDIS_URL, the machine's Redis, or an embedded one."""
     url = os.environ.get("REDIS_URL")

@@ -72,16 +72,37 @@ async def admit(state: GatewayState, messages: Sequence[InboundMessage]) -> None
     await enqueue(state, messages)
 
 
+async def stranded_before(
+    state: GatewayState, messages: Sequence[InboundMessage]
+) -> list[inbound_log.Due]:
+    """Older open messages of these conversations that are not on their way (their
+    enqueue failed, or a stage parked them): they must go out before the new ones."""
+    policy = redrive_policy(state.settings)
+    new_ids = [m.event_id for m in messages]
+    found: list[inbound_log.Due] = []
+    for conversation_id in dict.fromkeys(m.conversation_id for m in messages):
+        found += await inbound_log.claim_stranded(state.pool, conversation_id, new_ids, policy)
+    return found
+
+
 async def enqueue(state: GatewayState, messages: Sequence[InboundMessage]) -> bool:
-    """Send recorded messages in order, keyed by conversation; False if the broker did
-    not take them all (they are recorded, so the re-driver sends them later)."""
+    """Send recorded messages in order, keyed by conversation, each conversation's
+    stranded older messages first; False if the broker did not take them all (they are
+    recorded, so the re-driver sends them later)."""
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
-            for msg in messages:
+            ahead = await stranded_before(state, messages)
+            records = [(d.event_id, d.conversation_id, d.payload) for d in ahead] + [
+                (m.event_id, m.conversation_id, m.to_bytes()) for m in messages
+            ]
+            for _, conversation_id, payload in records:
                 await state.producer.send_and_wait(
-                    state.inbound_topic, key=msg.conversation_id.encode(), value=msg.to_bytes()
+                    state.inbound_topic, key=conversation_id.encode(), value=payload
                 )
-    except (KafkaError, TimeoutError) as err:
+            if ahead:
+                metrics.REDRIVES.labels("ahead").inc(len(ahead))
+            await inbound_log.mark_enqueued(state.pool, [r[0] for r in records])
+    except (psycopg.Error, KafkaError, TimeoutError) as err:
         metrics.REDRIVES.labels("deferred").inc(len(messages))
         log.warning(
             "enqueue deferred to the re-driver",
@@ -125,6 +146,7 @@ async def redrive_once(state: GatewayState, policy: inbound_log.RedrivePolicy) -
             await state.producer.send_and_wait(
                 state.inbound_topic, key=item.conversation_id.encode(), value=item.payload
             )
+        await inbound_log.mark_enqueued(state.pool, [item.event_id])
         metrics.REDRIVES.labels("sent").inc()
         sent += 1
     if sent:

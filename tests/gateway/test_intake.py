@@ -187,3 +187,40 @@ async def test_an_agent_reply_does_not_settle_the_customer_message(
 )
 def test_inbound_event_id_finds_the_customer_message(raw: bytes, expected: str | None) -> None:
     assert inbound_log.inbound_event_id(raw) == expected
+
+
+async def test_a_stranded_older_message_is_enqueued_before_a_new_one(
+    pool: AsyncConnectionPool,
+) -> None:
+    state = await state_of(pool)
+    first, second = message("c7", 1), message("c7", 2)
+    producer = state.producer
+    assert isinstance(producer, FakeProducer)
+    producer.fail = True
+    await intake.admit(state, [first])  # acknowledged, but the broker is down
+    producer.fail = False
+
+    await intake.admit(state, [second])
+
+    assert [s.value for s in producer.sent] == [first.to_bytes(), second.to_bytes()]
+    # Both are on their way now: a third message sends only itself.
+    third = message("c7", 3)
+    await intake.admit(state, [third])
+    assert [s.value for s in producer.sent][2:] == [third.to_bytes()]
+
+
+async def test_a_parked_older_message_goes_ahead_of_a_new_one(pool: AsyncConnectionPool) -> None:
+    state = await state_of(pool, redrive_first_s=3600.0)
+    first, second = message("c8", 1), message("c8", 2)
+    await intake.admit(state, [first])
+    assert await inbound_log.park(pool, first.event_id, "nlu", "OperationalError", 3600.0)
+
+    await intake.admit(state, [second])
+
+    producer = state.producer
+    assert isinstance(producer, FakeProducer)
+    assert [s.value for s in producer.sent] == [
+        first.to_bytes(),
+        first.to_bytes(),
+        second.to_bytes(),
+    ]

@@ -91,12 +91,6 @@ class Pipeline:
             self.stop_worker(name)
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """NLU models shared by the session's workers: the demo model is trained once."""
-    return tmp_path_factory.mktemp("models")
-
-
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

@@ -1,0 +1,1 @@
+"""`clawdesk soak`: drive the system through faults; prove nothing is lost or sent twice."""
