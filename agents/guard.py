@@ -45,23 +45,41 @@ PARK_TIMEOUT_S = 3.0  # bound on noting a parked event (Postgres may be what is 
 
 
 async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: int) -> None:
-    """Publish the event with its error to the dead-letter topic (and Postgres)."""
+    """Publish the event with its error to the dead-letter topic, and store it durably:
+    in Postgres, or in the worker's local spool while Postgres fails.
+
+    The letter is bounded and escaped (`clawdesk.deadletters`) so that neither the
+    broker nor Postgres can refuse it. The topic is memory-only on the embedded broker,
+    so the durable copy is written whether or not the publish worked.
+    """
+    from clawdesk import deadletters
     from topics.streams import dead_letter_topic
 
-    reason = f"{type(error).__name__}: {error}"[:2000]
-    letter = DeadLetter(
-        event=raw.decode("utf-8", "replace"), error=reason, stage=stage, attempts=attempts
-    )
+    services = current()
+    item = deadletters.make_letter(stage, raw, error, attempts, services.settings)
+    letter: DeadLetter = item.letter
     metrics.DEAD_LETTERS.labels(stage).inc()
     metrics.ERRORS.labels(stage, type(error).__name__).inc()
-    log.warning("dead-lettered", extra={"stage": stage, "reason": reason, "attempts": attempts})
-    await dead_letter_topic.send(key=stage.encode(), value=letter.to_bytes())
+    log.warning(
+        "dead-lettered",
+        extra={
+            "stage": stage,
+            "reason": letter.error,
+            "attempts": attempts,
+            "letter_id": letter.letter_id,
+            "event_bytes": letter.event_bytes,
+        },
+    )
+    timeout_s = services.settings.stage_timeout_s
     try:
-        from clawdesk import db
-
-        await db.record_dead_letter(current().pool, stage, reason, attempts, letter.event)
-    except Exception:  # the topic has it; Postgres is a convenience copy
-        log.exception("could not store dead letter in postgres")
+        if not await deadletters.publish(dead_letter_topic, letter, timeout_s):
+            log.warning(
+                "dead letter not acknowledged by the broker in time", extra={"stage": stage}
+            )
+    except Exception:
+        log.exception("could not publish dead letter", extra={"letter_id": letter.letter_id})
+    spool = deadletters.spool_of(services.settings)
+    await deadletters.store(services.pool, item, spool, timeout_s)
 
 
 async def park(stage: str, raw: bytes, error: BaseException) -> bool:

@@ -21,7 +21,7 @@ from agents.memory import conversation_memory, dialogue, remember_turn, with_dia
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
-from schemas import InboundMessage, Reply, SkillResult, utc_now
+from schemas import InboundMessage, Reply, SkillResult, SkillStatus, TurnOutcome, utc_now
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class Composed:
     handoff: bool = False
     llm: bool = False  # written by the LLM (else by the templates)
     pending: SkillOutcome | None = None  # a side effect the LLM proposed, to be confirmed
+    tool_status: SkillStatus | None = None  # how the LLM's last tool call ended, if any
 
 
 def plain(markdown: str) -> str:
@@ -105,7 +106,52 @@ def from_llm(answer: LlmAnswer, language: str) -> Composed:
     if answer.cited:
         cites = "; ".join(f"[{n}] {h.title} › {h.section}" for n, h in answer.cited)
         text = f"{text}\n\n{t['source']}: {cites}"
-    return Composed(text, list(answer.sources), llm=True, pending=answer.pending)
+    # OutcomeStatus values are SkillStatus values: the last tool call's status says
+    # whether the LLM's answer rests on a skill that worked.
+    last = answer.tool_outcomes[-1].status.value if answer.tool_outcomes else None
+    return Composed(
+        text,
+        list(answer.sources),
+        llm=True,
+        pending=answer.pending,
+        tool_status=SkillStatus(last) if last else None,
+    )
+
+
+SMALL_TALK = frozenset({"greeting", "thanks", "goodbye"})
+_PENDING = frozenset(
+    {SkillStatus.NEEDS_INPUT, SkillStatus.NEEDS_CONFIRMATION, SkillStatus.IN_PROGRESS}
+)
+
+
+def _skill_outcome(status: SkillStatus) -> TurnOutcome:
+    if status is SkillStatus.OK:
+        return TurnOutcome.SKILL_RESOLVED
+    return TurnOutcome.SKILL_PENDING if status in _PENDING else TurnOutcome.SKILL_FAILED
+
+
+def turn_outcome(result: SkillResult, composed: Composed) -> TurnOutcome:
+    """What this reply did for the customer (pure). It follows the choice `compose`
+    made (a skill that spoke, then small talk, then the KB, else clarify), so offline
+    and LLM replies to the same result count alike."""
+    if composed.handoff or result.skill == "handoff":
+        return TurnOutcome.HANDOFF
+    if composed.pending is not None:  # the LLM proposed a side effect: awaiting "yes"
+        return TurnOutcome.SKILL_PENDING
+    if result.skill is not None and render_skill(result) is not None:
+        # A confirmation the customer declined ends the request as they asked; one that
+        # expired did nothing, and they have to ask again.
+        ended = result.data.get("dialogue")
+        if ended is not None:
+            return TurnOutcome.SKILL_RESOLVED if ended == "declined" else TurnOutcome.SKILL_FAILED
+        return _skill_outcome(result.status)
+    if composed.tool_status is not None:
+        return _skill_outcome(composed.tool_status)
+    if result.context.nlu.intent in SMALL_TALK:
+        return TurnOutcome.SMALL_TALK
+    if result.context.answerable or (composed.llm and composed.sources):
+        return TurnOutcome.KB_ANSWER
+    return TurnOutcome.CLARIFY
 
 
 def answer_key(result: SkillResult, settings: AppSettings) -> str | None:
@@ -229,6 +275,8 @@ async def respond(raw: bytes) -> None:
         handoff=composed.handoff,
         received_at=msg.received_at,
         metadata=msg.metadata,
+        outcome=turn_outcome(result, composed),
+        llm=composed.llm,
     )
     await reply_topic.send(key=conv.encode(), value=reply.to_bytes())
 

@@ -78,6 +78,9 @@ def create_app() -> faust.App:
         broker_rebalance_timeout=REBALANCE_TIMEOUT_S,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # The one size limit (settings.max_message_bytes) the gateway's body limit and the
+        # dead letters are cut to; Faust's default is 1,000,000.
+        producer_max_request_size=settings.max_message_bytes,
         # at-least-once: offsets commit after processing; effects are idempotent
         processing_guarantee="at_least_once",
         broker_commit_interval=1.0,

@@ -18,7 +18,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from schemas import DeliveryStatus, InboundMessage, NluResult, Reply
+from clawdesk import metrics
+from schemas import DeadLetter, DeliveryStatus, InboundMessage, NluResult, Reply, TurnOutcome
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,9 @@ async def record_sent(
     provider_message_id: str | None,
     detail: str = "",
 ) -> None:
-    """Mark a reply's delivery status and store it as an outbound message."""
+    """Mark a reply's delivery status and store it as an outbound message (a bot reply
+    with its turn outcome, counted in `clawdesk_turn_outcomes_total` once)."""
+    counted = False
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             "UPDATE deliveries SET status = %s, provider_message_id = %s, detail = %s,"
@@ -214,17 +217,98 @@ async def record_sent(
                     " WHERE event_id = %s AND outcome IS NULL",
                     (reply.in_reply_to,),
                 )
+                if reply.outcome is not None:
+                    counted = await _record_outcome(conn, reply, reply.outcome)
+    # Counted after the commit, and only by the call that stored the row: a reply sent
+    # again after a crash between send and commit is counted once.
+    if counted and reply.outcome is not None:
+        metrics.TURN_OUTCOMES.labels(reply.tenant_id, reply.language, reply.outcome.value).inc()
+
+
+async def _record_outcome(
+    conn: psycopg.AsyncConnection[Any], reply: Reply, outcome: TurnOutcome
+) -> bool:
+    """Store a bot reply's turn outcome once; True if this call stored it."""
+    cur = await conn.execute(
+        "INSERT INTO turn_outcomes (reply_id, conversation_id, tenant_id, channel, language,"
+        " intent, outcome, llm) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (reply_id) DO NOTHING RETURNING reply_id",
+        (
+            reply.reply_id,
+            reply.conversation_id,
+            reply.tenant_id,
+            reply.channel.value,
+            reply.language,
+            reply.intent,
+            outcome.value,
+            reply.llm,
+        ),
+    )
+    return await cur.fetchone() is not None
+
+
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (letter_id, stage, error, attempts, event, body, body_bytes,"
+    " body_sha256, truncated, escaped, occurred_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (letter_id) DO NOTHING"
+)
+
+
+def _dead_letter_row(letter: DeadLetter, body: bytes | None) -> tuple[Any, ...]:
+    return (
+        letter.letter_id,
+        letter.stage,
+        letter.error,
+        letter.attempts,
+        letter.event,
+        body,
+        letter.event_bytes,
+        letter.event_sha256,
+        letter.truncated,
+        letter.escaped,
+        letter.occurred_at,
+    )
 
 
 async def record_dead_letter(
     pool: AsyncConnectionPool, stage: str, error: str, attempts: int, event: str
 ) -> None:
-    """Keep a dead letter in Postgres too, where ops can query it."""
+    """Keep a dead letter given as text in Postgres (NULs escaped: a text column
+    refuses them). Letters of the stages go through `store_dead_letter`."""
+    nul = "\\u0000"
+    letter = DeadLetter(
+        event=event.replace("\x00", nul),
+        error=error.replace("\x00", nul),
+        stage=stage,
+        attempts=max(attempts, 1),
+        escaped="\x00" in event,
+    )
+    await store_dead_letter(pool, letter)
+
+
+async def store_dead_letter(
+    pool: AsyncConnectionPool, letter: DeadLetter, body: bytes | None = None
+) -> bool:
+    """Keep a dead letter in Postgres, where ops can query it, once per letter id;
+    `body` is the raw (head of the) event. Whether it was new.
+
+    The letter's text must already be storable (no NUL): see `clawdesk.deadletters`.
+    """
     async with pool.connection() as conn:
-        await conn.execute(
-            "INSERT INTO dead_letters (stage, error, attempts, event) VALUES (%s, %s, %s, %s)",
-            (stage, error, attempts, event),
-        )
+        cur = await conn.execute(_INSERT_DEAD_LETTER, _dead_letter_row(letter, body))
+        return cur.rowcount == 1
+
+
+async def store_dead_letters(
+    pool: AsyncConnectionPool, letters: list[tuple[DeadLetter, bytes | None]]
+) -> int:
+    """Insert many dead letters in one transaction (all or none); how many were new."""
+    inserted = 0
+    async with pool.connection() as conn, conn.transaction():
+        for letter, body in letters:
+            cur = await conn.execute(_INSERT_DEAD_LETTER, _dead_letter_row(letter, body))
+            inserted += cur.rowcount
+    return inserted
 
 
 async def set_conversation_status(

@@ -10,6 +10,17 @@ MESSAGES_PROCESSED = Counter(
 )
 ERRORS = Counter("clawdesk_errors", "Events a stage failed on", ["stage", "reason"])
 DEAD_LETTERS = Counter("clawdesk_dead_letters", "Events sent to the dead-letter topic", ["stage"])
+# A dead letter Postgres did not take goes to the worker's local spool (clawdesk.deadletters)
+# until a timer moves it in.
+DEAD_LETTERS_SPOOLED = Counter(
+    "clawdesk_dead_letters_spooled", "Dead letters appended to the local spool (Postgres failed)"
+)
+DEAD_LETTERS_FLUSHED = Counter(
+    "clawdesk_dead_letters_flushed", "Spooled dead letters moved into Postgres"
+)
+DEAD_LETTERS_SPOOL_PENDING = Gauge(
+    "clawdesk_dead_letters_spool_pending", "Dead letters waiting in the local spool"
+)
 DUPLICATES = Counter("clawdesk_duplicates", "Redelivered events recognised and skipped", ["stage"])
 RESPONSE_TIME = Histogram(
     "clawdesk_response_time_seconds",
@@ -66,6 +77,10 @@ RATE_LIMIT_CHECKS = Counter(
     "Inbound rate-limit checks (one per customer or tenant in a request) by scope and result",
     ["scope", "result"],
 )
+RATE_LIMIT_FAILING_OPEN = Gauge(
+    "clawdesk_rate_limit_failing_open",
+    "1 while the inbound rate limiter lets every message pass because Redis failed",
+)
 
 # --- Human handoff (agents/handoff.py) -----------------------------------------------
 # outcome: created / retry (a transient failure, retried later) / failed (refused for
@@ -105,6 +120,20 @@ LLM_TOOL_CALLS = Counter(
 )
 LLM_BREAKER_OPEN = Gauge(
     "clawdesk_llm_breaker_open", "1 while the LLM circuit breaker skips the LLM"
+)
+
+# --- Outcomes (docs/outcomes.md) -------------------------------------------------------
+# Counted once per reply, when the dispatcher first stores it as sent (turn_outcomes).
+TURN_OUTCOMES = Counter(
+    "clawdesk_turn_outcomes",
+    "Bot replies sent, by tenant, language and outcome (kb_answer, skill_resolved, ...)",
+    ["tenant", "language", "outcome"],
+)
+# A vote that changes a reply's stored answer counts again; the same click twice does not.
+REPLY_FEEDBACK = Counter(
+    "clawdesk_reply_feedback",
+    'Customers\' "did this help?" votes on bot replies, by tenant and helpful (true/false)',
+    ["tenant", "helpful"],
 )
 
 

@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from clawdesk.ssrf import ForbiddenTarget, check_url
 
 DEFAULT_DATA_DIR = Path(".data")
+# Tansu takes records of any size (60 MB measured), so the limit is the producers':
+# aiokafka's default `max_request_size`, and Apache Kafka's default message.max.bytes.
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
 # A shorter HMAC key is guessable offline from one token.
 MIN_SECRET_CHARS = 32
 
@@ -63,6 +66,21 @@ class AppSettings(BaseSettings):
         default=100, ge=10, description="how long an idle fetch waits at the broker"
     )
     default_tenant: str = "demo"
+    max_message_bytes: int = Field(
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        ge=256 * 1024,
+        description="largest record a producer sends (serialized, with its batch): the "
+        "source of the Faust producers' max_request_size and of the gateway's body limit",
+    )
+    dead_letter_max_event_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="a dead letter keeps at most this much of its event (the head, with "
+        "the whole event's length and SHA-256)",
+    )
+    dead_letter_flush_interval_s: float = Field(
+        default=10.0, gt=0, description="how often a worker moves spooled dead letters to Postgres"
+    )
 
     embedding_model: str = Field(
         default="",

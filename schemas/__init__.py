@@ -20,6 +20,7 @@ from schemas.events import (
     SkillResult,
     SkillStatus,
     Turn,
+    TurnOutcome,
 )
 from schemas.export import export_json_schemas
 
@@ -45,6 +46,7 @@ __all__ = [
     "SkillResult",
     "SkillStatus",
     "Turn",
+    "TurnOutcome",
     "export_json_schemas",
     "new_id",
     "utc_now",

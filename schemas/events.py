@@ -114,6 +114,18 @@ class SkillResult(Event):
     message: str = ""
 
 
+class TurnOutcome(StrEnum):
+    """What one bot reply did for the customer (decided by the reply stage)."""
+
+    KB_ANSWER = "kb_answer"  # answered from a knowledge-base passage
+    SKILL_RESOLVED = "skill_resolved"  # a skill ran and its result was given
+    SKILL_PENDING = "skill_pending"  # asked for what a skill needs, or to confirm it
+    SKILL_FAILED = "skill_failed"  # not found, unavailable, refused or failed
+    HANDOFF = "handoff"  # handed to a human
+    CLARIFY = "clarify"  # not understood: asked to rephrase
+    SMALL_TALK = "small_talk"  # greeting, thanks, goodbye
+
+
 class Reply(Event):
     """A reply to send back to the customer on the channel they wrote on."""
 
@@ -131,6 +143,11 @@ class Reply(Event):
     author: Literal["bot", "agent"] = Field(
         default="bot", description="who wrote it: the bot, or a human agent in the inbox"
     )
+    # Optional so that replies written before outcomes existed (and agents' replies) parse.
+    outcome: TurnOutcome | None = Field(
+        default=None, description="what a bot reply did (None for a human agent's reply)"
+    )
+    llm: bool = Field(default=False, description="written by the LLM (else by the templates)")
 
 
 class DeliveryStatus(StrEnum):

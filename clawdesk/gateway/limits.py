@@ -1,5 +1,7 @@
 """The gateway's limits: a request-body size limit (the ASGI twin of nginx's
-`client_max_body_size 10M`), and per-customer / per-tenant message rate limits."""
+`client_max_body_size`), derived from the producers' maximum message size so that a
+body the gateway takes fits the inbound topic, and per-customer / per-tenant message
+rate limits."""
 
 from __future__ import annotations
 
@@ -16,17 +18,32 @@ from typing import TypeVar
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
-from clawdesk.metrics import RATE_LIMIT_CHECKS
-from clawdesk.settings import ChannelSettings
+from clawdesk.metrics import RATE_LIMIT_CHECKS, RATE_LIMIT_FAILING_OPEN
+from clawdesk.settings import DEFAULT_MAX_MESSAGE_BYTES, ChannelSettings
 from schemas import InboundMessage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # nginx's "10M" is 10 MiB
+# What an inbound event adds around what a request carries: ids, metadata, the JSON
+# envelope, the record batch. (The text an event keeps is bounded by its schema too;
+# the body limit makes sure even a body kept whole would still fit the topic.)
+EVENT_HEADROOM_BYTES = 64 * 1024
+
+
+def max_body_bytes(max_message_bytes: int) -> int:
+    """The request-body limit under which anything the gateway accepts fits a topic
+    whose producers send records of up to `max_message_bytes` (settings)."""
+    return max_message_bytes - EVENT_HEADROOM_BYTES
+
+
+MAX_BODY_BYTES = max_body_bytes(DEFAULT_MAX_MESSAGE_BYTES)
 
 
 class BodyTooLarge(Exception):
@@ -134,12 +151,19 @@ class RateLimiter:
 
     Every gateway instance shares the counters, so the limits hold however many
     instances run. When Redis fails or is slow the message passes (fail open: a
-    customer-service inbox must not go deaf with its cache), with a warning and
-    `clawdesk_rate_limit_checks_total{result="error"}`; after a failure Redis is left
-    alone for `RETRY_REDIS_S` so every request does not wait for a dead server.
+    customer-service inbox must not go deaf with its cache), with a warning,
+    `clawdesk_rate_limit_checks_total{result="error"}` and
+    `clawdesk_rate_limit_failing_open` at 1.
+
+    After a failure Redis is left alone for `RETRY_REDIS_S`, so every request does not
+    wait for a dead server; then one request at a time probes it (the others pass) until
+    one succeeds, which ends the fail-open at once. A failure also drops every pooled
+    connection, so the probe after an outage never uses a connection of the dead server,
+    and redis-py's own retries are off: its backoff (up to 10 s between tries) would
+    only run into this class's timeout, and the retry window is this class's.
     """
 
-    RETRY_REDIS_S = 5.0
+    RETRY_REDIS_S = 2.0
 
     def __init__(
         self,
@@ -156,15 +180,21 @@ class RateLimiter:
         uri = redis_url.replace("redis://", "async+redis://", 1).replace(
             "rediss://", "async+rediss://", 1
         )
+        self.pool = ConnectionPool.from_url(
+            redis_url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
         self.storage = RedisStorage(
             uri,
             implementation="redispy",
             key_prefix=key_prefix,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
+            connection_pool=self.pool,  # type: ignore[arg-type]  # limits types it narrowly
         )
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
         self._skip_until = 0.0
+        self._probing = False  # a request is finding out whether Redis is back
 
     @classmethod
     def from_settings(cls, redis_url: str, channels: ChannelSettings) -> RateLimiter | None:
@@ -189,24 +219,52 @@ class RateLimiter:
         every limit is tested for the batch's cost first and only then hit.
         """
         wanted = self._costs(messages)
-        if time.monotonic() < self._skip_until:
+        failing = self._skip_until > 0.0
+        if failing and (time.monotonic() < self._skip_until or self._probing):
             self._fail_open(wanted)
             return None
+        self._probing = failing
         try:
-            for scope, limit, key, cost in wanted:
-                if not await self._redis(self.limiter.test(limit, scope, *key, cost=cost)):
-                    return await self._refused(scope, limit, key)
-            for scope, limit, key, cost in wanted:
-                # Another gateway may have taken the last slots since the test: refuse
-                # (its own counts stay, an over-count only in that race).
-                if not await self._redis(self.limiter.hit(limit, scope, *key, cost=cost)):
-                    return await self._refused(scope, limit, key)
-                RATE_LIMIT_CHECKS.labels(scope, "allowed").inc()
+            verdict = await self._check(wanted)
         except Exception as err:  # any Redis failure: let the messages through
-            self._skip_until = time.monotonic() + self.RETRY_REDIS_S
+            await self._failed(err)
             self._fail_open(wanted)
-            log.warning("rate limit check failed; messages pass", extra={"error": repr(err)})
+            return None
+        finally:
+            self._probing = False
+        if failing:
+            log.info("rate limit checks resumed: redis answers again")
+        self._skip_until = 0.0
+        RATE_LIMIT_FAILING_OPEN.set(0)
+        return verdict
+
+    async def _check(
+        self, wanted: Sequence[tuple[str, RateLimitItem, tuple[str, ...], int]]
+    ) -> LimitExceeded | None:
+        for scope, limit, key, cost in wanted:
+            if not await self._redis(self.limiter.test(limit, scope, *key, cost=cost)):
+                return await self._refused(scope, limit, key)
+        for scope, limit, key, cost in wanted:
+            # Another gateway may have taken the last slots since the test: refuse
+            # (its own counts stay, an over-count only in that race).
+            if not await self._redis(self.limiter.hit(limit, scope, *key, cost=cost)):
+                return await self._refused(scope, limit, key)
+            RATE_LIMIT_CHECKS.labels(scope, "allowed").inc()
         return None
+
+    async def _failed(self, err: Exception) -> None:
+        """Fail open for a while, and forget every connection to the failed server."""
+        self._skip_until = time.monotonic() + self.RETRY_REDIS_S
+        RATE_LIMIT_FAILING_OPEN.set(1)
+        log.warning("rate limit check failed; messages pass", extra={"error": repr(err)})
+        try:
+            await self.pool.disconnect(inuse_connections=True)
+        except Exception:  # closing a dead socket may fail too; the pool reconnects anyway
+            log.debug("dropping redis connections failed", exc_info=True)
+
+    async def aclose(self) -> None:
+        """Close the limiter's Redis connections."""
+        await self.pool.disconnect()
 
     def _costs(
         self, messages: Sequence[InboundMessage]

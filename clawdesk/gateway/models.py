@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from clawdesk.db import StoredMessage
 from schemas import Reply
@@ -94,3 +94,16 @@ class ReplyPush(BaseModel):
             handoff=reply.handoff,
             author=reply.author,
         )
+
+
+class FeedbackIn(BaseModel):
+    """A customer's "did this help?" on one bot reply (true or false, nothing else)."""
+
+    helpful: StrictBool
+
+
+class Feedback(BaseModel):
+    """The answer stored for the reply (a later vote replaces it)."""
+
+    reply_id: str
+    helpful: bool

@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.deliveries import Delivery, conversation_deliveries
+from clawdesk.feedback import record_feedback
 from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import Inbox
 from clawdesk.gateway.health import OPTIONAL_CHECKS, readiness
@@ -27,6 +28,8 @@ from clawdesk.gateway.metrics import ENQUEUE_SECONDS, MESSAGES, REPLIES, WEBSOCK
 from clawdesk.gateway.models import (
     CONVERSATION_ID_PATTERN,
     Accepted,
+    Feedback,
+    FeedbackIn,
     HistoryItem,
     ReplyPush,
     WebConversation,
@@ -302,6 +305,29 @@ async def get_delivery(
     if not found:
         raise GatewayError(404, "unknown reply")
     return found[0]
+
+
+@router.post("/api/web/conversations/{conversation_id}/replies/{reply_id}/feedback")
+async def post_feedback(
+    conversation_id: ConversationId,
+    reply_id: ReplyId,
+    body: FeedbackIn,
+    state: State,
+    owner: Visitor,
+) -> Feedback:
+    """Store whether a bot reply helped (only with the conversation's token; 404 if the
+    conversation has no such bot reply). A second vote replaces the first."""
+    try:
+        async with asyncio.timeout(state.settings.stage_timeout_s):
+            found = await record_feedback(
+                state.pool, owner.tenant_id, conversation_id, reply_id, body.helpful
+            )
+    except (psycopg.Error, TimeoutError) as err:
+        log.warning("feedback not stored", extra={"error": repr(err)})
+        raise GatewayError(503, "database unavailable") from err
+    if not found:
+        raise GatewayError(404, "unknown reply")
+    return Feedback(reply_id=reply_id, helpful=body.helpful)
 
 
 async def list_deliveries(

@@ -7,6 +7,7 @@ import asyncio
 import uvicorn
 
 from clawdesk.gateway.app import create_app
+from clawdesk.gateway.limits import max_body_bytes
 from clawdesk.settings import AppSettings
 
 # Bound on waiting for open requests and sockets when shutting down.
@@ -21,7 +22,12 @@ async def serve(settings: AppSettings, bootstrap_servers: str, database_url: str
     flushed, pool closed. Raises RuntimeError when the app fails to start
     (broker or Postgres unreachable, port taken) instead of uvicorn's SystemExit.
     """
-    app = create_app(settings, bootstrap_servers=bootstrap_servers, database_url=database_url)
+    app = create_app(
+        settings,
+        bootstrap_servers=bootstrap_servers,
+        database_url=database_url,
+        max_body_bytes=max_body_bytes(settings.max_message_bytes),
+    )
     config = uvicorn.Config(
         app,
         host=settings.gateway_host,

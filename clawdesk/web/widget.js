@@ -29,6 +29,11 @@
       sending: "Sending…",
       failed: "Not sent. Tap to retry.",
       slow: "This is taking longer than usual. You'll see the answer here as soon as it's ready.",
+      helpfulQuestion: "Did this help?",
+      helpfulYes: "Yes, this helped",
+      helpfulNo: "No, this didn't help",
+      helpfulThanks: "Thanks for your feedback.",
+      helpfulFailed: "Feedback not sent. Try again.",
     },
     zh: {
       title: "ClawShop 客服",
@@ -46,6 +51,11 @@
       sending: "发送中…",
       failed: "发送失败，点击重试。",
       slow: "处理时间比平时长一些，答复准备好后会显示在这里。",
+      helpfulQuestion: "这个回答有帮助吗？",
+      helpfulYes: "有帮助",
+      helpfulNo: "没有帮助",
+      helpfulThanks: "感谢您的反馈。",
+      helpfulFailed: "反馈未发送，请重试。",
     },
   };
   var KEYS = {
@@ -133,6 +143,9 @@
     document.querySelectorAll("[data-i18n-placeholder]").forEach(function (el) {
       el.placeholder = t(el.getAttribute("data-i18n-placeholder"));
     });
+    document.querySelectorAll("[data-i18n-aria-label]").forEach(function (el) {
+      el.setAttribute("aria-label", t(el.getAttribute("data-i18n-aria-label")));
+    });
     els.lang.textContent = t("langToggle");
     setStatus(state.status);
   }
@@ -167,6 +180,9 @@
       note.textContent = t("handoff");
       item.appendChild(note);
     }
+    // "Did this help?" only under the bot's answers: not a human agent's reply, not a
+    // handoff notice, and not the widget's own notes (they have no reply id).
+    if (msg.author === "bot" && msg.id && !msg.handoff) item.appendChild(renderFeedback(msg.id));
     var meta = document.createElement("div");
     meta.className = "meta";
     meta.textContent = formatTime(msg.timestamp ? new Date(msg.timestamp) : new Date());
@@ -191,6 +207,73 @@
     });
     box.appendChild(list);
     return box;
+  }
+
+  /* ---- "did this help?": one vote per bot answer; a second click replaces it ---- */
+
+  function renderFeedback(replyId) {
+    var box = document.createElement("div");
+    box.className = "feedback";
+    box.setAttribute("role", "group");
+    box.setAttribute("data-i18n-aria-label", "helpfulQuestion");
+    box.setAttribute("aria-label", t("helpfulQuestion"));
+    var question = document.createElement("span");
+    question.className = "feedback-question";
+    question.setAttribute("data-i18n", "helpfulQuestion");
+    question.textContent = t("helpfulQuestion");
+    box.appendChild(question);
+    [true, false].forEach(function (helpful) {
+      var key = helpful ? "helpfulYes" : "helpfulNo";
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "feedback-button";
+      button.dataset.helpful = String(helpful);
+      button.setAttribute("aria-pressed", "false");
+      button.setAttribute("data-i18n-aria-label", key);
+      button.setAttribute("aria-label", t(key));
+      var icon = document.createElement("span");
+      icon.setAttribute("aria-hidden", "true");
+      icon.textContent = helpful ? "👍" : "👎";
+      var label = document.createElement("span");
+      label.className = "sr-only";
+      label.setAttribute("data-i18n", key);
+      label.textContent = t(key);
+      button.appendChild(icon);
+      button.appendChild(label);
+      button.addEventListener("click", function () { sendFeedback(box, replyId, helpful); });
+      box.appendChild(button);
+    });
+    var status = document.createElement("span");
+    status.className = "feedback-status";
+    status.setAttribute("role", "status");
+    box.appendChild(status);
+    return box;
+  }
+
+  function markFeedback(box, helpful) {
+    box.querySelectorAll(".feedback-button").forEach(function (button) {
+      button.setAttribute("aria-pressed", String(button.dataset.helpful === String(helpful)));
+    });
+  }
+
+  function sendFeedback(box, replyId, helpful) {
+    var status = box.querySelector(".feedback-status");
+    var url = "/api/web/conversations/" + encodeURIComponent(state.conversationId) +
+      "/replies/" + encodeURIComponent(replyId) + "/feedback";
+    markFeedback(box, helpful); // at once: the click must show even on a slow network
+    return fetch(url, {
+      method: "POST",
+      headers: authorized({ "Content-Type": "application/json", Accept: "application/json" }),
+      body: JSON.stringify({ helpful: helpful }),
+    }).then(function (res) {
+      if (!res.ok) throw new Error("feedback refused: " + res.status);
+      status.setAttribute("data-i18n", "helpfulThanks");
+      status.textContent = t("helpfulThanks");
+    }).catch(function () {
+      markFeedback(box, null);
+      status.setAttribute("data-i18n", "helpfulFailed");
+      status.textContent = t("helpfulFailed");
+    });
   }
 
   function showWelcome() {

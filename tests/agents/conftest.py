@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock
 
@@ -25,13 +26,19 @@ def test_app() -> Iterator[Any]:
 
 
 @pytest.fixture()
-def fake_services() -> Iterator[Any]:
-    """Services whose outside parts (Postgres) are mocks."""
+def fake_services(tmp_path: Path) -> Iterator[Any]:
+    """Services whose outside parts (Postgres) are mocks; their data dir (where dead
+    letters Postgres refuses are spooled) is the test's own."""
     from clawdesk import services
     from clawdesk.settings import AppSettings
 
     svc = services.Services(
-        settings=AppSettings(), pool=AsyncMock(), kb=None, nlu=None, shop=None, cache=None
+        settings=AppSettings(data_dir=tmp_path),
+        pool=AsyncMock(),
+        kb=None,
+        nlu=None,
+        shop=None,
+        cache=None,
     )
     services.install(svc)
     yield svc

@@ -1,13 +1,17 @@
-"""Request bodies over 10 MB are refused with 413, declared or streamed."""
+"""Request bodies over the limit are refused with 413, declared or streamed; the limit
+comes from the producers' maximum message size, so the largest body taken fits a topic."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
 import httpx
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from clawdesk.gateway.limits import MAX_BODY_BYTES
+from clawdesk.gateway.limits import EVENT_HEADROOM_BYTES, MAX_BODY_BYTES, max_body_bytes
+from clawdesk.settings import DEFAULT_MAX_MESSAGE_BYTES
+from schemas import Channel, InboundMessage
 
 from .conftest import Gateway
 from .fakes import FakeProducer
@@ -60,3 +64,55 @@ def test_body_just_under_the_limit_reaches_validation(gateway: Gateway) -> None:
 
     # Through the size limit; refused by the 4000-character text rule instead.
     assert response.status_code == 422
+
+
+def web_body(size: int) -> bytes:
+    """A web-message body of exactly `size` bytes."""
+    head, tail = b'{"client_message_id": "c-1", "text": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+def test_body_one_byte_over_the_limit_is_413_and_nothing_enqueued(gateway: Gateway) -> None:
+    response = gateway.client.post(
+        "/api/web/messages",
+        content=web_body(MAX_BODY_BYTES + 1),
+        headers={"content-type": "application/json"},
+    )
+
+    assert response.status_code == 413
+    assert gateway.producer.sent == []
+
+
+def test_the_body_limit_follows_the_message_size_setting() -> None:
+    assert MAX_BODY_BYTES == DEFAULT_MAX_MESSAGE_BYTES - EVENT_HEADROOM_BYTES
+    assert max_body_bytes(4 * 1024 * 1024) == 4 * 1024 * 1024 - EVENT_HEADROOM_BYTES
+
+
+async def test_an_event_wrapping_the_largest_body_taken_fits_the_inbound_topic(
+    broker: str,
+) -> None:
+    # The largest body the gateway takes, kept whole inside an inbound event (the
+    # gateway's producer has aiokafka's default max_request_size, as here).
+    body = web_body(MAX_BODY_BYTES).decode()
+    event = InboundMessage.model_construct(
+        **InboundMessage(
+            conversation_id="c-big",
+            tenant_id="demo",
+            channel=Channel.WEB,
+            channel_message_id="m-big",
+            customer_id="u-1",
+            text="",
+            metadata={"source": "test"},
+        ).model_dump(exclude={"text"}),
+        text=body,
+    )
+    value = event.model_dump_json().encode()
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
+    await producer.start()
+    try:
+        metadata = await producer.send_and_wait("test.limits.inbound", value, key=b"c-big")
+    finally:
+        await producer.stop()
+
+    assert len(value) > MAX_BODY_BYTES
+    assert metadata.offset >= 0

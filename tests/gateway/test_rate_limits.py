@@ -4,13 +4,16 @@ and a structured body, nothing enqueued; Redis down lets messages through."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
 from clawdesk.gateway.limits import LimitExceeded, RateLimiter
 from clawdesk.runtime.ports import free_port
+from clawdesk.runtime.stores import EmbeddedRedis
 from schemas import Channel, InboundMessage
 
 from .conftest import Gateway
@@ -121,3 +124,42 @@ def test_a_refused_batch_uses_up_no_allowance(limiter_url: str) -> None:
     assert isinstance(answers[2], LimitExceeded) and answers[2].scope == "tenant"
     assert answers[3] is None
     assert isinstance(answers[4], LimitExceeded) and answers[4].scope == "tenant"
+
+
+async def test_the_limiter_refuses_again_soon_after_redis_comes_back(tmp_path: Path) -> None:
+    # A Redis of its own, stopped and started again on the same port.
+    port = free_port()
+    server = EmbeddedRedis(tmp_path / "r.db", port=port)
+    url = server.start()
+    lim = limiter(url, customer="2/minute")
+    sent = iter(range(1_000))
+
+    async def ana() -> LimitExceeded | None:
+        return await lim.check([_message("ana", next(sent))])
+
+    try:
+        assert [await ana(), await ana()] == [None, None]
+        assert isinstance(await ana(), LimitExceeded)
+
+        server.stop()
+        assert [await ana() for _ in range(3)] == [None, None, None]  # fail open
+        assert failing_open() == 1
+
+        server = EmbeddedRedis(tmp_path / "r.db", port=port)
+        server.start()
+        back = time.monotonic()
+        verdict: LimitExceeded | None = None
+        deadline = back + RateLimiter.RETRY_REDIS_S + 5.0
+        while verdict is None and time.monotonic() < deadline:
+            verdict = await ana()
+            await asyncio.sleep(0.1)
+    finally:
+        await lim.aclose()
+        server.stop()
+
+    assert isinstance(verdict, LimitExceeded), "still failing open after Redis came back"
+    assert failing_open() == 0
+
+
+def failing_open() -> float:
+    return REGISTRY.get_sample_value("clawdesk_rate_limit_failing_open") or 0.0
