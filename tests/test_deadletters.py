@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from clawdesk import db, deadletters
 from clawdesk.runtime.ports import free_port
@@ -67,7 +67,9 @@ async def test_an_event_with_nul_and_invalid_utf8_is_stored_with_its_exact_bytes
     assert row["body_sha256"] == hashlib.sha256(raw).hexdigest()
 
 
-async def test_a_nul_in_the_error_is_stored_too(pool: AsyncConnectionPool, database_url: str) -> None:
+async def test_a_nul_in_the_error_is_stored_too(
+    pool: AsyncConnectionPool, database_url: str
+) -> None:
     item = deadletters.make_letter("nlu", b"{}", ValueError("bad\x00value"), 2, SETTINGS)
 
     await db.store_dead_letter(pool, item.letter, item.body)
@@ -114,7 +116,7 @@ def test_a_letter_written_before_the_new_fields_still_parses() -> None:
     assert letter.event == "x" and letter.truncated is False and letter.event_bytes is None
 
 
-def test_the_text_only_record_function_escapes_nuls() -> None:
+def test_storable_text_escapes_nul_and_keeps_valid_utf8() -> None:
     text, escaped = deadletters.storable_text(b"a\x00b")
     assert (text, escaped) == ("a\\u0000b", True)
     assert deadletters.storable_text("plain ü".encode()) == ("plain ü", False)
@@ -170,7 +172,7 @@ async def test_a_flush_while_postgres_is_down_keeps_the_spool(
     spool = deadletters.Spool(tmp_path / "dead-letters")
     spool.append(letter_of(b"kept"))
 
-    with pytest.raises(Exception):
+    with pytest.raises(PoolTimeout):
         await deadletters.flush(dead_pool, spool)
     spool.append(letter_of(b"later"))
 
