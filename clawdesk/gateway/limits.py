@@ -50,6 +50,12 @@ class BodyTooLarge(Exception):
     """Raised into the app from `receive` once the streamed body passes the limit."""
 
 
+# Routes that bound their body themselves and put only a bounded part of it on the
+# inbound topic: a raw e-mail may carry attachments far larger than any event, but its
+# text is cut to 20,000 characters (`email_max_body_bytes` limits the upload).
+OWN_LIMIT_PATHS = frozenset({"/webhooks/email"})
+
+
 class BodySizeLimit:
     """Answer 413 to any HTTP request whose body is larger than `max_bytes`.
 
@@ -60,12 +66,18 @@ class BodySizeLimit:
     after uploading (fetch, httpx) still sees the 413 instead of a reset.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        own_limit_paths: frozenset[str] = OWN_LIMIT_PATHS,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.own_limit_paths = own_limit_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path") in self.own_limit_paths:
             await self.app(scope, receive, send)
             return
         if _declared_length(scope) > self.max_bytes:

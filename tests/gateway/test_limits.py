@@ -116,3 +116,27 @@ async def test_an_event_wrapping_the_largest_body_taken_fits_the_inbound_topic(
 
     assert len(value) > MAX_BODY_BYTES
     assert metadata.offset >= 0
+
+
+def test_the_email_webhook_keeps_its_own_larger_limit() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from clawdesk.gateway.limits import BodySizeLimit
+
+    async def echo(request: Request) -> PlainTextResponse:
+        return PlainTextResponse(str(len(await request.body())))
+
+    inner = Starlette(
+        routes=[
+            Route("/webhooks/email", echo, methods=["POST"]),
+            Route("/api/web/messages", echo, methods=["POST"]),
+        ]
+    )
+    client = TestClient(BodySizeLimit(inner, max_bytes=100))
+
+    assert client.post("/webhooks/email", content=b"x" * 1000).text == "1000"
+    assert client.post("/api/web/messages", content=b"x" * 1000).status_code == 413
