@@ -17,6 +17,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from clawdesk import metrics
 from schemas import DeadLetter, DeliveryStatus, InboundMessage, NluResult, Reply, TurnOutcome
@@ -55,6 +56,28 @@ def apply_migrations(url: str) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+def apply_migrations_when_up(url: str, wait_s: float) -> list[str]:
+    """`apply_migrations`, first waiting up to `wait_s` for Postgres to answer: a worker
+    started while Postgres is down (restarted during an outage) waits for it instead of
+    crashing, which a supervisor would only restart into the same crash."""
+    retrying = Retrying(
+        stop=stop_after_delay(wait_s),
+        wait=wait_exponential(multiplier=0.5, max=5.0),
+        retry=retry_if_exception_type(psycopg.OperationalError),
+        before_sleep=lambda state: log.warning(
+            "waiting for postgres",
+            extra={
+                "attempt": state.attempt_number,
+                "error": type(state.outcome.exception()).__name__,
+            }
+            if state.outcome is not None
+            else {"attempt": state.attempt_number},
+        ),
+        reraise=True,
+    )
+    return retrying(apply_migrations, url)
 
 
 # Bounds on the workers' and gateway's database work: a stuck Postgres makes a call fail

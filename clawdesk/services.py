@@ -96,7 +96,7 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
         settings.embedding_model,
         settings.nlu_min_confidence,
     )
-    migrated = run(db.apply_migrations, conn.database_url)
+    migrated = run(db.apply_migrations_when_up, conn.database_url, settings.startup_db_wait_s)
     # One thread imports torch and sentence-transformers (most of the start-up time)
     # before the model loaders start: several threads importing the same packages at
     # once contend for the GIL and the import locks and made the whole take twice as long.

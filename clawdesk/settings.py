@@ -116,6 +116,9 @@ class AppSettings(BaseSettings):
     )
     # The inbound log (clawdesk/inbound_log.py): acknowledged messages are re-driven
     # until the pipeline settles them; a parked one waits for its dependency this way.
+    startup_db_wait_s: float = Field(
+        default=600.0, description="a starting worker waits this long for Postgres"
+    )
     redrive_first_s: float = Field(
         default=20.0, description="an open message is re-driven this long after its ack"
     )

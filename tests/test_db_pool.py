@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from clawdesk import db
 
 
@@ -14,3 +16,24 @@ async def test_pool_connections_carry_the_statement_timeout(database_url: str) -
             assert row == {"statement_timeout": f"{db.STATEMENT_TIMEOUT_MS // 1000}s"}
     finally:
         await pool.close()
+
+
+def test_migrations_wait_for_postgres_then_give_up_with_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import psycopg
+
+    from clawdesk.db import apply_migrations_when_up
+    from clawdesk.runtime.ports import free_port
+
+    dead = f"postgresql://127.0.0.1:{free_port()}/nothing?connect_timeout=1"
+    with pytest.raises(psycopg.OperationalError):
+        apply_migrations_when_up(dead, wait_s=1.5)
+
+    assert "waiting for postgres" in caplog.text
+
+
+def test_migrations_when_up_apply_at_once_on_a_live_server(database_url: str) -> None:
+    from clawdesk.db import apply_migrations_when_up
+
+    assert apply_migrations_when_up(database_url, wait_s=5.0) == []  # the fixture migrated
