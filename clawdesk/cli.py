@@ -392,6 +392,16 @@ def _register_answers_eval() -> None:
 _register_answers_eval()
 
 
+def _register_conversations_eval() -> None:
+    """`clawdesk eval conversations` lives with the conversation tests."""
+    from clawdesk.conversations.command import conversations
+
+    eval_cli.command("conversations")(conversations)
+
+
+_register_conversations_eval()
+
+
 def _register_tenant_commands() -> None:
     """`clawdesk tenant key create|revoke` lives with the API-key code."""
     from clawdesk.tenant_cli import app as tenant_cli

@@ -51,6 +51,7 @@ from connectors.signatures import (
 from schemas import Channel, InboundMessage, Reply, new_id
 
 API_KEY_HEADER = "X-Api-Key"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_TEXT = 4000
 MAX_METADATA = 16
 LOCAL_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -206,7 +207,14 @@ async def send(
                 # Resolved and checked per attempt: the name may point elsewhere by now.
                 target = await callback_target(url, settings, resolve)
                 # Signed per attempt: a retry after a wait carries a fresh timestamp.
-                headers = {**signed_headers(secret, body), **target.headers}
+                headers = {
+                    **signed_headers(secret, body),
+                    **target.headers,
+                    # The same on every attempt and every re-send of the reply: a worker
+                    # killed after the backend took it but before we recorded it sends
+                    # it again, and the backend drops the repeat by this key.
+                    IDEMPOTENCY_HEADER: reply.reply_id,
+                }
                 with transport_errors("inapp callback"):
                     response = await http.post(
                         target.url, content=body, headers=headers, extensions=target.extensions

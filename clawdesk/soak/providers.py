@@ -31,6 +31,7 @@ WHATSAPP_TOKEN = "soak-graph-token"
 PROVIDER_FAULTS = ("429", "5xx", "timeout")
 # Answers that mean the provider has the message (a held response still delivered it).
 DELIVERED = frozenset({"ok", "timeout"})
+REPEAT = "repeat"  # an in-app callback repeated with a key already taken: dropped
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -79,6 +80,8 @@ class FakeProviders:
     switch: FaultSwitch = field(default_factory=FaultSwitch)
     llm_switch: FaultSwitch = field(default_factory=FaultSwitch)
     llm_calls: int = 0
+    # In-app Idempotency-Key → the id answered, so a repeat gets the same answer.
+    inapp_keys: dict[str, str] = field(default_factory=dict)
     url: str = ""
     _server: uvicorn.Server | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -199,6 +202,15 @@ class FakeProviders:
 
     async def _inapp(self, request: Request) -> Response:
         body = await request.json()
+        key = request.headers.get("idempotency-key")
+        if key and key in self.inapp_keys:
+            # A backend honouring the documented key takes a repeat as already done.
+            self.sends.append(
+                ProviderSend(
+                    "inapp", str(body.get("conversation_id")), key, "", time.time(), REPEAT
+                )
+            )
+            return JSONResponse({"id": self.inapp_keys[key]})
         answer = await self._answer(
             "inapp", str(body.get("conversation_id")), body.get("reply_id"), body.get("text", "")
         )
@@ -206,7 +218,10 @@ class FakeProviders:
             return JSONResponse({"error": "slow down"}, 429, headers={"Retry-After": "1"})
         if answer == "5xx":
             return JSONResponse({"error": "backend down"}, 503)
-        return JSONResponse({"id": f"app-{len(self.sends)}"})
+        provider_id = f"app-{len(self.sends)}"
+        if key and answer in DELIVERED:
+            self.inapp_keys[key] = provider_id
+        return JSONResponse({"id": provider_id})
 
     def _failing_llm(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> Any:
         """The echo LLM, answering 500 while its fault is in force."""

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from clawdesk.soak.driver import Acked
 from clawdesk.soak.faults import FaultWindow
-from clawdesk.soak.providers import ProviderSend
+from clawdesk.soak.providers import REPEAT, ProviderSend
 
 PROVIDER_CHANNELS = frozenset({"telegram", "whatsapp", "inapp"})
 SHOWN = 10  # lost / duplicated messages listed in the table (all of them in --json)
@@ -114,6 +114,8 @@ class SoakReport:
     lost_messages: list[dict[str, Any]]
     duplicated_messages: list[dict[str, Any]]
     drive: dict[str, Any] = field(default_factory=dict)
+    # In-app callbacks sent again after a crash and dropped by their Idempotency-Key.
+    repeats_dropped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -404,6 +406,7 @@ def verify(
         faults=fault_figures(messages, windows, now),
         lost_messages=[asdict(m) for m in lost],
         duplicated_messages=[asdict(m) for m in duplicated],
+        repeats_dropped=sum(1 for s in sends if s.answer == REPEAT),
     )
 
 
@@ -442,6 +445,7 @@ def render(report: SoakReport, console: Console) -> None:
     table.add_row("out of order", str(report.out_of_order))
     table.add_row("parked or re-driven, then answered", str(report.parked_then_answered))
     table.add_row("Telegram sends no reply explains", str(report.sent_not_recorded))
+    table.add_row("in-app repeats dropped by Idempotency-Key", str(report.repeats_dropped))
     table.add_row("dead letters", str(sum(report.dead_letters.values())))
     for name, figures in report.latency_s.items():
         table.add_row(

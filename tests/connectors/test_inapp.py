@@ -176,6 +176,8 @@ async def test_send_posts_a_callback_the_backend_can_verify(
     assert call.json["text"] == "明天发货"
     assert call.json["conversation_id"] == "inapp:acme:chat-9"
     assert abs(int(call.headers["x-clawdesk-timestamp"]) - time.time()) < 5
+    # The backend drops a re-sent reply (after a crash) by this key.
+    assert call.headers["idempotency-key"] == "r-9"
 
 
 async def test_send_retries_after_a_429(backend: tuple[FakeAppBackend, ChannelSettings]) -> None:

@@ -1,0 +1,1 @@
+"""Conversation tests: scenario files, driving them through the pipeline, scoring them."""
