@@ -27,7 +27,9 @@ __all__ = ["UNDETERMINED", "detect_language", "script_counts"]
 UNDETERMINED = "und"
 
 # Code-like tokens carry no language: URLs, e-mails, anything containing a digit.
-_CODE_RE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|\S*\d\S*")
+# Codes (order and tracking numbers, SKUs) are ASCII runs with a digit: `\S*\d\S*` also
+# ate whole Chinese sentences, which have no spaces ("订单1004发出来了吗" became nothing).
+_CODE_RE = re.compile(r"https?://\S+|www\.\S+|\S+@\S+|[!-~]*\d[!-~]*")
 _WORD_RE = re.compile(r"[^\W\d_]+", re.UNICODE)
 
 _STOP_WORDS: dict[str, frozenset[str]] = {

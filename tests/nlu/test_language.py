@@ -42,3 +42,11 @@ def test_codes_do_not_count_as_words() -> None:
     counts = script_counts("订单 ORD-123 a@b.com https://x.io/abc")
     assert counts["han"] == 2
     assert counts["latin"] == 0
+
+
+@pytest.mark.parametrize(
+    "text", ["订单1004发出来了吗", "订单号1003", "1002的快递到了吗?", "我要退订单1012的款"]
+)
+def test_chinese_with_an_order_number_is_chinese(text: str) -> None:
+    # Chinese has no spaces: a code pattern of "any run with a digit" erased the sentence.
+    assert detect_language(text) == "zh"
