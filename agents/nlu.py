@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +15,10 @@ from agents import guard
 from clawdesk import db
 from clawdesk.app import app
 from clawdesk.nlu.entities import extract_entities
-from clawdesk.nlu.language import detect_language
+from clawdesk.nlu.language import reply_language
+from clawdesk.nlu.resolve import resolve_intent
 from clawdesk.services import current, ready
-from schemas import AcceptedMessage, Entity, NluResult
+from schemas import AcceptedMessage, ConversationSnapshot, Entity, NluResult
 from topics.streams import accepted_topic, nlu_topic
 
 if TYPE_CHECKING:  # the model module pulls in torch: loaded by the services, off the loop
@@ -29,26 +30,50 @@ OOS = "oos"
 BATCH = 32
 
 
+def previous_question(memory: ConversationSnapshot) -> str | None:
+    """The customer's last message before this one, if any."""
+    return next((t.text for t in reversed(memory.turns) if t.role == "customer"), None)
+
+
 def understand(
     accepted: AcceptedMessage,
     prediction: IntentPrediction,
     model_version: str,
     min_confidence: float,
+    *,
+    previous: IntentPrediction | None = None,
+    intents: Iterable[str] = (),
 ) -> NluResult:
-    """The NLU result of one message; below `min_confidence` the intent is `oos`."""
+    """The NLU result of one message: the model's intent above `min_confidence`, or what
+    the message's action words, entities and the conversation say (`resolve_intent`);
+    `previous` is the model's prediction of the customer's previous message."""
     text = accepted.message.text
-    intent = prediction.intent if prediction.confidence >= min_confidence else OOS
+    memory = accepted.memory
     entities = [
         Entity(kind=e.kind, value=e.value, start=e.start, end=e.end) for e in extract_entities(text)
     ]
+    before = previous_question(memory)
+    resolved = resolve_intent(
+        text,
+        prediction,
+        min_confidence,
+        entity_kinds=[e.kind for e in entities],
+        intents=intents,
+        remembered_order="order_number" in memory.slots,
+        previous=(before, previous) if before is not None and previous is not None else None,
+    )
     return NluResult(
         **accepted.lineage(),
         accepted=accepted,
-        intent=intent,
-        confidence=round(float(prediction.confidence), 4),
+        intent=resolved.intent,
+        confidence=round(float(resolved.confidence), 4),
         entities=entities,
-        language=detect_language(text),
+        language=reply_language(
+            text, memory.language, [t.text for t in memory.turns if t.role == "customer"]
+        ),
         model_version=model_version,
+        query=resolved.query,
+        decided_by=resolved.source,
     )
 
 
@@ -89,6 +114,23 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
     return version, [p for p in predictions if p is not None]
 
 
+async def predict_with_previous(
+    tenant_id: str, accepted: list[AcceptedMessage]
+) -> list[tuple[str, IntentPrediction, IntentPrediction | None]]:
+    """For each message: the model version, its prediction, and the prediction of the
+    customer's previous message (a cache hit: it was classified a turn ago), which a
+    follow-up ("and to Germany?") may inherit its intent from."""
+    texts = [a.message.text for a in accepted]
+    befores = [previous_question(a.memory) for a in accepted]
+    extra = sorted({b for b in befores if b is not None} - set(texts))
+    version, preds = await predict(tenant_id, texts + extra)
+    by_text = dict(zip(texts + extra, preds, strict=True))
+    return [
+        (version, by_text[t], by_text[b] if b is not None else None)
+        for t, b in zip(texts, befores, strict=True)
+    ]
+
+
 def _top(pairs: list[list[Any]]) -> list[tuple[str, float]]:
     """`IntentPrediction.top` back from JSON (where tuples became lists)."""
     return [(str(intent), float(p)) for intent, p in pairs]
@@ -112,24 +154,34 @@ async def classify_batch(raws: list[bytes]) -> None:
                 await guard.dead_letter(STAGE, raw, exc, 1)
             except Exception:  # a failed dead letter must not end the agent's loop
                 log.exception("could not dead-letter a malformed event", extra={"stage": STAGE})
-    results: dict[int, tuple[str, IntentPrediction]] = {}
+    results: dict[int, tuple[str, IntentPrediction, IntentPrediction | None]] = {}
     for tenant in {acc.tenant_id for _, acc in parsed}:
         idx = [i for i, (_, acc) in enumerate(parsed) if acc.tenant_id == tenant]
         try:
-            version, preds = await predict(tenant, [parsed[i][1].message.text for i in idx])
-            results.update({i: (version, p) for i, p in zip(idx, preds, strict=True)})
+            found = await predict_with_previous(tenant, [parsed[i][1] for i in idx])
+            results.update(zip(idx, found, strict=True))
         except Exception:  # classified one by one below, where errors are routed
             log.warning("batch classification failed", extra={"tenant_id": tenant}, exc_info=True)
     for i, (raw, acc) in enumerate(parsed):
 
         async def work(_: bytes, i: int = i, acc: AcceptedMessage = acc) -> None:
             if i in results:
-                version, prediction = results[i]
+                version, prediction, previous = results[i]
             else:
-                version, preds = await predict(acc.tenant_id, [acc.message.text])
-                prediction = preds[0]
-            floor = current().nlu.min_confidence_for(acc.tenant_id)
-            await emit(understand(acc, prediction, version, floor))
+                version, prediction, previous = (await predict_with_previous(acc.tenant_id, [acc]))[
+                    0
+                ]
+            nlu = current().nlu
+            floor = nlu.min_confidence_for(acc.tenant_id)
+            result = understand(
+                acc,
+                prediction,
+                version,
+                floor,
+                previous=previous,
+                intents=nlu.intents(acc.tenant_id),
+            )
+            await emit(result)
 
         await guard.process(STAGE, raw, work)
 

@@ -27,11 +27,17 @@ def search(nlu: NluResult, vector: list[float]) -> list[KbHit]:
     services = current()
     return services.kb.search(
         nlu.tenant_id,
-        nlu.accepted.message.text,
+        question(nlu),
         vector,
         services.settings.kb_top_k,
         language=nlu.language,
     )
+
+
+def question(nlu: NluResult) -> str:
+    """What to search the KB with: the message, or a follow-up joined to the question
+    it follows ("what about Germany?" after "how long does shipping take?")."""
+    return nlu.query or nlu.accepted.message.text
 
 
 async def cached_vectors(texts: list[str]) -> np.ndarray:
@@ -70,7 +76,7 @@ async def build_context(nlu: NluResult, vector: np.ndarray) -> RetrievalContext:
         kb.embedder.version,
         settings.kb_top_k,
         nlu.language,  # the search ranks passages in the customer's language first
-        question_digest(nlu.accepted.message.text),
+        question_digest(question(nlu)),
     )
     loop = asyncio.get_running_loop()
 
@@ -100,17 +106,13 @@ async def retrieve_batch(raws: list[bytes]) -> None:
             except Exception:  # a failed dead letter must not end the agent's loop
                 log.exception("could not dead-letter a malformed event", extra={"stage": STAGE})
     try:
-        vectors = await cached_vectors([nlu.accepted.message.text for _, nlu in parsed])
+        vectors = await cached_vectors([question(nlu) for _, nlu in parsed])
     except Exception:  # embedded one by one below, where errors are routed
         vectors = None
     for i, (raw, nlu) in enumerate(parsed):
 
         async def work(_: bytes, i: int = i, nlu: NluResult = nlu) -> None:
-            vec = (
-                vectors[i]
-                if vectors is not None
-                else (await cached_vectors([nlu.accepted.message.text]))[0]
-            )
+            vec = vectors[i] if vectors is not None else (await cached_vectors([question(nlu)]))[0]
             context = await build_context(nlu, vec)
             await context_topic.send(key=nlu.conversation_id.encode(), value=context.to_bytes())
 

@@ -68,6 +68,10 @@ class TenantNlu:
         """The version of the tenant's loaded model (KeyError if none is loaded)."""
         return self._models[tenant_id].version
 
+    def intents(self, tenant_id: str) -> list[str]:
+        """The intents the tenant's loaded model knows."""
+        return self._models[tenant_id].classifier.intents
+
     def predict(self, tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPrediction]]:
         """The tenant's model version and one prediction per text."""
         model = self._models[tenant_id]

@@ -46,6 +46,18 @@ class DemoShop:
         """As `ShopifyClient.get_order_by_name`: the order named `#1001`, or None."""
         return self.find(name)
 
+    async def find_by_tracking_number(self, tracking_number: str) -> Order | None:
+        """The order one of whose parcels has this tracking number, or None."""
+        wanted = tracking_number.strip().upper()
+        return next(
+            (
+                o
+                for o in self.orders.values()
+                if any((f.tracking_number or "").upper() == wanted for f in o.fulfillments)
+            ),
+            None,
+        )
+
     async def list_orders(self, email: str, limit: int = 50) -> list[Order]:
         """As `ShopifyClient.list_orders`: the customer's orders, newest first."""
         wanted = email.strip().lower()

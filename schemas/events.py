@@ -67,6 +67,16 @@ class NluResult(Event):
     entities: list[Entity] = Field(default_factory=list)
     language: str
     model_version: str
+    query: str | None = Field(
+        default=None,
+        description="what to search the KB with when it is more than the text "
+        "(a follow-up joined to the question it follows)",
+    )
+    decided_by: str = Field(
+        default="model",
+        description="model | action | cue | soft | follow_up | oos | unsure "
+        "(see clawdesk.nlu.resolve)",
+    )
 
 
 class KbHit(Record):

@@ -30,6 +30,7 @@ from clawdesk.conversations.runner import RunOptions, run_cases
 from clawdesk.conversations.scenarios import Case, ScenarioError, load_files
 from clawdesk.conversations.scoring import ScenarioRun, Summary, summarize
 from clawdesk.harness import Harness
+from clawdesk.sandbox import Sandbox
 from clawdesk.settings import AppSettings, app_settings, connection_settings
 from schemas import new_id
 
@@ -63,6 +64,13 @@ def conversations(
     retrain: Annotated[
         bool, typer.Option(help="private system: train the NLU model afresh, not reuse it")
     ] = False,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            help="private system: serve the sandbox providers (Shopify, Stripe, Zendesk, "
+            "DHL, HubSpot with the demo orders) so refunds, cancellations and tickets run"
+        ),
+    ] = True,
 ) -> None:
     """Play conversation scenarios through the real pipeline and score every turn:
     scenarios and turns passed, pass^k, per language and tag, each failing turn."""
@@ -74,7 +82,7 @@ def conversations(
             console.print(problem, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from err
     options = RunOptions(k=k, concurrency=concurrency, turn_timeout_s=turn_timeout, quiet_s=quiet)
-    with target(console, retrain) as where:
+    with target(console, retrain, sandbox=sandbox) as where:
         summary = summarize(evaluate(where, cases, options, console), k)
     print_summary(Console(), summary, failures=show_failures)
     if json_out:
@@ -116,8 +124,9 @@ def _exit_code(summary: Summary, fail_under: float | None) -> None:
 
 
 @contextmanager
-def target(console: Console, retrain: bool) -> Iterator[Target]:
-    """The configured broker, or a private embedded system for the length of the run."""
+def target(console: Console, retrain: bool, *, sandbox: bool = True) -> Iterator[Target]:
+    """The configured broker, or a private embedded system for the length of the run
+    (with the sandbox providers, unless `sandbox` is off)."""
     conn, settings = connection_settings(), app_settings()
     if conn.kafka_bootstrap_servers:
         yield Target(conn.kafka_bootstrap_servers, settings, lambda: True)
@@ -144,6 +153,10 @@ def target(console: Console, retrain: bool) -> Iterator[Target]:
             "CLAWDESK_METRICS_PORT": "0",
             "HF_HUB_OFFLINE": "1",
         }
+        if sandbox:
+            providers = stack.enter_context(Sandbox())
+            env.update(providers.env())
+            console.print("sandbox providers: Shopify, Stripe, Zendesk, DHL, HubSpot (demo orders)")
         log = settings.data_dir / "logs" / "eval-conversations-worker.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_bytes(b"")  # this run's log only

@@ -75,6 +75,9 @@ class Order(_Model):
         return self.fulfillments[-1] if self.fulfillments else None
 
 
+RECENT_ORDERS = 250  # the Admin API's largest page
+
+
 def order_name(reference: str) -> str:
     """Shopify's order name for a reference: `1001`, `#1001` → `#1001`."""
     reference = reference.strip()
@@ -132,6 +135,24 @@ class ShopifyClient(ProviderClient):
         )
         orders = [Order.model_validate(o) for o in response.json().get("orders", [])]
         return sorted(orders, key=lambda o: o.created_at, reverse=True)
+
+    async def find_by_tracking_number(self, tracking_number: str) -> Order | None:
+        """The recent order one of whose parcels has this tracking number, or None.
+
+        The Admin API cannot search orders by tracking number, so this reads the newest
+        page of orders (`RECENT_ORDERS` of them) and matches their fulfilments:
+        a parcel a customer asks about was shipped lately."""
+        response = await self.request(
+            "GET",
+            f"{self.prefix}/orders.json",
+            params={"status": "any", "limit": RECENT_ORDERS},
+        )
+        wanted = tracking_number.strip().upper()
+        for raw in response.json().get("orders", []):
+            order = Order.model_validate(raw)
+            if any((f.tracking_number or "").upper() == wanted for f in order.fulfillments):
+                return order
+        return None
 
     async def cancel_order(
         self, order_id: int, idempotency_key: str, reason: CancelReason = "customer"

@@ -23,7 +23,14 @@ def is_relevant(hit: KbHit, min_score: float) -> bool:
 
 
 def is_answerable(nlu: NluResult, hits: list[KbHit], min_score: float) -> bool:
-    """Whether the best hit is strong enough to answer from."""
+    """Whether the best hit is strong enough to answer from. When the intent model
+    itself judged the message out of scope ("tell me a joke"), a few shared words are
+    not enough: the passage must be close in meaning or share half the words. So too
+    when no intent led clearly: a few shared characters of a Chinese question are no
+    answer to it."""
     if nlu.intent in NO_KB_INTENTS or not hits:
         return False
-    return is_relevant(hits[0], min_score)
+    best = hits[0]
+    if nlu.decided_by in ("oos", "unsure"):
+        return best.score >= min_score or best.keyword >= MIN_KEYWORD_COVERAGE
+    return is_relevant(best, min_score)

@@ -7,6 +7,9 @@ Extracted kinds:
 * ``tracking_number`` – parcel tracking numbers that carry a check rule: UPS ``1Z`` + 16
   (check digit verified), UPU S10 ``AB123456789CN`` (mod-11 check digit verified) and
   10-digit DHL Express waybills (mod-7 check digit, only next to a carrier/tracking word).
+  Carrier formats with a fixed prefix (YunExpress ``YT``, SF Express ``SF``, 4PX,
+  Cainiao ``LP``, JD, PostNL ``3S``, Yanwen) and any other code of 8–30 characters
+  (mostly digits) right after a tracking word ("tracking number …", "运单号 …").
 * ``email``          – e-mail addresses (validated: label rules, no ``..``).
 * ``phone``          – E.164 numbers (``+14155552671``, ``+86 138 1234 5678``) and Chinese
   mobile numbers (``13812345678``, ``138-1234-5678``); value normalised to E.164.
@@ -117,6 +120,29 @@ _DHL_CONTEXT_RE = re.compile(
     _AI,
 )
 _DHL_CONTEXT_WINDOW = 40
+
+# Carriers whose numbers carry a fixed prefix (no check digit): the prefix and length
+# alone tell them from order numbers. The most specific pattern first.
+_CARRIER_PREFIXES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (carrier, re.compile(_NB + pattern + _NA, _AI))
+    for carrier, pattern in (
+        ("yunexpress", r"YT\d{16}"),
+        ("sf_express", r"SF\d{12,13}"),
+        ("4px", r"4PX\d{10,16}(?:[A-Z]{2})?"),
+        ("cainiao", r"LP\d{14,16}"),
+        ("jd_logistics", r"JD[A-Z]{0,2}\d{11,15}"),
+        ("postnl", r"3S[A-Z]{4}\d{7,10}"),
+        ("yanwen", r"(?:UG|VR)\d{9}YW"),
+    )
+)
+# Any other carrier's number: a code of 8-30 letters and digits, mostly digits, right
+# after a tracking word ("tracking number 15502123456789", "运单号 7312345678901").
+_CONTEXT_CODE_RE = re.compile(
+    r"(?:tracking(?:\s*(?:number|no\.?|#|code|id))?|waybill|awb|consignment|parcel number"
+    r"|运单号?|快递单号?|物流单号?|单号|追踪号|跟踪号)\s*(?:is|:|：|=|是|为)?\s*"
+    r"([A-Z0-9]{8,30})" + _NA,
+    _AI,
+)
 
 _EMAIL_RE = re.compile(
     r"(?<![\w.+-])([A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?)@"
@@ -234,6 +260,19 @@ def _find_tracking(text: str) -> Iterator[_Candidate]:
             )
 
 
+def _find_carrier_codes(text: str) -> Iterator[_Candidate]:
+    for carrier, regex in _CARRIER_PREFIXES:
+        for m in regex.finditer(text):
+            value = m.group(0).upper()
+            yield _Candidate(
+                Entity("tracking_number", value, m.start(), m.end(), {"carrier": carrier}), 48
+            )
+    for m in _CONTEXT_CODE_RE.finditer(text):
+        code = m.group(1)
+        if sum(ch.isdigit() for ch in code) >= 8:
+            yield _Candidate(Entity("tracking_number", code.upper(), m.start(1), m.end(1), {}), 44)
+
+
 def _find_emails(text: str) -> Iterator[_Candidate]:
     for m in _EMAIL_RE.finditer(text):
         local, domain = m.group(1), m.group(2)
@@ -341,6 +380,7 @@ _WIDTH_TABLE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20
 _FINDERS: tuple[Callable[[str], Iterator[_Candidate]], ...] = (
     _find_emails,
     _find_tracking,
+    _find_carrier_codes,
     _find_money,
     _find_phones,
     _find_orders,

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 
-__all__ = ["UNDETERMINED", "detect_language", "script_counts"]
+__all__ = ["UNDETERMINED", "detect_language", "reply_language", "script_counts"]
 
 UNDETERMINED = "und"
 
@@ -163,3 +164,25 @@ def detect_language(text: str) -> str:
     if script == "latin":
         return _latin_language(text)
     return _SCRIPT_LANG.get(script, UNDETERMINED)
+
+
+SHORT_WORDS = 2  # "ok thanks" in a Chinese conversation is still answered in Chinese
+
+
+def reply_language(text: str, remembered: str | None = None, earlier: Sequence[str] = ()) -> str:
+    """The language to answer `text` in: its own, or the conversation's (`remembered`)
+    when it has none ("1005", an e-mail address) or is a word or two of English in a
+    Chinese conversation ("ok", "yes please"). With nothing remembered yet, the
+    customer's `earlier` messages decide: a burst ("hi" / "my order" / "1002") arrives
+    before the first turn's language is remembered."""
+    detected = detect_language(text)
+    known = remembered if remembered not in (None, UNDETERMINED) else None
+    if known is None:
+        if detected == UNDETERMINED and earlier:
+            return detect_language(" ".join(earlier))
+        return detected
+    if detected == UNDETERMINED:
+        return known
+    if known == "zh" and detected == "en" and len(text.split()) <= SHORT_WORDS:
+        return known
+    return detected

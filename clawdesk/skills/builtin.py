@@ -211,12 +211,40 @@ async def _track_dhl(ctx: SkillContext, number: str) -> SkillOutcome:
     )
 
 
+async def _order_shipping(ctx: SkillContext, number: str) -> Order | None:
+    """The order the shop shipped this parcel with, where the shop can tell."""
+    try:
+        source = ctx.order_source
+    except NotConfigured:
+        return None
+    lookup = getattr(source, "find_by_tracking_number", None)
+    return None if lookup is None else await lookup(number)
+
+
+async def _track_number(ctx: SkillContext, number: str) -> SkillOutcome:
+    """A parcel by its tracking number: the shop's record of it (live from DHL for DHL
+    parcels when there is a DHL account), else DHL, else not found."""
+    order = await _order_shipping(ctx, number)
+    if order is None:
+        try:
+            return await _track_dhl(ctx, number)
+        except NotConfigured:
+            return SkillOutcome.not_found({"tracking_number": number})
+    if ctx.customer_email and not _owns(order, ctx.customer_email):
+        return SkillOutcome.not_found({"tracking_number": number})  # not this customer's
+    return await _track_order(ctx, order)
+
+
 async def _track_shipment(ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:
     if "tracking_number" in args:
-        return await _track_dhl(ctx, str(args["tracking_number"]))
+        return await _track_number(ctx, str(args["tracking_number"]))
     found = await _find_order(ctx, args, verified=False)
     if isinstance(found, SkillOutcome):
         return found
+    return await _track_order(ctx, found)
+
+
+async def _track_order(ctx: SkillContext, found: Order) -> SkillOutcome:
     last = found.last_fulfillment
     if last is None or not last.tracking_number:
         return SkillOutcome.ok(

@@ -48,8 +48,8 @@ INTENT_SKILLS: dict[str, str] = {
     "return_request": "create_ticket",
 }
 FAILURES = frozenset({SkillStatus.FAILED, SkillStatus.UNAVAILABLE, SkillStatus.REFUSED})
-# Intents a bare answer to "what's your order number?" is often classified as.
-RESUMING_INTENTS = frozenset({OOS, "order_status"})
+LONE_NUMBER = re.compile(r"(?<![\w.])#?(\d{3,12})(?![\w.])")
+SHORT_MESSAGE = 6  # words
 BARE_ORDER = re.compile(r"^\s*(?:#|no\.?\s*|ord-?)?\s*(\d{3,12})\s*[.!?。]?\s*$", re.I)
 _REASON = re.compile(r"[^a-z0-9_]+")
 
@@ -95,6 +95,11 @@ class DialogueState(_State):
     unclear: int = 0
     failures: int = 0
     last_event_id: str | None = None
+    topic: str | None = Field(
+        default=None,
+        description="the intent of the last skill asked for: a bare order "
+        "number next ('sorry, I meant 1005') continues it",
+    )
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None) -> DialogueState:
@@ -121,6 +126,13 @@ class Turn:
     slots: dict[str, str] = field(default_factory=dict)  # memory, this message's included
     answerable: bool = False
     verified_email: str | None = None
+    decided_by: str = "model"  # how the nlu stage chose the intent (see NluResult)
+
+    @property
+    def names_its_object(self) -> bool:
+        """Whether the message says which order it is about: by number, or as an action
+        on the remembered order ("refund it"), as the nlu stage resolved it."""
+        return "order_number" in self.entities or self.decided_by == "action"
 
 
 def turn_of(context: RetrievalContext, slots: dict[str, str], verified_email: str | None) -> Turn:
@@ -140,6 +152,7 @@ def turn_of(context: RetrievalContext, slots: dict[str, str], verified_email: st
         slots=dict(slots),
         answerable=context.answerable,
         verified_email=verified_email,
+        decided_by=nlu.decided_by,
     )
 
 
@@ -201,6 +214,7 @@ def decide(turn: Turn, state: DialogueState, policy: Policy) -> Decision:
     awaiting, state = state.awaiting, replace_state(state, awaiting=None)
     if awaiting is not None and (resumed := _resume(turn, awaiting, state)) is not None:
         return resumed
+    turn = _continued(turn, state)
     planned = _plan(turn, state)
     if planned is not None:
         return planned
@@ -242,7 +256,7 @@ def _plan(turn: Turn, state: DialogueState) -> Decision | None:
         return _run(state, "order_list", {})
     if skill == "track_shipment" and "tracking_number" in turn.entities:
         return _run(state, skill, {"tracking_number": turn.entities["tracking_number"]})
-    if skill in SIDE_EFFECTS and not named and turn.answerable:
+    if skill in SIDE_EFFECTS and not turn.names_its_object and turn.answerable:
         # "How long does a refund take?" is a question for the knowledge base, even
         # when an order was mentioned earlier; naming the order makes it a request.
         return None
@@ -250,6 +264,7 @@ def _plan(turn: Turn, state: DialogueState) -> Decision | None:
         return _return_ticket(turn, state, named) if named else None
     if skill is None:
         return None
+    state = replace_state(state, topic=turn.intent)
     return _complete(turn, state, skill, {"order": order} if order else {})
 
 
@@ -269,24 +284,76 @@ def _ask(
     turn: Turn, state: DialogueState, skill: str, args: dict[str, Any], missing: str
 ) -> Decision:
     awaiting = Awaiting(skill=skill, intent=turn.intent, args=args, missing=missing)
-    data = {"missing": missing, **({"order": f"#{args['order']}"} if "order" in args else {})}
+    data = {"missing": missing, **_order_fact(args)}
     return Decision(
         replace_state(state, awaiting=awaiting), skill, status=SkillStatus.NEEDS_INPUT, data=data
     )
 
 
 def _resume(turn: Turn, awaiting: Awaiting, state: DialogueState) -> Decision | None:
-    """The awaited skill, if this message gives what it was waiting for."""
-    if turn.intent not in RESUMING_INTENTS | {awaiting.intent}:
-        return None
+    """The awaited skill, if this message gives what it was waiting for; the question
+    again if it only says "yes"; nothing more if it says "no"."""
     if awaiting.missing == "order":
         value = _number(turn.entities.get("order_number")) or _bare_order(turn.text)
     else:
         value = turn.entities.get(awaiting.missing)
     if not value:
+        answer = yes_or_no(turn.text)
+        if answer == "yes":  # "yes" to "which order?": say again what is needed
+            return _ask(
+                replace(turn, intent=awaiting.intent),
+                state,
+                awaiting.skill,
+                awaiting.args,
+                awaiting.missing,
+            )
+        if answer == "no":
+            data = {"dialogue": "declined", **_order_fact(awaiting.args)}
+            return Decision(state, awaiting.skill, data=data)
+        return None
+    if _asks_another_action(turn, awaiting):
         return None
     intent_turn = replace(turn, intent=awaiting.intent)
     return _complete(intent_turn, state, awaiting.skill, {**awaiting.args, awaiting.missing: value})
+
+
+def _asks_another_action(turn: Turn, awaiting: Awaiting) -> bool:
+    # "cancel order 1005 instead" while a refund waits for its e-mail is a new request;
+    # a bare answer, whatever the model made of it, is the one awaited.
+    return (
+        turn.intent in INTENT_SKILLS
+        and turn.intent != awaiting.intent
+        and turn.decided_by == "action"
+    )
+
+
+def _order_fact(args: dict[str, Any]) -> dict[str, Any]:
+    return {"order": f"#{args['order']}"} if "order" in args else {}
+
+
+def _continued(turn: Turn, state: DialogueState) -> Turn:
+    """A message that names an order or parcel and nothing else the model could place
+    ("sorry, I meant 1005", "SF1512345678901"): it continues the request the last skill
+    was asked for, else it asks for that order's (or parcel's) status."""
+    if turn.intent != OOS or turn.answerable:
+        return turn
+    if "tracking_number" in turn.entities:
+        return replace(turn, intent="track_shipment")
+    entities = turn.entities
+    if "order_number" not in entities:
+        # "sorry, I meant 1005": a lone number in a short message, once an order skill
+        # was asked for, is the order it meant.
+        number = _lone_number(turn.text) if state.topic in INTENT_SKILLS else None
+        if number is None:
+            return turn
+        entities = {**entities, "order_number": number}
+    topic = state.topic if state.topic in INTENT_SKILLS else "order_status"
+    return replace(turn, intent=topic, entities=entities)
+
+
+def _lone_number(text: str) -> str | None:
+    numbers = LONE_NUMBER.findall(text)
+    return numbers[0] if len(numbers) == 1 and len(text.split()) <= SHORT_MESSAGE else None
 
 
 def _number(reference: str | None) -> str | None:

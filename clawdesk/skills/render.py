@@ -318,8 +318,6 @@ def _confirm(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> 
 
 
 def _needs_input(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
-    # After the knowledge-base answer, when there is one: "my parcel hasn't moved for two
-    # weeks" gets the guidance and the question for the order number.
     missing = data.get("missing")
     if missing == "email":
         text = t["need_email"].format(action=_action(t, skill), order=data["order"])
@@ -329,7 +327,9 @@ def _needs_input(t: dict[str, str], skill: str, data: Data, result: SkillResult)
         text = t["bad_order"].format(**data)
     else:
         text = t["need_order"]
-    return Rendered(text, with_kb=True)
+    # Only a parcel problem gets the guidance first ("my parcel hasn't moved"): a plain
+    # "where is my order?" or "refund order 1002" wants the question, not a passage.
+    return Rendered(text, with_kb=skill == "track_shipment")
 
 
 def _not_found(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:

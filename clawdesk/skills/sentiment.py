@@ -23,7 +23,7 @@ EN_WORDS: dict[str, int] = {
             "terrible", "awful", "horrible", "worst", "useless", "ridiculous", "unacceptable",
             "scam", "scammers", "fraud", "furious", "disgusting", "pathetic", "rubbish",
             "garbage", "incompetent", "outrageous", "lawyer", "sue", "wtf", "shit", "fuck",
-            "fucking", "crap", "hate", "liars", "joke", "nightmare",
+            "fucking", "crap", "hate", "liars", "nightmare",
         ),
         STRONG,
     ),
@@ -32,6 +32,8 @@ EN_WORDS: dict[str, int] = {
             "angry", "annoyed", "annoying", "disappointed", "disappointing", "frustrated",
             "frustrating", "upset", "unhappy", "complaint", "complain", "fed", "sick",
             "ignored", "forever", "waste", "wasted", "bad", "poor",
+            # mild: "this is a joke" is angry, "tell me a joke" is not
+            "joke",
         ),
         MILD,
     ),

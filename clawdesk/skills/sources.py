@@ -26,6 +26,13 @@ class OrderSource(Protocol):
     async def list_orders(self, email: str, limit: int = 50) -> list[Order]: ...
 
 
+class TrackingLookup(Protocol):
+    """An order source that can also find an order by a parcel's tracking number (the
+    demo shop; Shopify's Admin API has no such search)."""
+
+    async def find_by_tracking_number(self, tracking_number: str) -> Order | None: ...
+
+
 class TrackingSource(Protocol):
     """Reads a carrier's tracking (raises `NotFound` for an unknown number)."""
 
@@ -61,6 +68,11 @@ class CachedOrders:
         if order is not None:
             await self.cache.set(self.key(name), order.model_dump(mode="json"))
         return order
+
+    async def find_by_tracking_number(self, tracking_number: str) -> Order | None:
+        """The order that shipped this parcel, where the source can tell (not cached)."""
+        lookup = getattr(self.source, "find_by_tracking_number", None)
+        return None if lookup is None else await lookup(tracking_number)
 
     async def list_orders(self, email: str, limit: int = 50) -> list[Order]:
         """Not cached: a list is asked for rarely, and must show a brand-new order."""

@@ -69,7 +69,9 @@ async def test_nlu_batch_model_failure_is_logged_then_retried_per_event(
     async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: int) -> None:
         dead.append(repr(error))
 
-    fake_services.nlu = SimpleNamespace(min_confidence_for=lambda tenant_id: 0.9)
+    fake_services.nlu = SimpleNamespace(
+        min_confidence_for=lambda tenant_id: 0.9, intents=lambda tenant_id: ["order_status"]
+    )
     monkeypatch.setattr(nlu, "predict", predict)
     monkeypatch.setattr(nlu, "emit", emit)
     monkeypatch.setattr(guard, "dead_letter", dead_letter)

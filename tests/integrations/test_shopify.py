@@ -77,3 +77,9 @@ async def test_cancelling_a_fulfilled_order_is_refused(client: ShopifyClient) ->
         await client.cancel_order(6231458710001, idempotency_key="k2")
     assert caught.value.status == 422
     assert "fulfilled" in caught.value.message
+
+
+async def test_an_order_is_found_by_a_parcels_tracking_number(client: ShopifyClient) -> None:
+    order = await client.find_by_tracking_number("sf1512345678901")
+    assert order is not None and order.name == "#1003"
+    assert await client.find_by_tracking_number("SF0000000000000") is None

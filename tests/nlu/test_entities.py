@@ -80,7 +80,6 @@ def test_tracking_numbers(text: str, value: str, carrier: str) -> None:
         "AA473124828GB",  # S10 check digit wrong
         "AA47312482GB",  # S10 too short
         "1234567891",  # DHL-valid digits but no carrier/tracking context
-        "dhl tracking 1234567890",  # mod-7 check digit wrong
         "X1Z999AA10123456784",  # glued to other characters
     ],
 )
@@ -206,3 +205,29 @@ def test_fold_width_keeps_length() -> None:
     folded = fold_width(text)
     assert len(folded) == len(text)
     assert folded == "订单号:1001 ORD"
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "carrier"),
+    [
+        ("Can you track YT2631100012345678 for me?", "YT2631100012345678", "yunexpress"),
+        ("运单号SF1512345678901,现在什么状态", "SF1512345678901", "sf_express"),
+        ("4px3001234567890cn 到哪了", "4PX3001234567890CN", "4px"),
+        ("PostNL 3SCLAW0012345678", "3SCLAW0012345678", "postnl"),
+        # No carrier format: the tracking word before it makes it one (a DHL number
+        # whose check digit is wrong is still what the customer calls their waybill).
+        ("dhl tracking 1234567890", "1234567890", None),
+        ("my tracking number is 15502123456789", "15502123456789", None),
+        ("快递单号 7312345678901 查一下", "7312345678901", None),
+    ],
+)
+def test_carrier_formats_and_numbers_after_a_tracking_word(
+    text: str, value: str, carrier: str | None
+) -> None:
+    found = [e for e in extract_entities(text) if e.kind == "tracking_number"]
+    assert [(e.value, e.attrs.get("carrier")) for e in found] == [(value, carrier)]
+
+
+@pytest.mark.parametrize("text", ["order 15502123456789", "call me on 13812345678", "SF123"])
+def test_codes_without_a_carrier_format_or_tracking_word_are_not_parcels(text: str) -> None:
+    assert [e for e in extract_entities(text) if e.kind == "tracking_number"] == []

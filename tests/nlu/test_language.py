@@ -50,3 +50,13 @@ def test_codes_do_not_count_as_words() -> None:
 def test_chinese_with_an_order_number_is_chinese(text: str) -> None:
     # Chinese has no spaces: a code pattern of "any run with a digit" erased the sentence.
     assert detect_language(text) == "zh"
+
+
+def test_the_reply_language_falls_back_to_the_conversations() -> None:
+    from clawdesk.nlu.language import reply_language
+
+    assert reply_language("1005", "zh") == "zh"
+    assert reply_language("ok thanks", "zh") == "zh"
+    assert reply_language("I would like to ask about shipping instead", "zh") == "en"
+    assert reply_language("1002", None, ["hi there", "my order"]) == "en"
+    assert reply_language("1002") == "und"

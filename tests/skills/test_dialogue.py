@@ -361,3 +361,75 @@ def _pending_refund() -> DialogueState:
     _, out = step(ask, DialogueState(), SkillStatus.NEEDS_CONFIRMATION, facts)
     assert out.state.pending is not None
     return out.state
+
+
+# -- dialogue state that routes on its own ----------------------------------------------
+
+
+def _awaiting_email() -> DialogueState:
+    _, asked = step(
+        turn("I want a refund for order 1002", "refund_request", "e1", order_number="1002"),
+        DialogueState(),
+    )
+    assert asked.state.awaiting is not None and asked.state.awaiting.missing == "email"
+    return asked.state
+
+
+def test_a_plain_yes_to_a_question_for_the_email_asks_for_it_again() -> None:
+    decision = decide(turn("yes", "oos", "e2"), _awaiting_email(), POLICY)
+    assert (decision.skill, decision.status) == ("refund", SkillStatus.NEEDS_INPUT)
+    assert decision.data == {"missing": "email", "order": "#1002"}
+    assert decision.state.awaiting is not None  # still waiting for it
+
+
+def test_a_plain_no_to_a_question_for_the_email_drops_the_request() -> None:
+    decision = decide(turn("no", "oos", "e2"), _awaiting_email(), POLICY)
+    assert decision.data == {"dialogue": "declined", "order": "#1002"} and not decision.run
+    assert decision.state.awaiting is None
+
+
+def test_the_awaited_email_resumes_whatever_intent_the_model_gave_it() -> None:
+    answer = turn("mike.turner@example.com", "account_help", "e2", email=MIKE)
+    decision = decide(answer, _awaiting_email(), POLICY)
+    assert (decision.skill, decision.args) == ("refund", {"order": "1002", "email": MIKE})
+
+
+def test_another_action_named_while_waiting_is_a_new_request() -> None:
+    other = Turn(
+        "e2", "cancel order 1005 instead", "cancel_order", T0, {"order_number": "1005"},
+        {"order_number": "1005"}, decided_by="action",
+    )  # fmt: skip
+    decision = decide(other, _awaiting_email(), POLICY)
+    assert decision.skill == "cancel_order" and decision.state.awaiting is not None
+    assert decision.state.awaiting.args == {"order": "1005"}  # and now it asks for the e-mail
+
+
+def test_a_lone_number_after_an_unknown_order_continues_the_request() -> None:
+    _, looked_up = step(
+        turn("where is order 9999?", "order_status", "e1", order_number="9999"),
+        DialogueState(),
+        SkillStatus.NOT_FOUND,
+        {"order": "#9999"},
+    )
+    decision = decide(turn("sorry, I meant 1005", "oos", "e2"), looked_up.state, POLICY)
+    assert (decision.skill, decision.args) == ("order_status", {"order": "1005"})
+    # Without an order skill asked for before, a number alone is not an order.
+    assert decide(turn("sorry, I meant 1005", "oos", "e2"), DialogueState(), POLICY).skill is None
+
+
+def test_a_tracking_number_alone_is_tracked() -> None:
+    t = turn("YT2631100012345678", "oos", tracking_number="YT2631100012345678")
+    decision = decide(t, DialogueState(), POLICY)
+    assert (decision.skill, decision.args) == (
+        "track_shipment",
+        {"tracking_number": "YT2631100012345678"},
+    )
+
+
+def test_an_action_on_the_remembered_order_is_a_request_not_a_kb_question() -> None:
+    t = Turn(
+        "e2", "ok, I want a refund for it", "refund_request", T0, {}, {"order_number": "1001"},
+        answerable=True, decided_by="action",
+    )  # fmt: skip
+    decision = decide(t, DialogueState(), POLICY)
+    assert decision.skill == "refund" and decision.data["missing"] == "email"

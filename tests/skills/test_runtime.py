@@ -95,8 +95,23 @@ async def test_without_dhl_a_dhl_parcel_is_told_from_the_shop(make_runtime: Make
         "DHL Express",
         "out_for_delivery",
     )
+    # By number too: the shop knows which order it shipped the parcel with.
     by_number = await runtime.run("track_shipment", ctx(), {"tracking_number": "4817263950"})
-    assert by_number.status is OutcomeStatus.UNAVAILABLE
+    assert by_number.status is OutcomeStatus.OK
+    assert (by_number.data["order"], by_number.data["status"]) == ("#1009", "out_for_delivery")
+    unknown = await runtime.run("track_shipment", ctx(), {"tracking_number": "YT0000000000000000"})
+    assert unknown.status is OutcomeStatus.NOT_FOUND
+
+
+async def test_a_parcel_number_the_shop_shipped_is_tracked_by_its_order(make_runtime: Make) -> None:
+    runtime = make_runtime(ProviderSettings())
+    out = await runtime.run("track_shipment", ctx(), {"tracking_number": "yt2631100012345678"})
+    assert out.status is OutcomeStatus.OK
+    assert (out.data["order"], out.data["carrier"], out.data["status"]) == (
+        "#1002",
+        "YunExpress",
+        "in_transit",
+    )
 
 
 async def test_refund_is_unavailable_without_stripe_before_asking(make_runtime: Make) -> None:
