@@ -11,7 +11,6 @@ only on the customer's "yes" (skills stage)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from agents import guard
 from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
 from clawdesk.app import app
+from clawdesk.kb.chat_text import chat_text
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
 from schemas import InboundMessage, Reply, SkillResult, SkillStatus, TurnOutcome, utc_now
@@ -64,10 +64,7 @@ class Composed:
     tool_status: SkillStatus | None = None  # how the LLM's last tool call ended, if any
 
 
-def plain(markdown: str) -> str:
-    """Knowledge-base Markdown as chat text: no emphasis markers, bullets as •."""
-    text = re.sub(r"\*\*(.+?)\*\*|__(.+?)__", lambda m: m.group(1) or m.group(2), markdown)
-    return re.sub(r"^\s*[-*]\s+", "• ", text, flags=re.M)
+plain = chat_text  # the passage as a customer sees it
 
 
 def kb_answer(result: SkillResult, t: dict[str, str]) -> Composed:

@@ -87,6 +87,9 @@ class KbHit(Record):
     section: str
     text: str
     score: float = Field(description="best dense cosine similarity (question or passage)")
+    multilingual: float = Field(
+        default=0.0, description="best cosine of the multilingual encoder (0: none, or unread)"
+    )
     keyword: float = Field(default=0.0, description="share of the query's terms it contains")
     fused: float = Field(default=0.0, description="reciprocal-rank-fusion score")
 

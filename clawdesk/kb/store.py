@@ -26,6 +26,7 @@ Progress = Callable[[int, int], None]
 
 LAYOUT = "v3"  # bump when the collection's vectors change; old collections are ignored
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
+RERANK_POOL = 5  # fused candidates re-ranked by closeness in meaning
 CANDIDATES = 20
 MIN_KNOWN_SHARE = 0.7  # below this the embedding model cannot read the query
 
@@ -230,6 +231,7 @@ class KnowledgeBase:
         query): the scale `kb_min_score` is set on."""
         fused: dict[str, float] = {}
         dense: dict[str, float] = {}
+        second: dict[str, float] = {}  # the multilingual encoder's, which reads Chinese
         payloads: dict[str, dict[str, Any]] = {}
         for member, points in self._dense_ranks(tenant_id, query, vector, filters):
             for rank, p in enumerate(points):
@@ -237,17 +239,28 @@ class KnowledgeBase:
                 fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
                 if not member.key:
                     dense[pid] = max(dense.get(pid, 0.0), float(p.score))
+                else:
+                    second[pid] = max(second.get(pid, 0.0), float(p.score))
                 payloads[pid] = dict(p.payload or {})
         coverage: dict[str, float] = {}
         for rank, (pid, payload, cov) in enumerate(self._keyword_ranks(tenant_id, query, filters)):
             fused[pid] = fused.get(pid, 0.0) + 1.0 / (RRF_K + rank + 1)
             coverage[pid] = cov
             payloads.setdefault(pid, payload)
+
+        def foreign(pid: str) -> bool:
+            return language is not None and payloads[pid].get("lang") != language
+
+        pool = sorted(fused, key=lambda pid: (foreign(pid), -fused[pid]))[: max(k, RERANK_POOL)]
+        # Rank fusion finds the right passage among the first five for 29 of 30 demo
+        # questions in each language, but first for only 17 (en) and 16 (zh): it counts
+        # ranks, not how close. The pool is re-ranked by closeness in meaning (both
+        # encoders) with the keyword share as a tie-breaker: 19 and 18 of 30 first.
         best = sorted(
-            fused,
+            pool,
             key=lambda pid: (
-                language is not None and payloads[pid].get("lang") != language,
-                -fused[pid],
+                foreign(pid),
+                -(dense.get(pid, 0.0) + second.get(pid, 0.0) + coverage.get(pid, 0.0) / 10),
             ),
         )[:k]
         return [
@@ -257,6 +270,7 @@ class KnowledgeBase:
                 section=str(payloads[pid]["section"]),
                 text=str(payloads[pid]["text"]),
                 score=round(dense.get(pid, 0.0), 4),
+                multilingual=round(second.get(pid, 0.0), 4),
                 keyword=round(coverage.get(pid, 0.0), 4),
                 fused=round(fused[pid], 5),
             )

@@ -33,6 +33,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from clawdesk.kb.answerability import is_same_question
 from clawdesk.shop import order_number
 from clawdesk.skills.answers import yes_or_no
 from clawdesk.skills.sentiment import is_negative
@@ -127,6 +128,7 @@ class Turn:
     answerable: bool = False
     verified_email: str | None = None
     decided_by: str = "model"  # how the nlu stage chose the intent (see NluResult)
+    kb_match: bool = False  # the KB holds this very question (an FAQ entry matches it)
 
     @property
     def names_its_object(self) -> bool:
@@ -153,6 +155,7 @@ def turn_of(context: RetrievalContext, slots: dict[str, str], verified_email: st
         answerable=context.answerable,
         verified_email=verified_email,
         decided_by=nlu.decided_by,
+        kb_match=bool(context.hits) and is_same_question(context.hits[0]),
     )
 
 
@@ -256,6 +259,9 @@ def _plan(turn: Turn, state: DialogueState) -> Decision | None:
         return _run(state, "order_list", {})
     if skill == "track_shipment" and "tracking_number" in turn.entities:
         return _run(state, skill, {"tracking_number": turn.entities["tracking_number"]})
+    if turn.kb_match and not turn.names_its_object:
+        # "Is there a discount on my first order?" is an FAQ entry, not an order lookup.
+        return None
     if skill in SIDE_EFFECTS and not turn.names_its_object and turn.answerable:
         # "How long does a refund take?" is a question for the knowledge base, even
         # when an order was mentioned earlier; naming the order makes it a request.

@@ -433,3 +433,13 @@ def test_an_action_on_the_remembered_order_is_a_request_not_a_kb_question() -> N
     )  # fmt: skip
     decision = decide(t, DialogueState(), POLICY)
     assert decision.skill == "refund" and decision.data["missing"] == "email"
+
+
+def test_a_question_the_kb_holds_word_for_word_is_answered_from_it() -> None:
+    faq = Turn("e1", "Is there a discount on my first order?", "order_status", T0, kb_match=True)
+    assert decide(faq, DialogueState(), POLICY).skill is None
+    named = Turn(
+        "e1", "is there a discount on order 1002?", "order_status", T0,
+        {"order_number": "1002"}, {"order_number": "1002"}, kb_match=True,
+    )  # fmt: skip
+    assert decide(named, DialogueState(), POLICY).skill == "order_status"
