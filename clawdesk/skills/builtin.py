@@ -256,9 +256,13 @@ async def _track_order(ctx: SkillContext, found: Order) -> SkillOutcome:
         )
     if (last.tracking_company or "").upper().startswith("DHL"):
         try:
-            return await _track_dhl(ctx, last.tracking_number)
+            live = await _track_dhl(ctx, last.tracking_number)
         except NotConfigured:
             pass  # no DHL account: the shop's fulfilment record is still true, if older
+        else:
+            if live.status is OutcomeStatus.OK:  # which order the parcel is, for the reply
+                return SkillOutcome.ok({**live.data, "order": found.name})
+            return live
     # Not a DHL parcel (or no DHL access): the shop's fulfilment status is what we know.
     return SkillOutcome.ok(
         {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from clawdesk.sandbox import Sandbox
 from tests.integration.conftest import Pipeline, pipeline
 
 __all__ = ["pipeline"]
@@ -23,6 +24,16 @@ WRONG = Path(__file__).with_name("wrong_expectation.yaml")
 def test_the_command_reports_figures_and_a_wrong_expectation_with_the_reply(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
+    # The sandbox providers, as the command's private system has them: the refund runs.
+    sandbox = Sandbox().start()
+    pipeline.extra_env.update(sandbox.env())
+    try:
+        _play_the_ci_set(pipeline, tmp_path)
+    finally:
+        sandbox.stop()
+
+
+def _play_the_ci_set(pipeline: Pipeline, tmp_path: Path) -> None:
     pipeline.start_worker()
     out, junit = tmp_path / "out.json", tmp_path / "out.xml"
     argv = [sys.executable, "-m", "clawdesk.cli", "eval", "conversations", str(CI_SET), str(WRONG)]
@@ -37,7 +48,9 @@ def test_the_command_reports_figures_and_a_wrong_expectation_with_the_reply(
 
     figures = json.loads(out.read_text())
     assert figures["overall"]["scenarios"] == 10
-    assert figures["overall"]["runs"]["passed"] >= 1  # the greeting, at least, is answered
+    # Every CI scenario passes: a regression in what customers get fails the build.
+    failed = {f["scenario"] for f in figures["failures"]}
+    assert failed == {"wrong-on-purpose"}, done.stdout[-4000:]
     assert set(figures["by_language"]) == {"en", "zh"}
     [wrong] = [f for f in figures["failures"] if f["scenario"] == "wrong-on-purpose"]
     [turn] = wrong["turns"]

@@ -28,6 +28,7 @@ class Pipeline:
     models_dir: Path
     app_id: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. the sandbox providers
 
     @property
     def settings(self) -> AppSettings:
@@ -46,6 +47,7 @@ class Pipeline:
             "CLAWDESK_MODELS_DIR": str(self.models_dir),
             "CLAWDESK_METRICS_PORT": "0",
             "CLAWDESK_LOG_LEVEL": "INFO",
+            **self.extra_env,
             "HF_HUB_OFFLINE": "1",
         }
 
