@@ -99,7 +99,7 @@ def from_llm(answer: LlmAnswer, language: str) -> Composed:
     """The LLM's answer with the passages it cited listed under it, as offline replies
     list theirs (numbers as in the prompt)."""
     t = TEXT["zh" if language == "zh" else "en"]
-    text = answer.text
+    text = chat_text(answer.text)  # chat bubbles show Markdown as raw marks
     if answer.cited:
         cites = "; ".join(f"[{n}] {h.title} › {h.section}" for n, h in answer.cited)
         text = f"{text}\n\n{t['source']}: {cites}"
@@ -182,14 +182,16 @@ async def compose_any(
     ctx: SkillContext | None = None,
     cache: LayeredCache | None = None,
 ) -> Composed:
-    """The reply to one skill result: the LLM's when LLM mode is on and it answers in
-    time, else the offline composition. A handoff notice is always the template's.
+    """The reply to one skill result: the LLM's when LLM mode is on, the reply is its
+    to write (`for_llm`) and it answers in time with something grounded (a passage
+    cited or a tool used); else the offline composition. A handoff notice is always
+    the template's.
 
     With a `cache`, an LLM answer that depends on the question and the KB alone (see
     `answer_key`) is reused for the same question; answers that used tools or propose
     a side effect are never cached."""
     offline = compose(result)
-    if llm is None or offline.handoff:
+    if llm is None or offline.handoff or not for_llm(result):
         return offline
     from clawdesk.llm import Fallback
 
@@ -201,10 +203,20 @@ async def compose_any(
     answer = await llm.answer(result, reply_id, tools=tools, ctx=ctx)
     if isinstance(answer, Fallback):
         return offline
+    if not (answer.cited or answer.tool_outcomes or answer.pending):
+        # Grounded in nothing (no passage cited, no tool used): the templated reply, in
+        # the customer's language, says no more and invents nothing.
+        return offline
     composed = from_llm(answer, result.context.nlu.language)
     if cache is not None and key is not None and not answer.tool_outcomes and not answer.pending:
         await cache.set(key, {"text": composed.text, "sources": composed.sources})
     return composed
+
+
+def for_llm(result: SkillResult) -> bool:
+    """Whether the LLM writes this reply: not when a skill spoke (its templates quote
+    the shop's facts exactly, in the customer's language) or for small talk."""
+    return render_skill(result) is None and result.context.nlu.intent not in SMALL_TALK
 
 
 def remember_pending(

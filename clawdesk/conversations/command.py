@@ -30,6 +30,7 @@ from clawdesk.conversations.runner import RunOptions, run_cases
 from clawdesk.conversations.scenarios import Case, ScenarioError, load_files
 from clawdesk.conversations.scoring import ScenarioRun, Summary, summarize
 from clawdesk.harness import Harness
+from clawdesk.llm.echo_server import EchoProcess
 from clawdesk.sandbox import Sandbox
 from clawdesk.settings import AppSettings, app_settings, connection_settings
 from schemas import new_id
@@ -71,6 +72,13 @@ def conversations(
             "DHL, HubSpot with the demo orders) so refunds, cancellations and tickets run"
         ),
     ] = True,
+    echo_llm: Annotated[
+        bool,
+        typer.Option(
+            help="private system: LLM mode against the echo endpoint "
+            "(clawdesk.llm.echo_server: no model, it quotes the first passage it is given)"
+        ),
+    ] = False,
 ) -> None:
     """Play conversation scenarios through the real pipeline and score every turn:
     scenarios and turns passed, pass^k, per language and tag, each failing turn."""
@@ -82,7 +90,7 @@ def conversations(
             console.print(problem, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from err
     options = RunOptions(k=k, concurrency=concurrency, turn_timeout_s=turn_timeout, quiet_s=quiet)
-    with target(console, retrain, sandbox=sandbox) as where:
+    with target(console, retrain, sandbox=sandbox, echo_llm=echo_llm) as where:
         summary = summarize(evaluate(where, cases, options, console), k)
     print_summary(Console(), summary, failures=show_failures)
     if json_out:
@@ -124,9 +132,12 @@ def _exit_code(summary: Summary, fail_under: float | None) -> None:
 
 
 @contextmanager
-def target(console: Console, retrain: bool, *, sandbox: bool = True) -> Iterator[Target]:
+def target(
+    console: Console, retrain: bool, *, sandbox: bool = True, echo_llm: bool = False
+) -> Iterator[Target]:
     """The configured broker, or a private embedded system for the length of the run
-    (with the sandbox providers, unless `sandbox` is off)."""
+    (with the sandbox providers, unless `sandbox` is off, and in LLM mode against the
+    echo endpoint with `echo_llm`)."""
     conn, settings = connection_settings(), app_settings()
     if conn.kafka_bootstrap_servers:
         yield Target(conn.kafka_bootstrap_servers, settings, lambda: True)
@@ -157,6 +168,11 @@ def target(console: Console, retrain: bool, *, sandbox: bool = True) -> Iterator
             providers = stack.enter_context(Sandbox())
             env.update(providers.env())
             console.print("sandbox providers: Shopify, Stripe, Zendesk, DHL, HubSpot (demo orders)")
+        if echo_llm:
+            echo = EchoProcess().start()
+            stack.callback(echo.stop)
+            env.update({"CLAWDESK_LLM_BASE_URL": echo.url, "CLAWDESK_LLM_API_KEY": "echo"})
+            console.print(f"LLM mode: the echo endpoint at {echo.url}")
         log = settings.data_dir / "logs" / "eval-conversations-worker.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_bytes(b"")  # this run's log only

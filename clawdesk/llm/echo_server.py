@@ -28,10 +28,11 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from clawdesk.llm.prompt import WEAK_MATCHES
 from clawdesk.runtime.ports import free_port, wait_for_port
 
-_PASSAGE = re.compile(r"^\[(\d+)\] .*\n(.+)$", re.M)
-_SENTENCE = re.compile(r"(?<=[.!?。!?])\s")
+# A passage runs from its "[n] title › section" line to the next one (or the end).
+_PASSAGE = re.compile(r"^\[(\d+)\] [^\n]*\n(.+?)(?=\n\n\[\d+\] |\Z)", re.M | re.S)
 
 
 def _words(value: Any) -> int:
@@ -45,13 +46,15 @@ def _words(value: Any) -> int:
 
 
 def echo_answer(messages: list[dict[str, Any]]) -> str:
-    """The first sentence of the first numbered passage, cited; else a request to rephrase."""
+    """The first numbered passage, cited, as an extractive model would answer; a request
+    to rephrase when there is none, or when the prompt says the passages are weak
+    matches (a model following the prompt's rules would not answer from them)."""
     for message in messages:
         if message.get("role") == "system":
-            match = _PASSAGE.search(str(message.get("content") or ""))
-            if match:
-                first = _SENTENCE.split(match.group(2).strip(), maxsplit=1)[0]
-                return f"{first} [{match.group(1)}]"
+            content = str(message.get("content") or "")
+            match = _PASSAGE.search(content)
+            if match and WEAK_MATCHES not in content:
+                return f"{match.group(2).strip()} [{match.group(1)}]"
     return "I'm not sure I understood. Could you rephrase?"
 
 

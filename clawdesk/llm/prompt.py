@@ -34,13 +34,16 @@ _CITATION = re.compile(r"\[(\d{1,2})\]")
 _ROLES = {"customer": "user", "bot": "assistant", "agent": "assistant"}
 
 
+WEAK_MATCHES = "(retrieval judged these weak matches: use one only if it clearly answers)"
+
+
 def passages_block(hits: list[KbHit], answerable: bool) -> str:
     """The numbered passages, or a note that the knowledge base has nothing."""
     if not hits:
         return "Knowledge-base passages: none found."
     lines = ["Knowledge-base passages:"]
     if not answerable:
-        lines.append("(retrieval judged these weak matches: use one only if it clearly answers)")
+        lines.append(WEAK_MATCHES)
     for n, hit in enumerate(hits, start=1):
         lines.append(f"[{n}] {hit.title} › {hit.section}\n{hit.text.strip()}")
     return "\n\n".join(lines)

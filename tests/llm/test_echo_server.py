@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from clawdesk.llm import LlmAnswer, build_replier
 from clawdesk.llm.echo_server import EchoProcess, echo_answer
+from clawdesk.llm.prompt import WEAK_MATCHES
 from clawdesk.settings import AppSettings
 from tests.llm.events import skill_result
 
@@ -23,9 +24,14 @@ def echo() -> Iterator[EchoProcess]:
 
 
 def test_echo_quotes_the_first_passage_or_asks_to_rephrase() -> None:
-    system = "Rules.\n\nKnowledge-base passages:\n\n[1] Shipping › Times\nIt takes 5 days. Or 6."
-    assert echo_answer([{"role": "system", "content": system}]) == "It takes 5 days. [1]"
+    system = (
+        "Rules.\n\nKnowledge-base passages:\n\n[1] Shipping › Times\nIt takes 5 days.\n"
+        "Or 6.\n\n[2] Shipping › Cost\nFree."
+    )
+    assert echo_answer([{"role": "system", "content": system}]) == "It takes 5 days.\nOr 6. [1]"
     assert "rephrase" in echo_answer([{"role": "user", "content": "hi"}])
+    weak = system.replace("passages:\n", f"passages:\n{WEAK_MATCHES}\n")
+    assert "rephrase" in echo_answer([{"role": "system", "content": weak}])
 
 
 async def test_replier_answers_through_the_echo_endpoint(echo: EchoProcess) -> None:
