@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from agents import guard
 from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
+from clawdesk import inbound_log, metrics
 from clawdesk.app import app
 from clawdesk.kb.chat_text import chat_text
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
-from schemas import InboundMessage, Reply, SkillResult, SkillStatus, TurnOutcome, utc_now
+from schemas import InboundMessage, Reply, SkillResult, SkillStatus, Turn, TurnOutcome, utc_now
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
@@ -240,13 +242,41 @@ def remember_pending(
     return with_dialogue(memory, state.dump())
 
 
+BURST_WORDS = 4  # a message this short may be the start of a burst
+_MERGEABLE = frozenset({SkillStatus.SKIPPED, SkillStatus.NEEDS_INPUT})
+
+
+def superseded(result: SkillResult, memory: dict[str, Any] | None, window_s: float) -> bool:
+    """Whether the customer followed this short message, within `window_s`, with another
+    that is answered with it in view ("hi" / "my order" / "1002" get one reply, to
+    "1002"). Only a greeting, a clarification, a KB answer or a question for a missing
+    order number is merged: a skill's outcome or a handoff is always told."""
+    msg = result.context.nlu.accepted.message
+    if window_s <= 0 or len(msg.text.split()) > BURST_WORDS or result.status not in _MERGEABLE:
+        return False
+    told = result.skill is not None and result.status is SkillStatus.SKIPPED  # "no": declined
+    if result.skill == "handoff" or told:
+        return False
+    later = (Turn.model_validate(t) for t in (memory or {}).get("turns", []))
+    return any(
+        t.role == "customer"
+        and timedelta(0) < t.at - msg.received_at <= timedelta(seconds=window_s)
+        for t in later
+    )
+
+
 async def respond(raw: bytes) -> None:
-    """Compose the reply to one skill result, remember it, and pass it on."""
+    """Compose the reply to one skill result, remember it, and pass it on; a message a
+    burst's later one supersedes gets none (`superseded`)."""
     result = SkillResult.from_bytes(raw)
     services = current()
     settings = services.settings
     nlu = result.context.nlu
     msg = nlu.accepted.message
+    if superseded(result, conversation_memory.get(result.conversation_id), settings.burst_window_s):
+        metrics.BURST_MERGED.inc()
+        await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.MERGED)
+        return
     # Derived from the inbound event id, so a redelivered event yields the same reply
     # id and the dispatcher sends it once.
     reply_id = f"r-{msg.event_id}"

@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"  # it can never succeed (malformed, unknown tenant)
     UNKNOWN = "unknown"  # the reply's send may have reached the provider: not repeated
     ABANDONED = "abandoned"  # still open after the last re-drive (dead-lettered too)
+    MERGED = "merged"  # part of a burst: the reply to the burst's last message answers it
 
 
 @dataclass(frozen=True)

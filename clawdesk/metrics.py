@@ -50,6 +50,9 @@ REDRIVES = Counter(
 MEMORY_RESTORED = Counter(
     "clawdesk_memory_restored", "Conversation memories rebuilt from Postgres after a loss"
 )
+BURST_MERGED = Counter(
+    "clawdesk_burst_merged", "Short messages answered together with the next one of a burst"
+)
 HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------

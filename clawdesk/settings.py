@@ -110,6 +110,12 @@ class AppSettings(BaseSettings):
     )
 
     memory_turns: int = Field(default=10, description="recent turns kept per conversation")
+    burst_window_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="a short message followed this soon by another from the same customer "
+        "is answered together with it, not on its own ('hi' / 'my order' / '1002'); 0: off",
+    )
     stage_timeout_s: float = Field(default=10.0, description="bound on one stage's work")
     max_attempts: int = Field(
         default=3, description="attempts within a stage before a transient failure parks"

@@ -142,3 +142,32 @@ def test_small_talk_follows_the_nlu_stages_decision_alone():
     assert out.text == compose(skill_result(text="hi", intent="greeting", confidence=1.0)).text
     assert out.sources == [] and not out.handoff
     assert "5-8 business days" not in out.text  # the greeting, not the KB hit
+
+
+def test_a_short_message_a_burst_continues_gets_no_reply_of_its_own() -> None:
+    from datetime import timedelta
+
+    from agents.reply import superseded
+
+    hi = shared_skill_result("hi", intent="greeting", answerable=False)
+    sent = hi.context.nlu.accepted.message.received_at
+
+    def memory(*later_s: float) -> dict[str, object]:
+        turns = [{"role": "customer", "text": "hi", "at": sent.isoformat()}]
+        for s in later_s:
+            at = (sent + timedelta(seconds=s)).isoformat()
+            turns.append({"role": "customer", "text": "my order", "at": at})
+        return {"turns": turns}
+
+    assert superseded(hi, memory(1.2), 3.0)
+    assert not superseded(hi, memory(), 3.0)  # nothing followed (yet)
+    assert not superseded(hi, memory(5.0), 3.0)  # a new turn, not a burst
+    assert not superseded(hi, memory(1.2), 0.0)  # merging is off
+    long = shared_skill_result("How long does shipping to Germany take?")
+    assert not superseded(long, memory(1.2), 3.0)
+    asked = shared_skill_result(
+        "my order", intent="order_status", skill="order_status", status=SkillStatus.NEEDS_INPUT
+    )
+    assert superseded(asked, memory(1.2), 3.0)  # "which order?" is superseded by "1002"
+    done = shared_skill_result("yes", skill="refund", status=SkillStatus.OK)
+    assert not superseded(done, memory(1.2), 3.0)  # what a skill did is always told
