@@ -26,7 +26,6 @@ Progress = Callable[[int, int], None]
 
 LAYOUT = "v3"  # bump when the collection's vectors change; old collections are ignored
 RRF_K = 60  # the usual reciprocal-rank-fusion constant
-RERANK_POOL = 5  # fused candidates re-ranked by closeness in meaning
 CANDIDATES = 20
 MIN_KNOWN_SHARE = 0.7  # below this the embedding model cannot read the query
 
@@ -248,19 +247,11 @@ class KnowledgeBase:
             coverage[pid] = cov
             payloads.setdefault(pid, payload)
 
-        def foreign(pid: str) -> bool:
-            return language is not None and payloads[pid].get("lang") != language
-
-        pool = sorted(fused, key=lambda pid: (foreign(pid), -fused[pid]))[: max(k, RERANK_POOL)]
-        # Rank fusion finds the right passage among the first five for 29 of 30 demo
-        # questions in each language, but first for only 17 (en) and 16 (zh): it counts
-        # ranks, not how close. The pool is re-ranked by closeness in meaning (both
-        # encoders) with the keyword share as a tie-breaker: 19 and 18 of 30 first.
         best = sorted(
-            pool,
+            fused,
             key=lambda pid: (
-                foreign(pid),
-                -(dense.get(pid, 0.0) + second.get(pid, 0.0) + coverage.get(pid, 0.0) / 10),
+                language is not None and payloads[pid].get("lang") != language,
+                -fused[pid],
             ),
         )[:k]
         return [
