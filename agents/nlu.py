@@ -35,9 +35,14 @@ def understand(
     model_version: str,
     min_confidence: float,
 ) -> NluResult:
-    """The NLU result of one message; below `min_confidence` the intent is `oos`."""
+    """The NLU result of one message; below `min_confidence` the intent is `oos`. An
+    intent the channel stated (`InboundMessage.intent`) is taken as it is."""
     text = accepted.message.text
     intent = prediction.intent if prediction.confidence >= min_confidence else OOS
+    confidence = float(prediction.confidence)
+    if accepted.message.intent:
+        # The channel says what the customer chose (a menu entry, a button): no guess.
+        intent, confidence = accepted.message.intent, 1.0
     entities = [
         Entity(kind=e.kind, value=e.value, start=e.start, end=e.end) for e in extract_entities(text)
     ]
@@ -45,7 +50,7 @@ def understand(
         **accepted.lineage(),
         accepted=accepted,
         intent=intent,
-        confidence=round(float(prediction.confidence), 4),
+        confidence=round(confidence, 4),
         entities=entities,
         language=detect_language(text),
         model_version=model_version,

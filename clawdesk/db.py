@@ -155,8 +155,8 @@ async def record_inbound(pool: AsyncConnectionPool, msg: InboundMessage) -> Inbo
         )
         await conn.execute(
             "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction, author,"
-            ' channel, channel_message_id, text, "timestamp")'
-            " VALUES (%s, %s, %s, %s, 'in', 'customer', %s, %s, %s, %s)",
+            ' channel, channel_message_id, text, "timestamp", kind, edit_of)'
+            " VALUES (%s, %s, %s, %s, 'in', 'customer', %s, %s, %s, %s, %s, %s)",
             (
                 msg.event_id,
                 msg.conversation_id,
@@ -166,9 +166,35 @@ async def record_inbound(pool: AsyncConnectionPool, msg: InboundMessage) -> Inbo
                 msg.channel_message_id,
                 msg.text,
                 msg.received_at,
+                msg.kind.value,
+                msg.edit_of,
             ),
         )
         return Inbound.NEW
+
+
+async def tenant_welcome(pool: AsyncConnectionPool, tenant_id: str) -> dict[str, str]:
+    """The tenant's welcome text by language (empty: the built-in greeting)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT welcome FROM tenants WHERE id = %s", (tenant_id,))
+        row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+    welcome = row["welcome"] if row else {}
+    return {str(k): str(v) for k, v in (welcome or {}).items() if isinstance(v, str) and v}
+
+
+async def was_answered(
+    pool: AsyncConnectionPool, msg: InboundMessage, channel_message_id: str
+) -> bool:
+    """Whether the bot has answered (or is sending its answer to) the channel message of
+    the same tenant and channel; False for a message never received."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM inbound_dedupe i JOIN deliveries d ON d.reply_id = 'r-' || i.event_id"
+            " WHERE i.tenant_id = %s AND i.channel = %s AND i.channel_message_id = %s"
+            " AND d.status <> 'failed'",
+            (msg.tenant_id, msg.channel.value, channel_message_id),
+        )
+        return await cur.fetchone() is not None
 
 
 async def record_intent(pool: AsyncConnectionPool, nlu: NluResult) -> None:

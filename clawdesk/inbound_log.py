@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"  # it can never succeed (malformed, unknown tenant)
     UNKNOWN = "unknown"  # the reply's send may have reached the provider: not repeated
     ABANDONED = "abandoned"  # still open after the last re-drive (dead-lettered too)
+    RECORDED = "recorded"  # kept, nothing to answer (an unfollow, an edit already answered)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,11 @@ REDRIVES = Counter(
 MEMORY_RESTORED = Counter(
     "clawdesk_memory_restored", "Conversation memories rebuilt from Postgres after a loss"
 )
+CONVENTIONS = Counter(
+    "clawdesk_channel_conventions",
+    "Channel events answered past the NLU (follows, /start, /help), by channel and kind",
+    ["channel", "kind"],
+)
 HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------

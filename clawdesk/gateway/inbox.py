@@ -20,7 +20,7 @@ from typing import Annotated
 
 import psycopg
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -28,9 +28,12 @@ from pydantic import BaseModel, Field
 from clawdesk import apikeys
 from clawdesk.apikeys import TenantKey
 from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, SendableText
-from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError
+from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError, channel_settings_of
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.handoff import inbox
+from connectors import whatsapp
+from connectors.config import ChannelSettings
+from schemas import Channel, utc_now
 from topics import control_spec, reply_spec
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,15 @@ class AgentOut(BaseModel):
     agent: str
 
 
+def _require_reachable(conversation: inbox.Conversation, channels: ChannelSettings) -> None:
+    """409 for a WhatsApp customer whose 24-hour window has closed when no approved
+    template is configured: Meta would drop the text, and the agent must know."""
+    if conversation.channel != Channel.WHATSAPP.value or channels.whatsapp_template:
+        return
+    if not whatsapp.window_open(conversation.reply_metadata, channels, now=utc_now()):
+        raise GatewayError(409, whatsapp.WINDOW_CLOSED)
+
+
 # ---- plumbing -------------------------------------------------------------------------
 
 
@@ -252,11 +264,16 @@ async def get_conversation(
 
 @router.post("/api/inbox/conversations/{conversation_id}/replies", status_code=202)
 async def post_reply(
-    conversation_id: ConversationId, body: AgentReplyIn, agent: Agent, state: State
+    conversation_id: ConversationId,
+    body: AgentReplyIn,
+    agent: Agent,
+    state: State,
+    request: Request,
 ) -> AgentReplyAccepted:
     """Send an agent's reply to the customer, through the channel they wrote on."""
     conversation = await _owned(state, agent, conversation_id)
     _require_human(conversation)
+    _require_reachable(conversation, channel_settings_of(request))
     async with _database(state):
         in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
         reply = inbox.agent_reply(conversation, body.text, body.client_message_id, in_reply_to)

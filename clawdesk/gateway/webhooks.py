@@ -51,7 +51,7 @@ from connectors.signatures import (
     UnknownTenant,
     verify_timestamped,
 )
-from schemas import DeliveryReceipt, Event, InboundMessage, Reply
+from schemas import DeliveryReceipt, Event, InboundMessage, MessageKind, Reply
 from topics import receipt_spec
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ async def telegram_update(
     body = await read_body(request, channels.webhook_max_body_bytes, "telegram")
     tenant = channels.telegram_tenant or state.settings.default_tenant
     with rejecting("telegram"):
-        message = telegram.parse_update(body, tenant_id=tenant)
+        message = telegram.parse_update(body, tenant_id=tenant, settings=channels)
     messages = [message] if message else []
     await accept(request, state, "telegram", messages)
     return {"enqueued": len(messages)}
@@ -340,11 +340,14 @@ async def wechat_message(
     body = await read_body(request, channels.webhook_max_body_bytes, "wechat")
     tenant = channels.wechat_tenant or state.settings.default_tenant
     with rejecting("wechat"):
-        message = wechat.parse_message(body, tenant_id=tenant)
+        message = wechat.parse_message(body, tenant_id=tenant, settings=channels)
     if message is None:
         WEBHOOKS.labels("wechat", "ignored").inc()
         return PlainTextResponse(wechat.SUCCESS)
     await require_tenants(state, {message.tenant_id}, "wechat")
+    if message.kind is MessageKind.UNFOLLOW:  # recorded, never answered: nothing to wait for
+        await accept(request, state, "wechat", [message])
+        return PlainTextResponse(wechat.SUCCESS)
     remaining = channels.wechat_reply_wait_s - (time.monotonic() - started)
     reply = await _enqueue_and_await(request, state, message, remaining)
     if reply is None:

@@ -41,12 +41,36 @@ def subscribe_xml() -> bytes:
     ).encode()
 
 
-def image_xml() -> bytes:
+def image_xml(*, media_id: str = "MEDIA_IMG_1", msg_id: str = "1") -> bytes:
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
         f"<CreateTime>1700000006</CreateTime><MsgType><![CDATA[image]]></MsgType>"
-        f"<PicUrl><![CDATA[http://example.invalid/p.jpg]]></PicUrl><MsgId>1</MsgId></xml>"
+        f"<PicUrl><![CDATA[http://example.invalid/p.jpg]]></PicUrl>"
+        f"<MediaId><![CDATA[{media_id}]]></MediaId><MsgId>{msg_id}</MsgId></xml>"
+    ).encode()
+
+
+def event_xml(event: str, *, key: str | None = None, created: int = 1700000007) -> bytes:
+    """An event push (`subscribe`, `unsubscribe`, `CLICK` with its EventKey, `VIEW`...)."""
+    event_key = f"<EventKey><![CDATA[{key}]]></EventKey>" if key is not None else ""
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+        f"<CreateTime>{created}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[{event}]]></Event>{event_key}</xml>"
+    ).encode()
+
+
+def voice_xml(recognition: str | None, *, media_id: str = "MEDIA_VOICE_1") -> bytes:
+    """A voice note; `Recognition` is there when speech recognition is on for the account."""
+    heard = f"<Recognition><![CDATA[{recognition}]]></Recognition>" if recognition else ""
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+        f"<CreateTime>1700000008</CreateTime><MsgType><![CDATA[voice]]></MsgType>"
+        f"<MediaId><![CDATA[{media_id}]]></MediaId><Format><![CDATA[amr]]></Format>"
+        f"{heard}<MsgId>5678901234567890</MsgId></xml>"
     ).encode()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections import deque
 from typing import Any
 
@@ -18,6 +19,31 @@ PHONE_NUMBER_ID = "106540352242922"
 CUSTOMER = "4915112345678"
 
 
+def _now() -> str:
+    # Meta stamps a message with when the customer sent it: the window opens then.
+    return str(int(time.time()))
+
+
+def image_message(
+    caption: str | None = None,
+    *,
+    media_id: str = "1166231088291398",
+    message_id: str = "wamid.IMG1",
+    mime_type: str = "image/jpeg",
+) -> dict:
+    """An image message (the media id is fetched through `GET /{media-id}`)."""
+    image: dict[str, Any] = {"id": media_id, "mime_type": mime_type, "sha256": "x"}
+    if caption is not None:
+        image["caption"] = caption
+    return {
+        "from": CUSTOMER,
+        "id": message_id,
+        "timestamp": _now(),
+        "type": "image",
+        "image": image,
+    }
+
+
 def meta_signature(app_secret: str, body: bytes) -> str:
     """X-Hub-Signature-256 as Meta computes it."""
     return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
@@ -27,7 +53,7 @@ def text_message(body: str, *, message_id: str = "wamid.IN1", sender: str = CUST
     return {
         "from": sender,
         "id": message_id,
-        "timestamp": "1700000000",
+        "timestamp": _now(),
         "type": "text",
         "text": {"body": body},
     }
@@ -37,7 +63,7 @@ def button_reply(choice_id: str, title: str, *, message_id: str = "wamid.IN2") -
     return {
         "from": CUSTOMER,
         "id": message_id,
-        "timestamp": "1700000001",
+        "timestamp": _now(),
         "type": "interactive",
         "interactive": {"type": "button_reply", "button_reply": {"id": choice_id, "title": title}},
     }
@@ -47,7 +73,7 @@ def list_reply(choice_id: str, title: str, *, message_id: str = "wamid.IN3") -> 
     return {
         "from": CUSTOMER,
         "id": message_id,
-        "timestamp": "1700000002",
+        "timestamp": _now(),
         "type": "interactive",
         "interactive": {
             "type": "list_reply",
@@ -105,6 +131,7 @@ class FakeGraphApi:
         self.answers: deque[tuple[int, dict[str, Any], dict[str, str]]] = deque()
         self.app = FastAPI()
         self.app.post("/{phone_number_id}/messages")(self._messages)
+        self.closed_windows: set[str] = set()
 
     def answer_next(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
         """Answer the next call with this instead of a success."""
@@ -116,6 +143,11 @@ class FakeGraphApi:
             {"error": {"message": "Rate limit hit", "code": 130429, "type": "OAuthException"}},
             {"Retry-After": str(retry_after)},
         )
+
+    def close_window(self, wa_id: str) -> None:
+        """Refuse free-form messages to the customer as Meta does 24 hours after they
+        last wrote (error 131047); templates still go."""
+        self.closed_windows.add(wa_id)
 
     async def _messages(self, phone_number_id: str, request: Request) -> JSONResponse:
         body = await request.body()
@@ -130,6 +162,21 @@ class FakeGraphApi:
             status, answer, headers = self.answers.popleft()
             return JSONResponse(answer, status, headers=headers)
         sent = json.loads(body)
+        if sent.get("type") != "template" and sent.get("to") in self.closed_windows:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "(#131047) Re-engagement message",
+                        "type": "OAuthException",
+                        "code": 131047,
+                        "error_data": {
+                            "details": "Message failed to send because more than 24 hours "
+                            "have passed since the customer last replied to this number."
+                        },
+                    }
+                },
+                400,
+            )
         return JSONResponse(
             {
                 "messaging_product": "whatsapp",
