@@ -271,13 +271,16 @@ class AppSettings(BaseSettings):
             "audio/ogg",
             "audio/mpeg",
             "audio/mp4",
-            "audio/x-m4a",
+            "audio/aac",
             "video/mp4",
+            "video/3gpp",
         ],
         description="content types taken, as sniffed from the bytes (not as declared)",
     )
     attachment_fetch_timeout_s: float = Field(
-        default=15.0, gt=0, description="bound on fetching one file from the provider"
+        default=8.0,
+        gt=0,
+        description="bound on fetching a message's files (inside the stage's own bound)",
     )
     attachment_url_ttl_s: int = Field(
         default=300, ge=10, le=86_400, description="how long an inbox link to a file works"

@@ -15,13 +15,14 @@ import pytest
 from prometheus_client import REGISTRY
 from psycopg.types.json import Jsonb
 
-from agents.memory import dialogue, snapshot
+from agents.memory import dialogue, snapshot, with_handoff
 from agents.nlu import understand
-from clawdesk import conventions, db, deliveries, inbound_log, services
+from clawdesk import attachments, conventions, db, deliveries, inbound_log, services
 from clawdesk.nlu import IntentPrediction
 from clawdesk.settings import AppSettings
 from schemas import (
     AcceptedMessage,
+    Attachment,
     Channel,
     ConversationSnapshot,
     InboundMessage,
@@ -29,6 +30,10 @@ from schemas import (
     Reply,
     TurnOutcome,
 )
+from tests.connectors.conftest import TELEGRAM_TOKEN, make_channels
+from tests.fakes import media
+from tests.fakes.channels import telegram as tg
+from tests.fakes.channels.server import serve
 
 
 @pytest.fixture()
@@ -216,3 +221,100 @@ def test_an_intent_the_channel_states_is_taken_without_a_guess() -> None:
     result = understand(accepted, guess, "v1", min_confidence=0.5)
 
     assert (result.intent, result.confidence) == ("order_status", 1.0)
+
+
+# --- files ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def bot(pool: Any, tmp_path: Any) -> Iterator[tg.FakeBotApi]:
+    """The fake Bot API serving the customer's files; services that fetch from it."""
+    fake = tg.FakeBotApi(TELEGRAM_TOKEN)
+    with serve(fake.app) as base:
+        services.install(
+            services.Services(
+                settings=AppSettings(
+                    _env_file=None, data_dir=tmp_path, attachment_max_bytes=20_000
+                ),  # type: ignore[call-arg]
+                pool=pool,
+                kb=None,
+                nlu=None,
+                shop=None,
+                cache=None,
+                channels=make_channels(telegram_api_base=base),
+            )
+        )
+        yield fake
+
+
+def photo_message(n: int, caption: str = "", file_id: str = "photo-1") -> InboundMessage:
+    return InboundMessage(
+        conversation_id="telegram:4242",
+        tenant_id="demo",
+        channel=Channel.TELEGRAM,
+        channel_message_id=f"p{n}",
+        customer_id="4242",
+        text=caption,
+        kind=MessageKind.TEXT if caption else MessageKind.MEDIA,
+        metadata={"telegram_chat_id": "4242", "language_hint": "zh"},
+        attachments=[Attachment(kind="image", provider_ref=file_id, declared_type="image/jpeg")],
+    )
+
+
+async def test_a_photo_alone_is_stored_and_acknowledged_in_the_customers_language(
+    test_app: Any, bot: tg.FakeBotApi, memory: dict[str, Any], pool: Any
+) -> None:
+    bot.files["photo-1"] = media.png()
+    photo = photo_message(1)
+
+    done = await ingest(photo)
+
+    assert done.accepted == []
+    (reply,) = done.replies
+    assert reply.language == "zh" and "已收到您的图片" in reply.text
+    assert reply.intent == conventions.RECEIVED_INTENT and reply.reply_id == f"r-{photo.event_id}"
+    (row,) = await attachments.of_conversation(pool, "telegram:4242")
+    assert row.message_id == photo.event_id and row.content_type == "image/png"
+
+
+async def test_a_captioned_photo_is_answered_from_its_caption_with_the_file_attached(
+    test_app: Any, bot: tg.FakeBotApi, memory: dict[str, Any]
+) -> None:
+    bot.files["photo-1"] = media.png()
+
+    done = await ingest(photo_message(2, "the parcel for order 1002 arrived crushed"))
+
+    assert done.replies == []  # the pipeline answers the caption
+    (accepted,) = done.accepted
+    assert accepted.message.text == "the parcel for order 1002 arrived crushed"
+    (attached,) = accepted.message.attachments
+    assert attached.object_key and attached.content_type == "image/png"
+
+
+async def test_an_oversized_file_gets_a_clear_reply_and_the_caption_is_still_read(
+    test_app: Any, bot: tg.FakeBotApi, memory: dict[str, Any], pool: Any
+) -> None:
+    bot.files["photo-1"] = media.png() + b"\x00" * 30_000
+    msg = photo_message(3, "is this covered by warranty?")
+
+    done = await ingest(msg)
+
+    (notice,) = done.replies
+    assert "20000 bytes" not in notice.text and "MB" in notice.text
+    assert notice.reply_id == f"r-{msg.event_id}-file" and notice.intent == "file_refused"
+    assert len(done.accepted) == 1  # the question is answered by the pipeline
+    (row,) = await attachments.of_conversation(pool, "telegram:4242")
+    assert (row.refused, row.object_key) == ("too_large", None)
+
+
+async def test_while_a_human_owns_the_conversation_the_photo_is_kept_for_them(
+    test_app: Any, bot: tg.FakeBotApi, memory: dict[str, Any], pool: Any
+) -> None:
+    bot.files["photo-1"] = media.png()
+    memory["telegram:4242"] = with_handoff(None, True)
+
+    done = await ingest(photo_message(4))
+
+    assert done.accepted == [] and done.replies == []  # the bot stays quiet
+    (row,) = await attachments.of_conversation(pool, "telegram:4242")
+    assert row.object_key is not None

@@ -8,7 +8,7 @@ from collections import deque
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .server import Recorded
 
@@ -189,6 +189,10 @@ class FakeBotApi:
         self.app.post("/bot{token}/sendMessage")(self._send_message)
         self.app.get("/bot{token}/getUpdates")(self._get_updates)
         self.app.post("/bot{token}/answerCallbackQuery")(self._answer_callback)
+        self.app.post("/bot{token}/getFile")(self._get_file)
+        self.app.get("/file/bot{token}/{file_path:path}")(self._download)
+        self.files: dict[str, bytes] = {}  # file_id → the file's bytes
+        self.downloads: list[str] = []
         self.callbacks: list[dict[str, Any]] = []
         self.answered_callbacks: set[str] = set()
 
@@ -243,6 +247,42 @@ class FakeBotApi:
             "text": sent["text"],
         }
         return JSONResponse({"ok": True, "result": result})
+
+    async def _get_file(self, token: str, request: Request) -> JSONResponse:
+        """`getFile`: the file's path for download; bots may not fetch over 20 MB."""
+        refusal = self._refusal(token)
+        if refusal is not None:
+            return refusal
+        file_id = str(json.loads(await request.body()).get("file_id", ""))
+        data = self.files.get(file_id)
+        if data is None:
+            return JSONResponse(
+                {"ok": False, "error_code": 400, "description": "Bad Request: invalid file_id"},
+                400,
+            )
+        if len(data) > 20 * 1024 * 1024:
+            return JSONResponse(
+                {"ok": False, "error_code": 400, "description": "Bad Request: file is too big"},
+                400,
+            )
+        path = f"photos/file_{list(self.files).index(file_id)}.jpg"
+        result = {
+            "file_id": file_id,
+            "file_unique_id": "u",
+            "file_size": len(data),
+            "file_path": path,
+        }
+        return JSONResponse({"ok": True, "result": result})
+
+    async def _download(self, token: str, file_path: str) -> Response:
+        if token != self.token:
+            return JSONResponse(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, 401
+            )
+        self.downloads.append(file_path)
+        index = int(file_path.rsplit("_", 1)[-1].split(".")[0])
+        # Telegram's file server says octet-stream whatever the file is.
+        return Response(list(self.files.values())[index], media_type="application/octet-stream")
 
     async def _answer_callback(self, token: str, request: Request) -> JSONResponse:
         """Answer a callback query once; a second answer is refused as Telegram does."""

@@ -8,7 +8,7 @@ import json
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .server import Recorded
 
@@ -89,6 +89,21 @@ class FakeWeChatApi:
         self.app = FastAPI()
         self.app.get("/cgi-bin/token")(self._token)
         self.app.post("/cgi-bin/message/custom/send")(self._custom_send)
+        self.app.get("/cgi-bin/media/get")(self._media_get)
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id → (bytes, content type)
+        self.downloads: list[str] = []
+
+    async def _media_get(self, request: Request) -> Response:
+        """`/cgi-bin/media/get`: the file's bytes, or a JSON error as WeChat answers."""
+        q = request.query_params
+        if self.expired or q.get("access_token") != self.current:
+            return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
+        media_id = q.get("media_id", "")
+        if media_id not in self.media:
+            return JSONResponse({"errcode": 40007, "errmsg": "invalid media_id"})
+        self.downloads.append(media_id)
+        data, content_type = self.media[media_id]
+        return Response(data, media_type=content_type)
 
     def expire_tokens(self) -> None:
         self.expired = True

@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .server import Recorded
 
@@ -132,6 +132,10 @@ class FakeGraphApi:
         self.app = FastAPI()
         self.app.post("/{phone_number_id}/messages")(self._messages)
         self.closed_windows: set[str] = set()
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id → (bytes, declared type)
+        self.downloads: list[str] = []
+        self.app.get("/media-download/{media_id}")(self._download)
+        self.app.get("/{media_id}")(self._media_url)
 
     def answer_next(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
         """Answer the next call with this instead of a success."""
@@ -143,6 +147,37 @@ class FakeGraphApi:
             {"error": {"message": "Rate limit hit", "code": 130429, "type": "OAuthException"}},
             {"Retry-After": str(retry_after)},
         )
+
+    async def _media_url(self, media_id: str, request: Request) -> JSONResponse:
+        """`GET /{media-id}`: a short-lived URL to the file, its type and size."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, 401
+            )
+        if media_id not in self.media:
+            return JSONResponse(
+                {"error": {"message": "Unsupported get request.", "code": 100}}, 400
+            )
+        data, mime = self.media[media_id]
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{str(request.base_url).rstrip('/')}/media-download/{media_id}",
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": len(data),
+                "id": media_id,
+            }
+        )
+
+    async def _download(self, media_id: str, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, 401
+            )
+        self.downloads.append(media_id)
+        data, mime = self.media[media_id]
+        return Response(data, media_type=mime)
 
     def close_window(self, wa_id: str) -> None:
         """Refuse free-form messages to the customer as Meta does 24 hours after they
