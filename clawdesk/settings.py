@@ -249,6 +249,19 @@ class AppSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Readiness: the gateway is ready when a worker answers now
+    worker_heartbeat_s: float = Field(
+        default=2.0, gt=0, description="how often a ready worker says so (Postgres)"
+    )
+    worker_ready_stale_s: float = Field(
+        default=15.0, gt=0, description="a worker silent this long no longer counts as ready"
+    )
+    ready_requires_worker: bool = Field(
+        default=True,
+        description="/ready answers 503 until a worker answers now (off: only the gateway's "
+        "own dependencies count)",
+    )
+
     # Attachments (files customers send)
     attachment_store_url: str = Field(
         default="",

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from clawdesk.db import apply_migrations
 from clawdesk.runtime.broker import EmbeddedBroker
 from clawdesk.runtime.stores import EmbeddedPostgres, EmbeddedRedis
@@ -131,6 +133,15 @@ class Stack:
     supervisor: Supervisor
     workers: list[ProcessChild]
     gateway: ProcessChild
+
+    def gateway_ready(self, timeout_s: float = 1.0) -> bool:
+        """Whether the gateway's /ready says a message sent now is answered now (it
+        listens, and a worker has its models and knowledge base loaded)."""
+        url = f"http://{self.settings.gateway_host}:{self.settings.gateway_port}/ready"
+        try:
+            return httpx.get(url, timeout=timeout_s).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def ready_workers(self) -> list[str]:
         """The workers whose current run has logged that its services are ready."""

@@ -24,3 +24,13 @@ CREATE TABLE attachments (
 CREATE INDEX idx_attachments_conversation ON attachments (conversation_id, created_at);
 CREATE INDEX idx_attachments_message ON attachments (message_id);
 
+-- Workers that can answer now. A starting worker writes its row with no ready_at (so a
+-- restarted worker's old "ready" no longer counts), then, once its services are built
+-- (models trained or loaded, knowledge base embedded) and it owns partitions, beats every
+-- few seconds; a stopping one deletes its row. The gateway's /ready asks for a ready one
+-- seen recently, so "ready" means a message sent now is answered now.
+CREATE TABLE worker_heartbeats (
+    worker_id  text PRIMARY KEY,
+    ready_at   timestamptz,
+    seen_at    timestamptz NOT NULL DEFAULT now()
+);
