@@ -35,6 +35,7 @@ from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
+    NotSendable,
     ProviderUnavailable,
     channel_settings,
     raise_for_retry,
@@ -386,7 +387,7 @@ def _summary(err: ValidationError) -> str:
     return f"malformed notification: {where}: {first.get('msg', 'invalid')}"[:300]
 
 
-class OutsideWindow(DeliveryError):
+class OutsideWindow(NotSendable):
     """The customer last wrote more than 24 hours ago: WhatsApp takes only an approved
     template now, and none is configured."""
 

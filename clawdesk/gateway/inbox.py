@@ -132,6 +132,7 @@ class MessageOut(BaseModel):
     text: str
     timestamp: datetime
     delivery: str | None
+    delivery_detail: str = Field(default="", description="why a reply failed, if it did")
     attachments: list[AttachmentOut] = Field(default_factory=list)
 
 

@@ -132,7 +132,11 @@
     els.history.dataset.status = c.status;
     // Rebuild the history only when it changed: a rebuild every poll would reset the
     // agent's text selection and flicker.
-    var signature = c.id + "|" + c.messages.map(function (m) {
+    // Links to files expire (a few minutes): with files shown, rebuild every two
+    // minutes so they stay fresh.
+    var withFiles = c.messages.some(function (m) { return (m.attachments || []).length; });
+    var epoch = withFiles ? Math.floor(Date.now() / 120000) : 0;
+    var signature = c.id + "|" + epoch + "|" + c.messages.map(function (m) {
       return m.id + ":" + (m.delivery || "") + ":" + (m.attachments || []).map(function (a) {
         return a.id;
       }).join("+");
@@ -151,6 +155,7 @@
       var meta = document.createElement("div");
       meta.className = "meta";
       var delivery = m.author === "customer" ? "" : " · " + (m.delivery || "queued");
+      if (m.delivery === "failed" && m.delivery_detail) delivery += ": " + m.delivery_detail;
       meta.textContent = (AUTHORS[m.author] || m.author) + " · " + formatTime(m.timestamp) + delivery;
       item.appendChild(bubble);
       (m.attachments || []).forEach(function (a) { item.appendChild(attachmentView(a)); });
