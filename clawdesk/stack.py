@@ -166,8 +166,15 @@ def start_stack(
     epoch = [0]  # bumped each time the broker starts afresh (its topics are gone)
     seen: dict[str, int] = {}
 
+    # Workers run with data dirs of their own, but the files they store must be where
+    # the gateway (the inbox) reads them: one store for the stack unless one is set.
+    shared = {}
+    if not settings.attachment_store_url:
+        store = (settings.data_dir / "attachments").resolve()
+        shared["CLAWDESK_ATTACHMENT_STORE_URL"] = store.as_uri()
+
     def env() -> dict[str, str]:
-        return {**infra.env(), **(extra_env or {})}
+        return {**infra.env(), **shared, **(extra_env or {})}
 
     def redrive_now() -> None:
         asyncio.run(_redrive_now(infra.database_url))

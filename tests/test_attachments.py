@@ -255,3 +255,11 @@ def test_a_signed_link_holds_until_it_expires_and_only_for_its_file() -> None:
     assert not attachments.link_holds(secret, "att-1", expires, signature, now=1_301)
     assert not attachments.link_holds(secret, "att-2", expires, signature, now=1_100)
     assert not attachments.link_holds(b"x" * 32, "att-1", expires, signature, now=1_100)
+
+
+def test_a_file_url_names_the_store_directory(tmp_path: Path) -> None:
+    shared = tmp_path / "shared dir" / "attachments"
+    store = open_store(shared.as_uri(), tmp_path / "worker-1")
+    assert isinstance(store, FilesystemStore) and store.root == shared
+    with pytest.raises(ValueError, match="unsupported"):
+        open_store("ftp://files.example/x", tmp_path)

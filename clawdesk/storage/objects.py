@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
 
@@ -161,7 +161,7 @@ def open_store(
         return FilesystemStore(data_dir / "attachments")
     parts = urlsplit(url)
     if parts.scheme == "file":
-        return FilesystemStore(Path(parts.path))
+        return FilesystemStore(Path(unquote(parts.path)))
     if parts.scheme == "s3":
         query = parse_qs(parts.query)
         endpoint = query.get("endpoint", ["https://s3.amazonaws.com"])[0]
