@@ -97,21 +97,16 @@ def store_for(settings: AppSettings) -> ObjectStore:
 
 
 def channel_fetcher(channel: Channel, channels: ChannelSettings | None = None) -> Fetch | None:
-    """The channel's `fetch_media` bound to its settings (None: the environment's), or
-    None if the channel has no media to fetch."""
-    from connectors import telegram, wechat, whatsapp
+    """The channel's file fetcher bound to its settings (None: the environment's), or
+    None if the channel carries no files."""
+    from connectors import registry
 
-    fetchers: dict[Channel, Any] = {
-        Channel.TELEGRAM: telegram.fetch_media,
-        Channel.WHATSAPP: whatsapp.fetch_media,
-        Channel.WECHAT: wechat.fetch_media,
-    }
-    fetch_media = fetchers.get(channel)
-    if fetch_media is None:
+    found = registry.channel(channel.value)
+    if not getattr(found, "has_media", True):
         return None
 
     async def fetch(attachment: Attachment, max_bytes: int) -> Fetched:
-        fetched: Fetched = await fetch_media(attachment, max_bytes=max_bytes, settings=channels)
+        fetched: Fetched = await found.fetch_media(attachment, max_bytes, channels)
         return fetched
 
     return fetch

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
+from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.base import ChannelModule, Intake
 from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
@@ -529,3 +531,51 @@ async def fetch_media(
         base = settings.telegram_api_base.rstrip("/")
         file_url = f"{base}/file/bot{token}/{result['file_path']}"
         return await download(http, file_url, max_bytes=max_bytes, what="telegram file")
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: Intake) -> APIRouter:
+    """`POST /webhooks/telegram`: one Update per call."""
+    router = APIRouter()
+
+    @router.post("/webhooks/telegram")
+    async def telegram_update(
+        request: Request,
+        secret: Annotated[str | None, Header(alias=SECRET_HEADER)] = None,
+    ) -> dict[str, int]:
+        """One Update from the Telegram Bot API."""
+        settings = intake.settings(request)
+        if settings.telegram_secret_token is None:
+            raise intake.disabled("telegram")
+        with intake.rejecting("telegram"):
+            verify(secret, settings)
+        body = await intake.read_body(request, settings.webhook_max_body_bytes, "telegram")
+        tenant = settings.telegram_tenant or intake.default_tenant(request)
+        with intake.rejecting("telegram"):
+            message = parse_update(body, tenant_id=tenant, settings=settings)
+        messages = [message] if message else []
+        await intake.accept(request, "telegram", messages)
+        return {"enqueued": len(messages)}
+
+    return router
+
+
+def poll(app_settings: Any, settings: ChannelSettings) -> AsyncIterator[InboundMessage]:
+    """Updates by long polling `getUpdates` (`clawdesk poll telegram`)."""
+    return poll_updates(
+        tenant_id=settings.telegram_tenant or app_settings.default_tenant,
+        settings=settings,
+        timeout_s=settings.telegram_poll_timeout_s,
+    )
+
+
+CHANNEL = ChannelModule(
+    name="telegram",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,
+    media_fetcher=fetch_media,
+    poller=poll,
+)

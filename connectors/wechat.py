@@ -37,8 +37,11 @@ from typing import Annotated, Any
 from xml.etree.ElementTree import Element, ParseError
 
 import httpx
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.base import ChannelModule, Intake
 from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
@@ -488,3 +491,73 @@ def _json_answer(fetched: Fetched) -> dict[str, Any] | None:
     except ValueError:
         return None
     return payload if isinstance(payload, dict) else None
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: Intake) -> APIRouter:
+    """`GET /webhooks/wechat` (URL check) and `POST` (one message, answered passively
+    when its reply comes within `wechat_reply_wait_s`)."""
+    router = APIRouter()
+
+    @router.get("/webhooks/wechat", response_class=PlainTextResponse)
+    async def wechat_verify_url(
+        request: Request,
+        signature: str | None = None,
+        timestamp: str | None = None,
+        nonce: str | None = None,
+        echostr: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Response:
+        """WeChat's check of the server URL: echo `echostr` when the signature holds."""
+        settings = intake.settings(request)
+        if settings.wechat_token is None:
+            raise intake.disabled("wechat")
+        with intake.rejecting("wechat"):
+            verify(signature, timestamp, nonce, settings, now=time.time())
+        if not echostr:
+            raise intake.error(400, "missing echostr")
+        return PlainTextResponse(echostr)
+
+    @router.post("/webhooks/wechat", response_class=PlainTextResponse)
+    async def wechat_message(
+        request: Request,
+        signature: str | None = None,
+        timestamp: str | None = None,
+        nonce: str | None = None,
+    ) -> Response:
+        """One message; answered with the reply itself if it comes within the wait."""
+        started = time.monotonic()
+        settings = intake.settings(request)
+        if settings.wechat_token is None:
+            raise intake.disabled("wechat")
+        with intake.rejecting("wechat"):
+            verify(signature, timestamp, nonce, settings, now=time.time())
+        body = await intake.read_body(request, settings.webhook_max_body_bytes, "wechat")
+        tenant = settings.wechat_tenant or intake.default_tenant(request)
+        with intake.rejecting("wechat"):
+            message = parse_message(body, tenant_id=tenant, settings=settings)
+        if message is None:
+            intake.count("wechat", "ignored")
+            return PlainTextResponse(SUCCESS)
+        await intake.require_tenants(request, {message.tenant_id}, "wechat")
+        if message.kind is MessageKind.UNFOLLOW:  # recorded, never answered: no wait
+            await intake.accept(request, "wechat", [message])
+            return PlainTextResponse(SUCCESS)
+        remaining = settings.wechat_reply_wait_s - (time.monotonic() - started)
+        reply = await intake.accept_and_await(request, "wechat", message, remaining)
+        if reply is None:
+            # Too late to answer passively: the dispatcher sends it by the custom API.
+            return PlainTextResponse(SUCCESS)
+        return Response(render_passive_reply(reply), media_type="application/xml")
+
+    return router
+
+
+CHANNEL = ChannelModule(
+    name="wechat",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,
+    media_fetcher=fetch_media,
+)

@@ -28,9 +28,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clawdesk.settings import WhatsAppTemplate
+from connectors.base import ChannelModule, Intake
 from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
@@ -537,3 +540,62 @@ async def fetch_media(
         )
     declared = payload.get("mime_type")
     return Fetched(fetched.data, declared if isinstance(declared, str) else fetched.declared_type)
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: Intake) -> APIRouter:
+    """`GET /webhooks/whatsapp` (Meta's verification) and `POST` (notifications)."""
+    router = APIRouter()
+
+    @router.get("/webhooks/whatsapp", response_class=PlainTextResponse)
+    async def whatsapp_subscribe(
+        request: Request,
+        mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+        token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+        challenge: Annotated[str | None, Query(alias="hub.challenge", max_length=200)] = None,
+    ) -> Response:
+        """Meta's verification of the callback URL: echo the challenge (403 otherwise)."""
+        try:
+            echo = verify_subscription(mode, token, challenge, intake.settings(request))
+        except SignatureError as err:
+            intake.count("whatsapp", "unauthenticated")
+            return JSONResponse({"error": str(err)}, status_code=403)
+        return PlainTextResponse(echo)
+
+    @router.post("/webhooks/whatsapp")
+    async def whatsapp_notification(
+        request: Request,
+        signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+    ) -> dict[str, int]:
+        """Messages and delivery statuses from the WhatsApp Cloud API."""
+        settings = intake.settings(request)
+        if settings.whatsapp_app_secret is None:
+            raise intake.disabled("whatsapp")
+        body = await intake.read_body(request, settings.webhook_max_body_bytes, "whatsapp")
+        with intake.rejecting("whatsapp"):
+            verify(body, signature, settings)
+            tenants = tenant_resolver(settings, intake.default_tenant(request))
+            events = parse_webhook(body, tenants)
+        await intake.accept(request, "whatsapp", events.messages, events.receipts)
+        return {"enqueued": len(events.messages), "receipts": len(events.receipts)}
+
+    return router
+
+
+def refuses_reply(metadata: Mapping[str, str], settings: ChannelSettings) -> str | None:
+    """Why a reply cannot go now: the 24-hour window closed and no template is set."""
+    if settings.whatsapp_template or window_open(metadata, settings, now=utc_now()):
+        return None
+    return WINDOW_CLOSED
+
+
+CHANNEL = ChannelModule(
+    name="whatsapp",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,
+    media_fetcher=fetch_media,
+    reply_refusal=refuses_reply,
+)

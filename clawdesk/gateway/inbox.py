@@ -33,9 +33,8 @@ from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError, channel_set
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.gateway.tokens import conversation_tokens
 from clawdesk.handoff import inbox
-from connectors import whatsapp
+from connectors import registry
 from connectors.config import ChannelSettings
-from schemas import Channel, utc_now
 from topics import control_spec, reply_spec
 
 log = logging.getLogger(__name__)
@@ -176,12 +175,15 @@ class AgentOut(BaseModel):
 
 
 def _require_reachable(conversation: inbox.Conversation, channels: ChannelSettings) -> None:
-    """409 for a WhatsApp customer whose 24-hour window has closed when no approved
-    template is configured: Meta would drop the text, and the agent must know."""
-    if conversation.channel != Channel.WHATSAPP.value or channels.whatsapp_template:
-        return
-    if not whatsapp.window_open(conversation.reply_metadata, channels, now=utc_now()):
-        raise GatewayError(409, whatsapp.WINDOW_CLOSED)
+    """409 when the customer's channel would not take a reply now (WhatsApp's 24-hour
+    window closed with no approved template configured), with the channel's reason."""
+    try:
+        channel = registry.channel(conversation.channel)
+    except KeyError:
+        return  # a channel no longer registered: the dispatcher reports it
+    refusal = channel.refuses_reply(conversation.reply_metadata, channels)
+    if refusal:
+        raise GatewayError(409, refusal)
 
 
 # ---- plumbing -------------------------------------------------------------------------
