@@ -114,12 +114,21 @@ class S3Store:
         )
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self._bucket_checked = False
 
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
 
+    def _ensure_bucket(self) -> None:
+        # Once per process: a fresh MinIO has no bucket yet.
+        if not self._bucket_checked:
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket)
+            self._bucket_checked = True
+
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Upload the object (S3 makes a single PUT atomic)."""
+        await asyncio.to_thread(self._ensure_bucket)
         await asyncio.to_thread(
             self.client.put_object,
             self.bucket,
