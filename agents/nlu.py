@@ -46,7 +46,9 @@ def understand(
 ) -> NluResult:
     """The NLU result of one message: the model's intent above `min_confidence`, or what
     the message's action words, entities and the conversation say (`resolve_intent`);
-    `previous` is the model's prediction of the customer's previous message."""
+    `previous` is the model's prediction of the customer's previous message. An intent
+    the channel stated (`InboundMessage.intent`: a menu entry, a button) is taken as
+    it is."""
     text = accepted.message.text
     memory = accepted.memory
     entities = [
@@ -62,18 +64,22 @@ def understand(
         remembered_order="order_number" in memory.slots,
         previous=(before, previous) if before is not None and previous is not None else None,
     )
+    intent, confidence, decided_by = resolved.intent, float(resolved.confidence), resolved.source
+    if accepted.message.intent:
+        # The channel says what the customer chose (a menu entry, a button): no guess.
+        intent, confidence, decided_by = accepted.message.intent, 1.0, "channel"
     return NluResult(
         **accepted.lineage(),
         accepted=accepted,
-        intent=resolved.intent,
-        confidence=round(float(resolved.confidence), 4),
+        intent=intent,
+        confidence=round(confidence, 4),
         entities=entities,
         language=reply_language(
             text, memory.language, [t.text for t in memory.turns if t.role == "customer"]
         ),
         model_version=model_version,
         query=resolved.query,
-        decided_by=resolved.source,
+        decided_by=decided_by,
     )
 
 

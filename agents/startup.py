@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
+from datetime import datetime
 
-from clawdesk import metrics, services
+from clawdesk import db, metrics, services
 from clawdesk.app import app
 from clawdesk.settings import app_settings, connection_settings
 
@@ -15,6 +17,13 @@ _started = time.monotonic()
 
 
 _building: asyncio.Task[None] | None = None
+_ready_at: datetime | None = None
+
+
+def worker_id() -> str:
+    """This worker's name in `worker_heartbeats`: its host and data dir, the same across
+    its restarts (so a restart replaces its old row), distinct between workers."""
+    return f"{socket.gethostname()}:{app_settings().data_dir.resolve()}"
 
 
 def _start_building() -> asyncio.Task[None]:
@@ -26,8 +35,15 @@ def _start_building() -> asyncio.Task[None]:
 
 
 async def _build_and_install() -> None:
-    built = await services.build(app_settings(), connection_settings())
+    global _ready_at
+    conn = connection_settings()
+    try:  # from now until the first beat, an earlier run's "ready" must not count
+        await asyncio.wait_for(db.mark_worker_starting(conn.database_url, worker_id()), 3.0)
+    except Exception as err:  # Postgres not up yet, or a fresh database: nothing to undo
+        log.info("could not mark the worker as starting", extra={"error": repr(err)})
+    built = await services.build(app_settings(), conn)
     services.install(built)
+    _ready_at = datetime.now().astimezone()
     log.info("services ready", extra={"seconds": round(time.monotonic() - _started, 2)})
     _serve_metrics()
 
@@ -59,6 +75,37 @@ def _serve_metrics() -> None:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
         except OSError:
             log.warning("metrics port in use", extra={"port": settings.metrics_port})
+
+
+@app.timer(interval=app_settings().worker_heartbeat_s)
+async def report_ready() -> None:
+    """Tell the gateways that this worker answers now: its services are built (the demo
+    model trained, the KB embedded) and it owns inbound partitions. The gateway's
+    /ready waits for this, so "ready" means a message sent now is answered now."""
+    from topics import inbound_spec
+
+    if _ready_at is None:
+        return
+    inbound = inbound_spec.name(app_settings())
+    if not any(tp.topic == inbound for tp in app.consumer.assignment()):
+        return
+    try:
+        await asyncio.wait_for(
+            db.worker_heartbeat(services.current().pool, worker_id(), _ready_at), timeout=2.0
+        )
+    except Exception as err:  # a missed beat must not stop the timer
+        log.warning("readiness heartbeat failed", extra={"error": repr(err)})
+
+
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def report_stopping(sender: object, **_: object) -> None:
+    """Leave the ready list as the worker stops (not 15 s later, when it goes stale)."""
+    if _ready_at is None:
+        return
+    try:
+        await asyncio.wait_for(db.forget_worker(services.current().pool, worker_id()), timeout=2.0)
+    except Exception as err:
+        log.warning("could not leave the ready list", extra={"error": repr(err)})
 
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]

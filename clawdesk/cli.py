@@ -84,12 +84,24 @@ def up(
         console.print(f"  agent inbox {url}inbox  (API key: {key})")
         console.print("  workers are loading models (the first start also trains the demo NLU)…")
         announced: set[str] = set()
+        answering, next_probe = False, 0.0
         while not stopping:
             stack.supervisor.tick()
             ready = set(stack.ready_workers())
             for name in sorted(ready - announced):
-                console.print(f"  {name} ready")
+                console.print(f"  {name} loaded")
             announced = ready
+            # "ready" is the gateway's word: it listens and a worker answers now.
+            if time.monotonic() >= next_probe:
+                now_answering = stack.gateway_ready()
+                if now_answering != answering:
+                    console.print(
+                        f"[bold green]ready[/]: a message sent now to {url} is answered now"
+                        if now_answering
+                        else "  [yellow]not ready: no worker answers now[/]"
+                    )
+                answering = now_answering
+                next_probe = time.monotonic() + (2.0 if answering else 0.5)
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

@@ -155,8 +155,8 @@ async def record_inbound(pool: AsyncConnectionPool, msg: InboundMessage) -> Inbo
         )
         await conn.execute(
             "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction, author,"
-            ' channel, channel_message_id, text, "timestamp")'
-            " VALUES (%s, %s, %s, %s, 'in', 'customer', %s, %s, %s, %s)",
+            ' channel, channel_message_id, text, "timestamp", kind, edit_of)'
+            " VALUES (%s, %s, %s, %s, 'in', 'customer', %s, %s, %s, %s, %s, %s)",
             (
                 msg.event_id,
                 msg.conversation_id,
@@ -166,9 +166,77 @@ async def record_inbound(pool: AsyncConnectionPool, msg: InboundMessage) -> Inbo
                 msg.channel_message_id,
                 msg.text,
                 msg.received_at,
+                msg.kind.value,
+                msg.edit_of,
             ),
         )
         return Inbound.NEW
+
+
+async def tenant_welcome(pool: AsyncConnectionPool, tenant_id: str) -> dict[str, str]:
+    """The tenant's welcome text by language (empty: the built-in greeting)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT welcome FROM tenants WHERE id = %s", (tenant_id,))
+        row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+    welcome = row["welcome"] if row else {}
+    return {str(k): str(v) for k, v in (welcome or {}).items() if isinstance(v, str) and v}
+
+
+async def was_answered(
+    pool: AsyncConnectionPool, msg: InboundMessage, channel_message_id: str
+) -> bool:
+    """Whether the bot has answered (or is sending its answer to) the channel message of
+    the same tenant and channel; False for a message never received."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM inbound_dedupe i JOIN deliveries d ON d.reply_id = 'r-' || i.event_id"
+            " WHERE i.tenant_id = %s AND i.channel = %s AND i.channel_message_id = %s"
+            " AND d.status <> 'failed'",
+            (msg.tenant_id, msg.channel.value, channel_message_id),
+        )
+        return await cur.fetchone() is not None
+
+
+async def worker_heartbeat(
+    pool: AsyncConnectionPool, worker_id: str, ready_at: datetime | None
+) -> None:
+    """Say that this worker answers now (its services are built and it owns partitions),
+    or with `ready_at` None that it is starting (and does not answer yet)."""
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO worker_heartbeats (worker_id, ready_at, seen_at) VALUES (%s, %s, now())"
+            " ON CONFLICT (worker_id) DO UPDATE SET seen_at = now(), ready_at = EXCLUDED.ready_at",
+            (worker_id, ready_at),
+        )
+
+
+async def mark_worker_starting(url: str, worker_id: str) -> None:
+    """Mark the worker as starting (not ready) on a connection of its own, before the
+    services and their pool exist: a restarted worker's old beats stop counting."""
+    async with await psycopg.AsyncConnection.connect(url, connect_timeout=2) as conn:
+        await conn.execute(
+            "UPDATE worker_heartbeats SET ready_at = NULL, seen_at = now() WHERE worker_id = %s",
+            (worker_id,),
+        )
+        await conn.commit()
+
+
+async def forget_worker(pool: AsyncConnectionPool, worker_id: str) -> None:
+    """Take a stopping worker off the ready list at once (rather than when it goes stale)."""
+    async with pool.connection() as conn:
+        await conn.execute("DELETE FROM worker_heartbeats WHERE worker_id = %s", (worker_id,))
+
+
+async def ready_workers(pool: AsyncConnectionPool, stale_s: float) -> int:
+    """How many workers said in the last `stale_s` seconds that they answer now."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM worker_heartbeats WHERE ready_at IS NOT NULL"
+            " AND seen_at > now() - make_interval(secs => %s)",
+            (stale_s,),
+        )
+        row: dict[str, Any] | None = await cur.fetchone()  # type: ignore[assignment]
+    return int(row["n"]) if row else 0
 
 
 async def record_intent(pool: AsyncConnectionPool, nlu: NluResult) -> None:

@@ -39,6 +39,7 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # the reply's send may have reached the provider: not repeated
     ABANDONED = "abandoned"  # still open after the last re-drive (dead-lettered too)
     MERGED = "merged"  # part of a burst: the reply to the burst's last message answers it
+    RECORDED = "recorded"  # kept, nothing to answer (an unfollow, an edit already answered)
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,11 @@ MEMORY_RESTORED = Counter(
 BURST_MERGED = Counter(
     "clawdesk_burst_merged", "Short messages answered together with the next one of a burst"
 )
+CONVENTIONS = Counter(
+    "clawdesk_channel_conventions",
+    "Channel events answered past the NLU (follows, /start, /help), by channel and kind",
+    ["channel", "kind"],
+)
 HANDOFFS = Counter("clawdesk_handoffs", "Conversations handed to a human", ["reason"])
 
 # --- Layered cache (clawdesk.cache) ------------------------------------------------

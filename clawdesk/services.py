@@ -27,6 +27,7 @@ class Services:
     shop: Any  # clawdesk.shop.DemoShop
     cache: Any  # clawdesk.cache.LayeredCache (embeddings and retrieval results)
     llm: Any = None  # clawdesk.llm.LlmReplier in LLM mode; None: offline replies
+    channels: Any = None  # connectors.config.ChannelSettings; None: the environment's
 
 
 _current: Services | None = None

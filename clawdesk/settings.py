@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from clawdesk.ssrf import ForbiddenTarget, check_url
@@ -255,6 +255,56 @@ class AppSettings(BaseSettings):
 
     log_level: str = "INFO"
 
+    # Readiness: the gateway is ready when a worker answers now
+    worker_heartbeat_s: float = Field(
+        default=2.0, gt=0, description="how often a ready worker says so (Postgres)"
+    )
+    worker_ready_stale_s: float = Field(
+        default=15.0, gt=0, description="a worker silent this long no longer counts as ready"
+    )
+    ready_requires_worker: bool = Field(
+        default=True,
+        description="/ready answers 503 until a worker answers now (off: only the gateway's "
+        "own dependencies count)",
+    )
+
+    # Attachments (files customers send)
+    attachment_store_url: str = Field(
+        default="",
+        description="object store: empty = <data dir>/attachments; file:///dir; "
+        "s3://bucket/prefix?endpoint=http://minio:9000 (S3, MinIO, COS)",
+    )
+    attachment_store_access_key: str = Field(default="", description="S3 access key id")
+    attachment_store_secret_key: SecretStr | None = Field(default=None, description="S3 secret")
+    attachment_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="a larger file is refused, never stored"
+    )
+    attachment_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+            "audio/amr",
+            "audio/ogg",
+            "audio/mpeg",
+            "audio/mp4",
+            "audio/aac",
+            "video/mp4",
+            "video/3gpp",
+        ],
+        description="content types taken, as sniffed from the bytes (not as declared)",
+    )
+    attachment_fetch_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="bound on fetching a message's files (inside the stage's own bound)",
+    )
+    attachment_url_ttl_s: int = Field(
+        default=300, ge=10, le=86_400, description="how long an inbox link to a file works"
+    )
+
     @property
     def model_root(self) -> Path:
         """Where versioned NLU models live."""
@@ -273,6 +323,17 @@ class AppSettings(BaseSettings):
         if not value or not all(c.isalnum() or c in "._-" for c in value):
             raise ValueError("topic_prefix must be non-empty and use only [A-Za-z0-9._-]")
         return value
+
+
+class WhatsAppTemplate(BaseModel):
+    """An approved WhatsApp message template. In `parameters`, `{text}` stands for the
+    reply's text and `{customer_name}` for the customer's profile name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="en_US", min_length=2, max_length=15)
+    parameters: list[str] = Field(default_factory=list, max_length=10)
 
 
 class ChannelSettings(BaseSettings):
@@ -295,12 +356,26 @@ class ChannelSettings(BaseSettings):
     whatsapp_tenants: dict[str, str] = Field(
         default_factory=dict, description="phone_number_id → tenant; empty: the default tenant"
     )
+    whatsapp_template: WhatsAppTemplate | None = Field(
+        default=None,
+        description="the approved template sent instead of a text outside the 24-hour "
+        'customer-service window, e.g. {"name": "follow_up", "language": "en_US", '
+        '"parameters": ["{text}"]}; unset: such a reply is refused',
+    )
+    whatsapp_window_s: float = Field(
+        default=24 * 3600.0, gt=0, description="the customer-service window after a message"
+    )
 
     # Telegram Bot API
     telegram_bot_token: SecretStr | None = None
     telegram_secret_token: SecretStr | None = None
     telegram_api_base: str = "https://api.telegram.org"
     telegram_tenant: str | None = None
+    telegram_bot_username: str = Field(
+        default="",
+        description="the bot's @username without @: in groups it answers only when "
+        "mentioned by it (or replied to)",
+    )
 
     # WeChat official account (plain-text mode)
     wechat_token: SecretStr | None = None
@@ -308,6 +383,10 @@ class ChannelSettings(BaseSettings):
     wechat_secret: SecretStr | None = None
     wechat_api_base: str = "https://api.weixin.qq.com"
     wechat_tenant: str | None = None
+    wechat_menu_intents: dict[str, str] = Field(
+        default_factory=dict,
+        description="menu CLICK EventKey → intent; a key `intent:<name>` needs no entry",
+    )
     wechat_reply_wait_s: float = Field(
         default=4.5, description="how long the webhook waits to answer passively (WeChat: 5 s)"
     )

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from clawdesk.db import apply_migrations
 from clawdesk.runtime.broker import EmbeddedBroker
 from clawdesk.runtime.stores import EmbeddedPostgres, EmbeddedRedis
@@ -132,6 +134,15 @@ class Stack:
     workers: list[ProcessChild]
     gateway: ProcessChild
 
+    def gateway_ready(self, timeout_s: float = 1.0) -> bool:
+        """Whether the gateway's /ready says a message sent now is answered now (it
+        listens, and a worker has its models and knowledge base loaded)."""
+        url = f"http://{self.settings.gateway_host}:{self.settings.gateway_port}/ready"
+        try:
+            return httpx.get(url, timeout=timeout_s).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def ready_workers(self) -> list[str]:
         """The workers whose current run has logged that its services are ready."""
         return [w.name for w in self.workers if '"services ready"' in w.log_since_start()]
@@ -155,8 +166,15 @@ def start_stack(
     epoch = [0]  # bumped each time the broker starts afresh (its topics are gone)
     seen: dict[str, int] = {}
 
+    # Workers run with data dirs of their own, but the files they store must be where
+    # the gateway (the inbox) reads them: one store for the stack unless one is set.
+    shared = {}
+    if not settings.attachment_store_url:
+        store = (settings.data_dir / "attachments").resolve()
+        shared["CLAWDESK_ATTACHMENT_STORE_URL"] = store.as_uri()
+
     def env() -> dict[str, str]:
-        return {**infra.env(), **(extra_env or {})}
+        return {**infra.env(), **shared, **(extra_env or {})}
 
     def redrive_now() -> None:
         asyncio.run(_redrive_now(infra.database_url))

@@ -1,5 +1,7 @@
-"""Channel connectors. Each channel is one module with `to_event(raw)` and `send(reply)`;
-channel payload types never leave this package."""
+"""Channel connectors. Each channel is one module that owns both directions behind the
+`connectors.base.Channel` contract (settings, verify, parse, webhook routes, send, files,
+polling); `connectors.registry` lists them. Channel payload types never leave this
+package."""
 
 from __future__ import annotations
 

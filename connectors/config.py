@@ -23,6 +23,7 @@ __all__ = [
     "RETRY_STATUSES",
     "ChannelSettings",
     "DeliveryError",
+    "NotSendable",
     "ProviderUnavailable",
     "RedactUrlSecrets",
     "channel_settings",
@@ -81,6 +82,11 @@ class ProviderUnavailable(ConnectionError):
 
 class DeliveryError(RuntimeError):
     """The provider refused the message for good (bad recipient, blocked, bad token)."""
+
+
+class NotSendable(DeliveryError):
+    """The connector did not send the message: the channel would not take it now (its
+    message says why, for the agent to read)."""
 
 
 RETRY_STATUSES = frozenset({429, 502, 503, 504})

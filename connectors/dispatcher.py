@@ -27,7 +27,7 @@ from clawdesk import db, deliveries, inbound_log, metrics
 from clawdesk.deliveries import Claim
 from clawdesk.retrying import RetryPolicy, retrying
 from clawdesk.settings import ChannelSettings
-from connectors.config import DeliveryError, ProviderUnavailable
+from connectors.config import DeliveryError, NotSendable, ProviderUnavailable
 from schemas import Channel, DeliveryReceipt, DeliveryStatus, Reply, utc_now
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,8 @@ def _reason(error: BaseException) -> str:
         error, TimeoutError
     ):
         return f"outcome unknown, not resent to avoid a duplicate: {error}"[:2000]
+    if isinstance(error, NotSendable):
+        return str(error)[:2000]
     if isinstance(error, DeliveryError):
         return f"refused by the provider: {error}"[:2000]
     return f"{type(error).__name__}: {error}"[:2000]

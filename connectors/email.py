@@ -16,6 +16,7 @@ import hashlib
 import imaplib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from email import policy
@@ -24,9 +25,12 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses, make_msgid, parseaddr
 from html.parser import HTMLParser
+from typing import Annotated, Any
 
 import aiosmtplib
+from fastapi import APIRouter, Header, Request
 
+from connectors.base import ChannelModule, Intake
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
@@ -34,7 +38,13 @@ from connectors.config import (
     channel_settings,
     send_retrying,
 )
-from connectors.signatures import PayloadError, UnknownTenant
+from connectors.signatures import (
+    CLAWDESK_SIGNATURE_HEADER,
+    CLAWDESK_TIMESTAMP_HEADER,
+    PayloadError,
+    UnknownTenant,
+    verify_timestamped,
+)
 from schemas import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage, Reply
 
 log = logging.getLogger(__name__)
@@ -473,3 +483,55 @@ def _event_or_none(raw: bytes, tenant_for: TenantFor) -> InboundMessage | None:
     except (PayloadError, UnknownTenant) as err:
         log.warning("skipping mail", extra={"error": str(err)[:300]})
         return None
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: Intake) -> APIRouter:
+    """`POST /webhooks/email`: raw RFC 822 mail from the relay, signed like callbacks."""
+    router = APIRouter()
+
+    @router.post("/webhooks/email", status_code=202)
+    async def inbound_mail(
+        request: Request,
+        signature: Annotated[str | None, Header(alias=CLAWDESK_SIGNATURE_HEADER)] = None,
+        timestamp: Annotated[str | None, Header(alias=CLAWDESK_TIMESTAMP_HEADER)] = None,
+    ) -> dict[str, int]:
+        """A customer's mail (enqueued), or a bounce of one of our replies (its delivery
+        fails)."""
+        settings = intake.settings(request)
+        secret = settings.email_webhook_secret
+        if secret is None:
+            raise intake.disabled("email")
+        body = await intake.read_body(request, settings.email_max_body_bytes, "email")
+        with intake.rejecting("email"):
+            verify_timestamped(
+                secret.get_secret_value(),
+                signature,
+                timestamp,
+                body,
+                now=time.time(),
+                max_skew_s=settings.webhook_max_skew_s,
+            )
+            tenants = tenant_resolver(settings, intake.default_tenant(request))
+            bounce = parse_bounce(body, tenant_for=tenants)
+            message = None if bounce else parse_email(body, tenant_for=tenants)
+        messages = [message] if message else []
+        receipts = [bounce] if bounce else []
+        await intake.accept(request, "email", messages, receipts)
+        return {"enqueued": len(messages), "receipts": len(receipts)}
+
+    return router
+
+
+def poll(app_settings: Any, settings: ChannelSettings) -> AsyncIterator[InboundMessage]:
+    """New mail of the IMAP mailbox every `imap_poll_s` (`clawdesk poll email`)."""
+    return watch_mailbox(
+        tenant_for=tenant_resolver(settings, app_settings.default_tenant), settings=settings
+    )
+
+
+CHANNEL = ChannelModule(
+    name="email", sender=send, settings_loader=channel_settings, routes=routes, poller=poll
+)

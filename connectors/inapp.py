@@ -23,12 +23,15 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Protocol
 
 import httpx
+from fastapi import APIRouter, Header, Request
+from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clawdesk import ssrf
+from connectors.base import ChannelModule, Intake
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
@@ -51,6 +54,10 @@ from connectors.signatures import (
 from schemas import Channel, InboundMessage, Reply, new_id
 
 API_KEY_HEADER = "X-Api-Key"
+# The gateway's conversation id pattern (clawdesk.gateway.models), for the API's paths.
+CONVERSATION_ID = r"^[A-Za-z0-9_.:-]{1,200}$"
+_ApiKey = Annotated[str | None, Header(alias=API_KEY_HEADER)]
+_ConversationPath = Annotated[str, PathParam(pattern=CONVERSATION_ID)]
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 MAX_TEXT = 4000
 MAX_METADATA = 16
@@ -267,3 +274,79 @@ def _provider_id(response: httpx.Response, reply: Reply) -> str:
         return reply.reply_id
     found = payload.get("id") if isinstance(payload, dict) else None
     return str(found)[:200] if found else reply.reply_id
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: InAppIntake) -> APIRouter:
+    """The in-app chat API: `POST /api/inapp/messages` and a conversation's history and
+    deliveries, each with the tenant's API key."""
+    router = APIRouter()
+
+    @router.post("/api/inapp/messages", status_code=202)
+    async def post_inapp_message(request: Request, api_key: _ApiKey = None) -> dict[str, str]:
+        """Enqueue an app user's message; answer once the broker has it."""
+        settings = intake.settings(request)
+        with intake.rejecting("inapp"):
+            tenant = authenticate(api_key, settings)
+        body = await intake.read_body(request, settings.webhook_max_body_bytes, "inapp")
+        with intake.rejecting("inapp", payload_status=422):
+            message = parse_message(body, tenant_id=tenant)
+        await intake.accept(request, "inapp", [message])
+        return {
+            "conversation_id": message.conversation_id,
+            "event_id": message.event_id,
+            # Opens the reply socket (/ws/{id}?token=) for a tenant without a callback URL.
+            "token": intake.conversation_token(request, tenant, message.conversation_id),
+        }
+
+    def require_owner(request: Request, api_key: str | None, conversation: str) -> None:
+        """401 unless the key is a tenant's, 404 unless the conversation is that tenant's."""
+        with intake.rejecting("inapp"):
+            tenant = authenticate(api_key, intake.settings(request))
+        if not owns(tenant, conversation):
+            raise intake.error(404, "unknown conversation")
+
+    @router.get("/api/inapp/conversations/{conversation_id}/messages")
+    async def get_inapp_history(
+        conversation_id: _ConversationPath, request: Request, api_key: _ApiKey = None
+    ) -> list[dict[str, Any]]:
+        """The conversation's stored messages, oldest first (only the key's tenant's)."""
+        require_owner(request, api_key, conversation_id)
+        return await intake.history(request, conversation_id)
+
+    @router.get("/api/inapp/conversations/{conversation_id}/deliveries")
+    async def get_inapp_deliveries(
+        conversation_id: _ConversationPath, request: Request, api_key: _ApiKey = None
+    ) -> list[dict[str, Any]]:
+        """Each reply of the conversation with its delivery status (only the key's tenant's)."""
+        require_owner(request, api_key, conversation_id)
+        return await intake.deliveries(request, conversation_id)
+
+    return router
+
+
+class InAppIntake(Intake, Protocol):
+    """The intake, with what the in-app API needs besides: reply-socket tokens and the
+    conversation's stored history and deliveries (as JSON objects)."""
+
+    def conversation_token(self, request: Request, tenant_id: str, conversation_id: str) -> str:
+        """A token that opens the conversation's reply socket."""
+        ...
+
+    async def history(self, request: Request, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's messages, oldest first."""
+        ...
+
+    async def deliveries(self, request: Request, conversation_id: str) -> list[dict[str, Any]]:
+        """Each reply of the conversation with its delivery status."""
+        ...
+
+
+CHANNEL = ChannelModule(
+    name="inapp",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,  # type: ignore[arg-type]  # needs the in-app intake (the gateway's is one)
+)

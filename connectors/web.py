@@ -3,6 +3,8 @@ instance follows and relays to the customer's open WebSocket."""
 
 from __future__ import annotations
 
+from connectors.base import ChannelModule
+from connectors.config import channel_settings
 from schemas import Reply
 
 
@@ -12,3 +14,8 @@ async def send(reply: Reply) -> str:
 
     await outbound_topic.send(key=reply.conversation_id.encode(), value=reply.to_bytes())
     return reply.reply_id
+
+
+# The widget's page, API and reply sockets are the gateway's own (clawdesk.gateway.routes):
+# the channel adds no webhook routes.
+CHANNEL = ChannelModule(name="web", sender=send, settings_loader=channel_settings)

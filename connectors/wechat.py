@@ -2,8 +2,11 @@
 
 Inbound: WeChat signs every call in the query string,
 `signature = sha1("".join(sorted([token, timestamp, nonce])))`; a GET with `echostr`
-verifies the URL, a POST carries one XML message. Text messages and the subscribe
-event become InboundMessages.
+verifies the URL, a POST carries one XML message. Texts; images, voice notes and videos
+(attachments fetched by ingest with `/cgi-bin/media/get`; a voice note's `Recognition`
+is its text); `subscribe` (a follow, welcomed), `unsubscribe` (recorded) and menu
+`CLICK` events (a choice mapped to an intent, `wechat_menu_intents`) become
+InboundMessages.
 
 Outbound, the 5-second rule: WeChat waits 5 s for the POST's answer, which may be the
 reply itself ("passive" XML). The webhook waits `wechat_reply_wait_s` for it; `send`
@@ -34,8 +37,12 @@ from typing import Annotated, Any
 from xml.etree.ElementTree import Element, ParseError
 
 import httpx
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors.base import ChannelModule, Intake
+from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
@@ -47,6 +54,7 @@ from connectors.config import (
     transport_errors,
     using_client,
 )
+from connectors.media import Fetched, MediaGone, download
 from connectors.signatures import (
     PayloadError,
     SignatureError,
@@ -54,7 +62,7 @@ from connectors.signatures import (
     secrets_equal,
     wechat_signature,
 )
-from schemas import Channel, InboundMessage, Reply, utc_now
+from schemas import Attachment, Channel, InboundMessage, MessageKind, Reply, utc_now
 
 try:  # defusedxml refuses DTDs, entities and external references outright
     from defusedxml import DefusedXmlException
@@ -90,6 +98,10 @@ class _Message(_Shape):
     content: str | None = Field(default=None, alias="Content", max_length=20_000)
     msg_id: str | None = Field(default=None, alias="MsgId", pattern=r"^[0-9]{1,32}$")
     event: str | None = Field(default=None, alias="Event", max_length=64)
+    event_key: str | None = Field(default=None, alias="EventKey", max_length=256)
+    media_id: str | None = Field(default=None, alias="MediaId", max_length=256)
+    voice_format: str | None = Field(default=None, alias="Format", max_length=32)
+    recognition: str | None = Field(default=None, alias="Recognition", max_length=20_000)
 
 
 def verify(
@@ -144,13 +156,21 @@ def _safe_fromstring(body: bytes) -> Element:
         raise PayloadError(f"not well-formed XML: {type(err).__name__}") from err
 
 
-def parse_message(body: bytes, *, tenant_id: str) -> InboundMessage | None:
+def parse_message(
+    body: bytes, *, tenant_id: str, settings: ChannelSettings | None = None
+) -> InboundMessage | None:
     """The InboundMessage of a POSTed XML body; None for a kind we do not read
-    (images, voice, other events)."""
-    return to_event(parse_xml(body), tenant_id=tenant_id)
+    (locations, links, menu links, scans...)."""
+    return to_event(parse_xml(body), tenant_id=tenant_id, settings=settings)
 
 
-def to_event(raw: dict[str, str], *, tenant_id: str) -> InboundMessage | None:
+_MEDIA_KINDS = {"image": "image", "voice": "voice", "video": "video", "shortvideo": "video"}
+_DECLARED = {"image": "image/jpeg", "voice": "audio/amr", "video": "video/mp4"}
+
+
+def to_event(
+    raw: dict[str, str], *, tenant_id: str, settings: ChannelSettings | None = None
+) -> InboundMessage | None:
     """A parsed message (tag → text) as an InboundMessage, or None."""
     try:
         message = _Message.model_validate(raw)
@@ -162,10 +182,68 @@ def to_event(raw: dict[str, str], *, tenant_id: str) -> InboundMessage | None:
         if not message.msg_id or not message.content:
             raise PayloadError("a text message needs MsgId and Content")
         return _event(message, tenant_id, message.msg_id, message.content, {})
-    if message.msg_type == "event" and (message.event or "").lower() == "subscribe":
-        # Events have no MsgId; WeChat's advice is to dedupe them on sender + time.
-        message_id = f"{message.from_user}:{message.create_time}:subscribe"
-        return _event(message, tenant_id, message_id, "", {META_EVENT: "subscribe"})
+    if message.msg_type in _MEDIA_KINDS:
+        return _media(message, tenant_id)
+    if message.msg_type == "event":
+        menu = settings.wechat_menu_intents if settings else {}
+        return _system_event(message, tenant_id, menu)
+    return None
+
+
+def _media(message: _Message, tenant_id: str) -> InboundMessage:
+    """An image, voice note or video; a voice note WeChat transcribed (`Recognition`,
+    when speech recognition is on for the account) is read as its text."""
+    if not message.msg_id or not message.media_id:
+        raise PayloadError(f"a {message.msg_type} message needs MsgId and MediaId")
+    kind = _MEDIA_KINDS[message.msg_type]
+    declared = _DECLARED[kind]
+    if kind == "voice" and message.voice_format:
+        declared = f"audio/{message.voice_format.lower()}"
+    attachment = Attachment(kind=kind, provider_ref=message.media_id, declared_type=declared)  # type: ignore[arg-type]
+    text = (message.recognition or "").strip()
+    return _event(
+        message,
+        tenant_id,
+        message.msg_id,
+        text,
+        {},
+        kind=MessageKind.TEXT if text else MessageKind.MEDIA,
+        attachments=[attachment],
+    )
+
+
+def _system_event(message: _Message, tenant_id: str, menu: dict[str, str]) -> InboundMessage | None:
+    """subscribe → a follow (welcomed), unsubscribe → an unfollow (recorded), a menu
+    CLICK → a choice (its EventKey mapped to an intent; an unmapped key is answered
+    like a follow, with the welcome and what the bot can do)."""
+    event = (message.event or "").lower()
+    # Events have no MsgId; WeChat's advice is to dedupe them on sender + time.
+    message_id = f"{message.from_user}:{message.create_time}:{event}"
+    meta = {META_EVENT: event}
+    if event == "subscribe":
+        return _event(message, tenant_id, message_id, "", meta, kind=MessageKind.FOLLOW)
+    if event == "unsubscribe":
+        return _event(message, tenant_id, message_id, "", meta, kind=MessageKind.UNFOLLOW)
+    if event == "click":
+        key = (message.event_key or "").strip()
+        if not key:
+            raise PayloadError("a CLICK event needs an EventKey")
+        intent = intent_of(key, menu)
+        if intent is None:
+            log.info("unmapped wechat menu key", extra={"event_key": key[:64]})
+            return _event(
+                message, tenant_id, message_id, "", meta, kind=MessageKind.COMMAND, command="help"
+            )
+        return _event(
+            message,
+            tenant_id,
+            f"{message_id}:{key}"[:200],
+            text_of(key, intent),
+            meta,
+            kind=MessageKind.CHOICE,
+            choice=key,
+            intent=intent,
+        )
     return None
 
 
@@ -175,7 +253,12 @@ def conversation_id(account: str, openid: str) -> str:
 
 
 def _event(
-    message: _Message, tenant_id: str, message_id: str, text: str, extra: dict[str, str]
+    message: _Message,
+    tenant_id: str,
+    message_id: str,
+    text: str,
+    extra: dict[str, str],
+    **fields: Any,
 ) -> InboundMessage:
     return InboundMessage(
         conversation_id=conversation_id(message.to_user, message.from_user),
@@ -185,6 +268,7 @@ def _event(
         customer_id=message.from_user,
         text=text,
         metadata={META_OPENID: message.from_user, META_ACCOUNT: message.to_user, **extra},
+        **fields,
     )
 
 
@@ -360,3 +444,120 @@ async def _post_custom(
                 )
             return _payload(response, "custom send")
     raise AssertionError("unreachable: the retry loop returns or raises")
+
+
+async def fetch_media(
+    attachment: Attachment,
+    *,
+    max_bytes: int,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+    tokens: AccessTokens | None = None,
+) -> Fetched:
+    """A file the follower sent, by `/cgi-bin/media/get` (temporary media, kept 3 days).
+    WeChat answers the bytes, or JSON: an error, or for a video its `video_url`."""
+    settings = settings or channel_settings()
+    tokens = tokens or TOKENS
+    url = f"{settings.wechat_api_base.rstrip('/')}/cgi-bin/media/get"
+    async with using_client(settings, client) as http:
+        for _ in range(2):  # the second try is with a freshly fetched token
+            token = await tokens.get(http, settings)
+            params = {"access_token": token, "media_id": attachment.provider_ref}
+            fetched = await download(
+                http, url, max_bytes=max_bytes, what="wechat media", params=params
+            )
+            payload = _json_answer(fetched)
+            if payload is None:
+                return fetched
+            video_url = payload.get("video_url")
+            if isinstance(video_url, str) and video_url.startswith(("https://", "http://")):
+                return await download(http, video_url, max_bytes=max_bytes, what="wechat video")
+            code = payload.get("errcode")
+            if code in _TOKEN_ERRORS:
+                tokens.invalidate(settings.wechat_appid)
+                continue
+            if code in _BUSY_ERRORS:
+                raise ProviderUnavailable(f"wechat media: {_describe(payload)}")
+            raise MediaGone(f"wechat media: {_describe(payload)}")
+    raise DeliveryError("wechat media: the access token was refused twice")
+
+
+def _json_answer(fetched: Fetched) -> dict[str, Any] | None:
+    """The JSON object WeChat answered instead of a file, if it did."""
+    if not fetched.data.lstrip()[:1] == b"{" or len(fetched.data) > 64 * 1024:
+        return None
+    try:
+        payload = json.loads(fetched.data)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: Intake) -> APIRouter:
+    """`GET /webhooks/wechat` (URL check) and `POST` (one message, answered passively
+    when its reply comes within `wechat_reply_wait_s`)."""
+    router = APIRouter()
+
+    @router.get("/webhooks/wechat", response_class=PlainTextResponse)
+    async def wechat_verify_url(
+        request: Request,
+        signature: str | None = None,
+        timestamp: str | None = None,
+        nonce: str | None = None,
+        echostr: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> Response:
+        """WeChat's check of the server URL: echo `echostr` when the signature holds."""
+        settings = intake.settings(request)
+        if settings.wechat_token is None:
+            raise intake.disabled("wechat")
+        with intake.rejecting("wechat"):
+            verify(signature, timestamp, nonce, settings, now=time.time())
+        if not echostr:
+            raise intake.error(400, "missing echostr")
+        return PlainTextResponse(echostr)
+
+    @router.post("/webhooks/wechat", response_class=PlainTextResponse)
+    async def wechat_message(
+        request: Request,
+        signature: str | None = None,
+        timestamp: str | None = None,
+        nonce: str | None = None,
+    ) -> Response:
+        """One message; answered with the reply itself if it comes within the wait."""
+        started = time.monotonic()
+        settings = intake.settings(request)
+        if settings.wechat_token is None:
+            raise intake.disabled("wechat")
+        with intake.rejecting("wechat"):
+            verify(signature, timestamp, nonce, settings, now=time.time())
+        body = await intake.read_body(request, settings.webhook_max_body_bytes, "wechat")
+        tenant = settings.wechat_tenant or intake.default_tenant(request)
+        with intake.rejecting("wechat"):
+            message = parse_message(body, tenant_id=tenant, settings=settings)
+        if message is None:
+            intake.count("wechat", "ignored")
+            return PlainTextResponse(SUCCESS)
+        await intake.require_tenants(request, {message.tenant_id}, "wechat")
+        if message.kind is MessageKind.UNFOLLOW:  # recorded, never answered: no wait
+            await intake.accept(request, "wechat", [message])
+            return PlainTextResponse(SUCCESS)
+        remaining = settings.wechat_reply_wait_s - (time.monotonic() - started)
+        reply = await intake.accept_and_await(request, "wechat", message, remaining)
+        if reply is None:
+            # Too late to answer passively: the dispatcher sends it by the custom API.
+            return PlainTextResponse(SUCCESS)
+        return Response(render_passive_reply(reply), media_type="application/xml")
+
+    return router
+
+
+CHANNEL = ChannelModule(
+    name="wechat",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,
+    media_fetcher=fetch_media,
+)

@@ -24,14 +24,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import httpx
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from clawdesk.settings import WhatsAppTemplate
+from connectors.base import ChannelModule, Intake
+from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
+    NotSendable,
     ProviderUnavailable,
     channel_settings,
     raise_for_retry,
@@ -40,6 +47,7 @@ from connectors.config import (
     transport_errors,
     using_client,
 )
+from connectors.media import Fetched, MediaGone, check_size, download
 from connectors.signatures import (
     PayloadError,
     SignatureError,
@@ -47,7 +55,16 @@ from connectors.signatures import (
     secrets_equal,
     verify_sha256_header,
 )
-from schemas import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage, Reply
+from schemas import (
+    Attachment,
+    Channel,
+    DeliveryReceipt,
+    DeliveryStatus,
+    InboundMessage,
+    MessageKind,
+    Reply,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +72,11 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 META_PHONE_NUMBER_ID = "whatsapp_phone_number_id"
 META_WA_ID = "whatsapp_wa_id"
 META_CHOICE_ID = "whatsapp_choice_id"
+META_CUSTOMER_AT = "whatsapp_customer_at"  # when the customer last wrote (ISO 8601)
 MAX_TEXT = 4096  # the Cloud API's limit on a text message body
 # Graph error codes that mean "too many messages now", whatever the HTTP status.
 _RATE_LIMIT_CODES = frozenset({4, 80007, 130429, 131056})
+_REENGAGEMENT = 131047  # more than 24 hours since the customer last wrote
 
 _STATUSES = {
     "sent": DeliveryStatus.SENT,
@@ -96,13 +115,25 @@ class _Button(_Shape):
     payload: str | None = Field(default=None, max_length=256)
 
 
+class _Media(_Shape):
+    id: str = Field(min_length=1, max_length=256)
+    mime_type: str | None = Field(default=None, max_length=200)
+    caption: str | None = Field(default=None, max_length=20_000)
+    filename: str | None = Field(default=None, max_length=255)
+
+
 class _Message(_Shape):
     id: _MessageId
     sender: _AccountId = Field(alias="from")
     type: str
+    timestamp: str | None = Field(default=None, pattern=r"^[0-9]{1,12}$")
     text: _Text | None = None
     interactive: _Interactive | None = None
     button: _Button | None = None
+    image: _Media | None = None
+    document: _Media | None = None
+    audio: _Media | None = None
+    video: _Media | None = None
 
 
 class _Profile(_Shape):
@@ -252,13 +283,18 @@ def conversation_id(phone_number_id: str, wa_id: str) -> str:
 def _to_event(
     message: _Message, phone_number_id: str, tenant_id: str, name: str | None
 ) -> InboundMessage | None:
-    text, choice = _text_of(message)
-    if text is None:
+    read = _read(message)
+    if read is None:
         log.info("skipping whatsapp message", extra={"type": message.type[:50]})
         return None
-    metadata = {META_PHONE_NUMBER_ID: phone_number_id, META_WA_ID: message.sender}
-    if choice:
-        metadata[META_CHOICE_ID] = choice
+    metadata = {
+        META_PHONE_NUMBER_ID: phone_number_id,
+        META_WA_ID: message.sender,
+        # The customer-service window opens with each customer message.
+        META_CUSTOMER_AT: _sent_at(message).isoformat(),
+    }
+    if read.choice:
+        metadata[META_CHOICE_ID] = read.choice
     if name:
         metadata["customer_name"] = name
     return InboundMessage(
@@ -267,26 +303,68 @@ def _to_event(
         channel=Channel.WHATSAPP,
         channel_message_id=message.id,
         customer_id=message.sender,
-        text=text,
+        text=read.text,
         metadata=metadata,
+        **read.fields,
     )
 
 
-def _text_of(message: _Message) -> tuple[str | None, str | None]:
-    """(text, chosen option id) of a message; (None, None) when it has no text for us."""
+def _sent_at(message: _Message) -> datetime:
+    if message.timestamp is not None:
+        return datetime.fromtimestamp(int(message.timestamp), UTC)
+    return utc_now()
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What a message says: its text, the option chosen, and the event's other fields."""
+
+    text: str
+    choice: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def _read(message: _Message) -> _Read | None:
+    """What a message says; None when it has nothing for us (reactions, locations...)."""
     if message.type == "text":
         if message.text is None:
             raise PayloadError(f"text message {message.id} has no text")
-        return message.text.body, None
+        return _Read(message.text.body)
     if message.type == "interactive" and message.interactive is not None:
         choice = message.interactive.button_reply or message.interactive.list_reply
         if message.interactive.type in ("button_reply", "list_reply"):
             if choice is None:
                 raise PayloadError(f"interactive message {message.id} has no reply")
-            return choice.title, choice.id
+            return _chosen(choice.id, choice.title)
     if message.type == "button" and message.button is not None:
-        return message.button.text, message.button.payload
-    return None, None
+        return _chosen(message.button.payload or message.button.text, message.button.text)
+    if message.type in _MEDIA_KINDS:
+        media = getattr(message, message.type)
+        if media is None:
+            raise PayloadError(f"{message.type} message {message.id} has no {message.type}")
+        attachment = Attachment(
+            kind=_MEDIA_KINDS[message.type],  # type: ignore[arg-type]
+            provider_ref=media.id,
+            declared_type=media.mime_type or "",
+            filename=media.filename or "",
+        )
+        caption = (media.caption or "").strip()
+        kind = MessageKind.TEXT if caption else MessageKind.MEDIA
+        return _Read(caption, fields={"kind": kind, "attachments": [attachment]})
+    return None
+
+
+_MEDIA_KINDS = {"image": "image", "document": "file", "audio": "audio", "video": "video"}
+
+
+def _chosen(choice_id: str, title: str) -> _Read:
+    """A reply button or list row, read by its id: `intent:<name>` states the intent."""
+    intent = intent_of(choice_id)
+    return _Read(
+        text_of(choice_id, intent, title),
+        choice_id,
+        {"kind": MessageKind.CHOICE, "choice": choice_id[:256], "intent": intent},
+    )
 
 
 def _to_receipt(status: _Status, phone_number_id: str, tenant_id: str) -> DeliveryReceipt | None:
@@ -312,13 +390,52 @@ def _summary(err: ValidationError) -> str:
     return f"malformed notification: {where}: {first.get('msg', 'invalid')}"[:300]
 
 
+class OutsideWindow(NotSendable):
+    """The customer last wrote more than 24 hours ago: WhatsApp takes only an approved
+    template now, and none is configured."""
+
+
+def window_open(metadata: Mapping[str, str], settings: ChannelSettings, *, now: datetime) -> bool:
+    """Whether a free-form message may still go to the customer: within
+    `whatsapp_window_s` of their last message (unknown: assumed open, Meta decides)."""
+    stamp = metadata.get(META_CUSTOMER_AT)
+    if not stamp:
+        return True
+    try:
+        last = datetime.fromisoformat(stamp)
+    except ValueError:
+        return True
+    return (now - last).total_seconds() < settings.whatsapp_window_s
+
+
+def template_message(template: WhatsAppTemplate, reply: Reply) -> dict[str, Any]:
+    """The `type: template` message body of a reply (parameters filled in)."""
+    values = {"text": reply.text[:1000], "customer_name": reply.metadata.get("customer_name", "")}
+    parameters = [
+        {"type": "text", "text": p.format_map(_Blank(values)) or "-"} for p in template.parameters
+    ]
+    body: dict[str, Any] = {"name": template.name, "language": {"code": template.language}}
+    if parameters:
+        body["components"] = [{"type": "body", "parameters": parameters}]
+    return body
+
+
+class _Blank(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 async def send(
     reply: Reply,
     *,
     settings: ChannelSettings | None = None,
     client: httpx.AsyncClient | None = None,
 ) -> str:
-    """Send the reply as text (split at the 4096-character limit); the first part's wamid."""
+    """Send the reply as text (split at the 4096-character limit); the first part's wamid.
+
+    Outside the customer-service window the reply goes as the configured approved
+    template, or is refused (OutsideWindow) when there is none: Meta would refuse
+    the text anyway (error 131047), and the agent must know it did not go out."""
     settings = settings or channel_settings()
     token = require(settings.whatsapp_token, "whatsapp_token")
     phone_number_id = reply.metadata.get(META_PHONE_NUMBER_ID) or settings.whatsapp_phone_number_id
@@ -326,20 +443,34 @@ async def send(
         raise DeliveryError("no WhatsApp phone number id for the reply")
     url = f"{settings.whatsapp_api_base.rstrip('/')}/{phone_number_id}/messages"
     to = reply.metadata.get(META_WA_ID) or reply.customer_id
-    parts = [reply.text[i : i + MAX_TEXT] for i in range(0, len(reply.text), MAX_TEXT)]
+    base = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": to,
+        "biz_opaque_callback_data": reply.reply_id[:512],
+    }
+    if window_open(reply.metadata, settings, now=utc_now()):
+        parts = [reply.text[i : i + MAX_TEXT] for i in range(0, len(reply.text), MAX_TEXT)]
+        bodies = [
+            {**base, "type": "text", "text": {"body": part, "preview_url": False}}
+            for part in parts or [""]
+        ]
+    elif settings.whatsapp_template is not None:
+        template = template_message(settings.whatsapp_template, reply)
+        bodies = [{**base, "type": "template", "template": template}]
+    else:
+        raise OutsideWindow(WINDOW_CLOSED)
     ids: list[str] = []
     async with using_client(settings, client) as http:
-        for part in parts or [""]:
-            body = {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": to,
-                "type": "text",
-                "text": {"body": part, "preview_url": False},
-                "biz_opaque_callback_data": reply.reply_id[:512],
-            }
+        for body in bodies:
             ids.append(await _post(http, url, token, body, settings))
     return ids[0]
+
+
+WINDOW_CLOSED = (
+    "not sent: the customer last wrote over 24 hours ago, and WhatsApp then takes only an "
+    "approved template message (configure CLAWDESK_WHATSAPP_TEMPLATE)"
+)
 
 
 async def _post(
@@ -371,4 +502,100 @@ def _message_id(response: httpx.Response) -> str:
     message = error.get("message", "") if isinstance(error, dict) else ""
     if code in _RATE_LIMIT_CODES:
         raise ProviderUnavailable(f"whatsapp rate limit {code}: {message}")
+    if code == _REENGAGEMENT:
+        raise OutsideWindow(f"{WINDOW_CLOSED} (Meta: {code} {message})"[:500])
     raise DeliveryError(f"whatsapp send failed: HTTP {response.status_code} {code}: {message}")
+
+
+async def fetch_media(
+    attachment: Attachment,
+    *,
+    max_bytes: int,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> Fetched:
+    """A file the customer sent: `GET /{media-id}` gives a short-lived URL (and the
+    size), which is fetched with the same bearer token."""
+    settings = settings or channel_settings()
+    token = require(settings.whatsapp_token, "whatsapp_token")
+    headers = {"Authorization": f"Bearer {token}"}
+    url = f"{settings.whatsapp_api_base.rstrip('/')}/{attachment.provider_ref}"
+    async with using_client(settings, client) as http:
+        with transport_errors("whatsapp media"):
+            response = await http.get(url, headers=headers)
+        raise_for_retry(response, "whatsapp media")
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not response.is_success or not isinstance(payload, dict):
+            status = response.status_code
+            raise MediaGone(f"whatsapp media {attachment.provider_ref}: HTTP {status}")
+        media_url = payload.get("url")
+        if not isinstance(media_url, str) or not media_url.startswith(("https://", "http://")):
+            raise DeliveryError("whatsapp media answered without a URL")
+        check_size(payload.get("file_size"), max_bytes)
+        fetched = await download(
+            http, media_url, max_bytes=max_bytes, what="whatsapp media", headers=headers
+        )
+    declared = payload.get("mime_type")
+    return Fetched(fetched.data, declared if isinstance(declared, str) else fetched.declared_type)
+
+
+# --- the channel's parts ------------------------------------------------------------
+
+
+def routes(intake: Intake) -> APIRouter:
+    """`GET /webhooks/whatsapp` (Meta's verification) and `POST` (notifications)."""
+    router = APIRouter()
+
+    @router.get("/webhooks/whatsapp", response_class=PlainTextResponse)
+    async def whatsapp_subscribe(
+        request: Request,
+        mode: Annotated[str | None, Query(alias="hub.mode")] = None,
+        token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
+        challenge: Annotated[str | None, Query(alias="hub.challenge", max_length=200)] = None,
+    ) -> Response:
+        """Meta's verification of the callback URL: echo the challenge (403 otherwise)."""
+        try:
+            echo = verify_subscription(mode, token, challenge, intake.settings(request))
+        except SignatureError as err:
+            intake.count("whatsapp", "unauthenticated")
+            return JSONResponse({"error": str(err)}, status_code=403)
+        return PlainTextResponse(echo)
+
+    @router.post("/webhooks/whatsapp")
+    async def whatsapp_notification(
+        request: Request,
+        signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER)] = None,
+    ) -> dict[str, int]:
+        """Messages and delivery statuses from the WhatsApp Cloud API."""
+        settings = intake.settings(request)
+        if settings.whatsapp_app_secret is None:
+            raise intake.disabled("whatsapp")
+        body = await intake.read_body(request, settings.webhook_max_body_bytes, "whatsapp")
+        with intake.rejecting("whatsapp"):
+            verify(body, signature, settings)
+            tenants = tenant_resolver(settings, intake.default_tenant(request))
+            events = parse_webhook(body, tenants)
+        await intake.accept(request, "whatsapp", events.messages, events.receipts)
+        return {"enqueued": len(events.messages), "receipts": len(events.receipts)}
+
+    return router
+
+
+def refuses_reply(metadata: Mapping[str, str], settings: ChannelSettings) -> str | None:
+    """Why a reply cannot go now: the 24-hour window closed and no template is set."""
+    if settings.whatsapp_template or window_open(metadata, settings, now=utc_now()):
+        return None
+    return WINDOW_CLOSED
+
+
+CHANNEL = ChannelModule(
+    name="whatsapp",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,
+    media_fetcher=fetch_media,
+    reply_refusal=refuses_reply,
+)

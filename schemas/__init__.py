@@ -4,6 +4,7 @@ from schemas.base import Channel, Event, Record, new_id, utc_now
 from schemas.events import (
     ALL_EVENTS,
     AcceptedMessage,
+    Attachment,
     ControlAction,
     ConversationControl,
     ConversationSnapshot,
@@ -14,6 +15,7 @@ from schemas.events import (
     Handoff,
     InboundMessage,
     KbHit,
+    MessageKind,
     NluResult,
     Reply,
     RetrievalContext,
@@ -27,6 +29,7 @@ from schemas.export import export_json_schemas
 __all__ = [
     "ALL_EVENTS",
     "AcceptedMessage",
+    "Attachment",
     "Channel",
     "ControlAction",
     "ConversationControl",
@@ -39,6 +42,7 @@ __all__ = [
     "Handoff",
     "InboundMessage",
     "KbHit",
+    "MessageKind",
     "NluResult",
     "Record",
     "Reply",

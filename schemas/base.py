@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,8 +21,22 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+_CHANNEL_NAME = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
+_REGISTERED: set[str] = set()
+
+
+def register_channel_name(name: str) -> None:
+    """Make `name` a valid Channel (a channel a plugin adds: `connectors.registry`)."""
+    if not _CHANNEL_NAME.match(name):
+        raise ValueError(f"a channel name is lower-case letters, digits and _: {name!r}")
+    _REGISTERED.add(name)
+
+
 class Channel(StrEnum):
-    """Where a customer writes from; the dispatcher sends replies back the same way."""
+    """Where a customer writes from; the dispatcher sends replies back the same way.
+
+    The members are the built-in channels; a registered channel's name is a Channel
+    too (made on first use), so events of a plugin channel validate and travel."""
 
     WEB = "web"
     WHATSAPP = "whatsapp"
@@ -29,6 +44,15 @@ class Channel(StrEnum):
     WECHAT = "wechat"
     INAPP = "inapp"
     EMAIL = "email"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Channel | None:
+        if not isinstance(value, str) or value not in _REGISTERED:
+            return None
+        member = str.__new__(cls, value)
+        member._name_ = value.upper()
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
 
 
 class Record(BaseModel):

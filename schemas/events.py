@@ -32,14 +32,61 @@ class Entity(Record):
     end: int = 0
 
 
+class MessageKind(StrEnum):
+    """What the customer did, as the channel's conventions say (not what they meant)."""
+
+    TEXT = "text"  # wrote something (or captioned a file): the pipeline reads the text
+    COMMAND = "command"  # a bot command such as Telegram's /start or /help
+    FOLLOW = "follow"  # started following the account (WeChat `subscribe`)
+    UNFOLLOW = "unfollow"  # stopped following: recorded, never answered
+    CHOICE = "choice"  # pressed a button, a list item, a callback button or a menu entry
+    MEDIA = "media"  # sent files (images, voice, documents) without text
+
+
+class Attachment(Record):
+    """A file the customer sent: the provider's reference to it, and once fetched and
+    checked by ingest, where it is stored (`object_key`) and what it really is."""
+
+    kind: Literal["image", "voice", "audio", "video", "file", "sticker"]
+    provider_ref: str = Field(min_length=1, max_length=1000, description="file / media id")
+    declared_type: str = Field(default="", max_length=200, description="as the provider says")
+    declared_bytes: int | None = Field(default=None, ge=0)
+    filename: str = Field(default="", max_length=255)
+    attachment_id: str | None = Field(default=None, description="row id once stored")
+    object_key: str | None = Field(default=None, max_length=500)
+    content_type: str | None = Field(default=None, description="sniffed from the bytes")
+    size_bytes: int | None = Field(default=None, ge=0)
+
+
 class InboundMessage(Event):
-    """A customer's message as a connector put it on the inbound topic."""
+    """A customer's message as a connector put it on the inbound topic.
+
+    Fields after `metadata` are optional so that events written before them parse."""
 
     channel_message_id: str = Field(min_length=1, max_length=200)
     customer_id: str = Field(min_length=1, max_length=200)
     text: str = Field(max_length=20_000)
     received_at: datetime = Field(default_factory=utc_now)
     metadata: dict[str, str] = Field(default_factory=dict)
+    kind: MessageKind = MessageKind.TEXT
+    command: str | None = Field(
+        default=None, max_length=64, description="the command's name (COMMAND), e.g. start"
+    )
+    choice: str | None = Field(
+        default=None, max_length=256, description="the id of the button or menu entry (CHOICE)"
+    )
+    intent: str | None = Field(
+        default=None,
+        max_length=64,
+        description="an intent the channel states outright (a menu entry or button mapped "
+        "to it): the nlu stage takes it instead of classifying the text",
+    )
+    edit_of: str | None = Field(
+        default=None,
+        max_length=200,
+        description="channel_message_id of the message this one edits",
+    )
+    attachments: list[Attachment] = Field(default_factory=list, max_length=20)
 
 
 class ConversationSnapshot(Record):
@@ -74,7 +121,7 @@ class NluResult(Event):
     )
     decided_by: str = Field(
         default="model",
-        description="model | action | cue | soft | follow_up | oos | unsure "
+        description="model | action | cue | soft | follow_up | oos | unsure | channel "
         "(see clawdesk.nlu.resolve)",
     )
 

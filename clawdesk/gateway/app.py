@@ -25,7 +25,7 @@ from clawdesk.gateway.limits import MAX_BODY_BYTES, BodySizeLimit
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
 from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
 from clawdesk.gateway.state import GatewayState, InboundProducer
-from clawdesk.gateway.webhooks import router as webhooks_router
+from clawdesk.gateway.webhooks import channel_routers
 from clawdesk.settings import AppSettings
 from topics import inbound_spec, outbound_spec
 
@@ -70,7 +70,8 @@ def create_app(
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
-    app.include_router(webhooks_router)
+    for channel_router in channel_routers():  # each registered channel's webhooks
+        app.include_router(channel_router)
     app.include_router(inbox_router)
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app

@@ -1,4 +1,5 @@
-"""Readiness probes: does the broker answer, does Postgres answer."""
+"""Readiness probes: does the broker answer, does Postgres answer, does a worker answer
+now (its models loaded or trained and its knowledge base embedded)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Awaitable
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from clawdesk.db import ready_workers
 from clawdesk.gateway.state import GatewayState, InboundProducer
 from clawdesk.settings import connection_settings
 
@@ -26,6 +28,16 @@ async def check_database(pool: AsyncConnectionPool, timeout_s: float = PROBE_TIM
     """`SELECT 1` on a pooled connection (raises if Postgres does not answer)."""
     async with pool.connection(timeout=timeout_s) as conn:
         await conn.execute("SELECT 1")
+
+
+async def check_workers(pool: AsyncConnectionPool, stale_s: float) -> None:
+    """Raise unless a worker said recently that it answers now (see agents/startup.py)."""
+    if await ready_workers(pool, stale_s) == 0:
+        raise NoReadyWorker("no worker has said it answers now")
+
+
+class NoReadyWorker(RuntimeError):
+    """Every worker is still starting (loading or training models) or none runs."""
 
 
 async def check_redis(redis_url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
@@ -57,6 +69,9 @@ async def readiness(state: GatewayState, timeout_s: float = PROBE_TIMEOUT_S) -> 
     )
     replies = "error: stopped" if state.replies_task.done() else "ok"
     checks = {"broker": broker, "database": database, "replies": replies}
+    if state.settings.ready_requires_worker:
+        stale_s = state.settings.worker_ready_stale_s
+        checks["workers"] = await _probe("workers", check_workers(state.pool, stale_s), timeout_s)
     redis_url = connection_settings().redis_url
     if redis_url:
         checks["redis"] = await _probe("redis", check_redis(redis_url, timeout_s), timeout_s)

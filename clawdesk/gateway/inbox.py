@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -20,17 +21,20 @@ from typing import Annotated
 
 import psycopg
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from clawdesk import apikeys
+from clawdesk import apikeys, attachments
 from clawdesk.apikeys import TenantKey
 from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, SendableText
-from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError
+from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError, channel_settings_of
 from clawdesk.gateway.state import GatewayState, gateway_state
+from clawdesk.gateway.tokens import conversation_tokens
 from clawdesk.handoff import inbox
+from connectors import registry
+from connectors.config import ChannelSettings
 from topics import control_spec, reply_spec
 
 log = logging.getLogger(__name__)
@@ -107,6 +111,18 @@ class ConversationOut(BaseModel):
         )
 
 
+class AttachmentOut(BaseModel):
+    """A file the customer sent: `url` opens it for a few minutes (none if refused)."""
+
+    id: str
+    kind: str
+    content_type: str | None
+    size_bytes: int | None
+    filename: str
+    url: str | None
+    refused: str | None
+
+
 class MessageOut(BaseModel):
     """One message of the history; `delivery` is the send status of a reply."""
 
@@ -115,6 +131,8 @@ class MessageOut(BaseModel):
     text: str
     timestamp: datetime
     delivery: str | None
+    delivery_detail: str = Field(default="", description="why a reply failed, if it did")
+    attachments: list[AttachmentOut] = Field(default_factory=list)
 
 
 class ConversationDetailOut(ConversationOut):
@@ -154,6 +172,18 @@ class AgentOut(BaseModel):
 
     tenant_id: str
     agent: str
+
+
+def _require_reachable(conversation: inbox.Conversation, channels: ChannelSettings) -> None:
+    """409 when the customer's channel would not take a reply now (WhatsApp's 24-hour
+    window closed with no approved template configured), with the channel's reason."""
+    try:
+        channel = registry.channel(conversation.channel)
+    except KeyError:
+        return  # a channel no longer registered: the dispatcher reports it
+    refusal = channel.refuses_reply(conversation.reply_metadata, channels)
+    if refusal:
+        raise GatewayError(409, refusal)
 
 
 # ---- plumbing -------------------------------------------------------------------------
@@ -238,25 +268,82 @@ async def list_conversations(agent: Agent, state: State) -> list[ConversationOut
 
 @router.get("/api/inbox/conversations/{conversation_id}")
 async def get_conversation(
-    conversation_id: ConversationId, agent: Agent, state: State
+    conversation_id: ConversationId, agent: Agent, state: State, request: Request
 ) -> ConversationDetailOut:
     """A conversation of the tenant (whoever owns it now) with its history."""
     conversation = await _owned(state, agent, conversation_id)
     async with _database(state):
         messages = await inbox.history(state.pool, conversation_id)
+        files = await attachments.of_conversation(state.pool, conversation_id)
+    secret = conversation_tokens(request).secret
+    ttl = state.settings.attachment_url_ttl_s
+    by_message: dict[str, list[AttachmentOut]] = {}
+    for f in files:
+        url = attachments.signed_path(secret, f.id, ttl) if f.object_key else None
+        out = AttachmentOut(
+            id=f.id,
+            kind=f.kind,
+            content_type=f.content_type,
+            size_bytes=f.size_bytes,
+            filename=f.filename,
+            url=url,
+            refused=f.refused,
+        )
+        by_message.setdefault(f.message_id, []).append(out)
     return ConversationDetailOut(
         **ConversationOut.of(conversation).model_dump(),
-        messages=[MessageOut(**m.__dict__) for m in messages],
+        messages=[MessageOut(**m.__dict__, attachments=by_message.get(m.id, [])) for m in messages],
+    )
+
+
+@router.get("/api/attachments/{attachment_id}")
+async def get_attachment(
+    attachment_id: Annotated[str, PathParam(pattern=r"^att-[0-9a-f]{32}$")],
+    state: State,
+    request: Request,
+    expires: Annotated[int, Query(ge=0, lt=2**40)],
+    signature: Annotated[str, Query(min_length=64, max_length=64)],
+) -> Response:
+    """A customer's file through a short-lived signed link (an <img> sends no bearer
+    token, so the link is the credential); 403 once it expired or if it is forged."""
+    secret = conversation_tokens(request).secret
+    if not attachments.link_holds(secret, attachment_id, expires, signature, now=time.time()):
+        raise GatewayError(403, "the link is expired or not genuine")
+    async with _database(state):
+        found = await attachments.find(state.pool, attachment_id)
+    if found is None or found[1].object_key is None:
+        raise GatewayError(404, "unknown attachment")
+    stored = found[1]
+    try:
+        data = await attachments.store_for(state.settings).get(stored.object_key or "")
+    except KeyError as err:
+        raise GatewayError(404, "the file is no longer stored") from err
+    content_type = stored.content_type or "application/octet-stream"
+    disposition = "inline" if content_type.startswith("image/") else "attachment"
+    return Response(
+        data,
+        media_type=content_type,
+        headers={
+            "Content-Disposition": f'{disposition}; filename="{attachment_id}"',
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+            "Cache-Control": f"private, max-age={max(0, expires - int(time.time()))}",
+        },
     )
 
 
 @router.post("/api/inbox/conversations/{conversation_id}/replies", status_code=202)
 async def post_reply(
-    conversation_id: ConversationId, body: AgentReplyIn, agent: Agent, state: State
+    conversation_id: ConversationId,
+    body: AgentReplyIn,
+    agent: Agent,
+    state: State,
+    request: Request,
 ) -> AgentReplyAccepted:
     """Send an agent's reply to the customer, through the channel they wrote on."""
     conversation = await _owned(state, agent, conversation_id)
     _require_human(conversation)
+    _require_reachable(conversation, channel_settings_of(request))
     async with _database(state):
         in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
         reply = inbox.agent_reply(conversation, body.text, body.client_message_id, in_reply_to)

@@ -1,4 +1,6 @@
-"""The messaging channels' webhooks and the in-app chat API.
+"""What the channels' webhook routes are built on (`connectors.base.Intake`), and the
+routers of every registered channel; the routes themselves live in their channel's
+module in `connectors/`.
 
 Every route checks, in this order: the channel is enabled, the body is within its
 size limit, the call is authentic (signature / secret token / API key, and a fresh
@@ -14,23 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Annotated, Protocol
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 import psycopg
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import APIRouter, Request
+from fastapi.encoders import jsonable_encoder
 from prometheus_client import Counter
 
 from clawdesk import deliveries, metrics
 from clawdesk.db import fetch_history, tenant_exists
-from clawdesk.deliveries import Delivery
 from clawdesk.gateway.fanout import ReplyHub
-from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, HistoryItem
+from clawdesk.gateway.models import HistoryItem
 from clawdesk.gateway.routes import (
     GatewayError,
     admit_or_refuse,
@@ -39,18 +38,10 @@ from clawdesk.gateway.routes import (
     list_deliveries,
 )
 from clawdesk.gateway.state import GatewayState, gateway_state
-from clawdesk.gateway.tokens import ConversationTokens, conversation_tokens
-from connectors import email, inapp, telegram, wechat, whatsapp
+from clawdesk.gateway.tokens import conversation_tokens
+from connectors import registry
 from connectors.config import ChannelSettings
-from connectors.signatures import (
-    CLAWDESK_SIGNATURE_HEADER,
-    CLAWDESK_TIMESTAMP_HEADER,
-    PayloadError,
-    SignatureError,
-    StaleRequest,
-    UnknownTenant,
-    verify_timestamped,
-)
+from connectors.signatures import PayloadError, SignatureError, StaleRequest, UnknownTenant
 from schemas import DeliveryReceipt, Event, InboundMessage, Reply
 from topics import receipt_spec
 
@@ -61,17 +52,6 @@ WEBHOOKS = Counter(
     "Channel webhook calls, by channel and outcome (enqueued, ignored, rejected reasons).",
     ["channel", "outcome"],
 )
-
-router = APIRouter()
-
-
-def channel_config(request: Request) -> ChannelSettings:
-    """FastAPI dependency: the app's channel settings, else the environment's."""
-    return channel_settings_of(request)
-
-
-State = Annotated[GatewayState, Depends(gateway_state)]
-Channels = Annotated[ChannelSettings, Depends(channel_config)]
 
 
 class AwaitReply(Protocol):
@@ -239,122 +219,98 @@ async def record_receipts(
     return recorded
 
 
-# --- WhatsApp -----------------------------------------------------------------------
+# --- the intake the channels' routes are built on --------------------------------------
 
 
-@router.get("/webhooks/whatsapp", response_class=PlainTextResponse)
-async def whatsapp_subscribe(
-    channels: Channels,
-    mode: Annotated[str | None, Query(alias="hub.mode")] = None,
-    token: Annotated[str | None, Query(alias="hub.verify_token")] = None,
-    challenge: Annotated[str | None, Query(alias="hub.challenge", max_length=200)] = None,
-) -> Response:
-    """Meta's verification of the callback URL: echo the challenge (403 otherwise)."""
-    try:
-        echo = whatsapp.verify_subscription(mode, token, challenge, channels)
-    except SignatureError as err:
-        WEBHOOKS.labels("whatsapp", "unauthenticated").inc()
-        return JSONResponse({"error": str(err)}, status_code=403)
-    return PlainTextResponse(echo)
+class GatewayIntake:
+    """`connectors.base.Intake` over this gateway's state (and the in-app API's extras)."""
+
+    def settings(self, request: Request) -> ChannelSettings:
+        """The app's channel settings, else the environment's."""
+        return channel_settings_of(request)
+
+    def default_tenant(self, request: Request) -> str:
+        """The gateway's default tenant."""
+        return gateway_state(request).settings.default_tenant
+
+    def count(self, channel: str, outcome: str) -> None:
+        """Count a webhook call's outcome."""
+        WEBHOOKS.labels(channel, outcome).inc()
+
+    def error(self, status: int, message: str) -> GatewayError:
+        """The `{"error": message}` answer with this status."""
+        return GatewayError(status, message)
+
+    def disabled(self, channel: str) -> GatewayError:
+        """The 404 of a channel this deployment has not configured."""
+        return disabled(channel)
+
+    def rejecting(self, channel: str, *, payload_status: int = 400) -> AbstractContextManager[None]:
+        """A connector's refusal as its 4xx."""
+        return rejecting(channel, payload_status=payload_status)
+
+    async def read_body(self, request: Request, limit: int, channel: str) -> bytes:
+        """The body, 413 past the limit."""
+        return await read_body(request, limit, channel)
+
+    async def require_tenants(self, request: Request, tenants: set[str], channel: str) -> None:
+        """404 unless every tenant exists."""
+        await require_tenants(gateway_state(request), tenants, channel)
+
+    async def accept(
+        self,
+        request: Request,
+        channel: str,
+        messages: Sequence[InboundMessage],
+        receipts: Sequence[DeliveryReceipt] = (),
+    ) -> None:
+        """Every check, then enqueue (see `accept`)."""
+        await accept(request, gateway_state(request), channel, messages, receipts)
+
+    async def accept_and_await(
+        self, request: Request, channel: str, message: InboundMessage, timeout: float
+    ) -> Reply | None:
+        """Accept the message and wait for its reply (None after `timeout` s)."""
+        return await _enqueue_and_await(request, gateway_state(request), channel, message, timeout)
+
+    def conversation_token(self, request: Request, tenant_id: str, conversation_id: str) -> str:
+        """A token that opens the conversation's reply socket."""
+        return conversation_tokens(request).issue(tenant_id, conversation_id)
+
+    async def history(self, request: Request, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's stored messages, oldest first."""
+        state = gateway_state(request)
+        try:
+            async with asyncio.timeout(state.settings.stage_timeout_s):
+                stored = await fetch_history(state.pool, conversation_id)
+        except (psycopg.Error, TimeoutError) as err:
+            log.warning("history lookup failed", extra={"error": repr(err)})
+            raise GatewayError(503, "database unavailable") from err
+        return [HistoryItem.of(m).model_dump(mode="json") for m in stored]
+
+    async def deliveries(self, request: Request, conversation_id: str) -> list[dict[str, Any]]:
+        """Each reply of the conversation with its delivery status."""
+        found = await list_deliveries(gateway_state(request), conversation_id)
+        encoded: list[dict[str, Any]] = jsonable_encoder(found)
+        return encoded
 
 
-@router.post("/webhooks/whatsapp")
-async def whatsapp_notification(
-    request: Request,
-    state: State,
-    channels: Channels,
-    signature: Annotated[str | None, Header(alias=whatsapp.SIGNATURE_HEADER)] = None,
-) -> dict[str, int]:
-    """Messages and delivery statuses from the WhatsApp Cloud API."""
-    if channels.whatsapp_app_secret is None:
-        raise disabled("whatsapp")
-    body = await read_body(request, channels.webhook_max_body_bytes, "whatsapp")
-    with rejecting("whatsapp"):
-        whatsapp.verify(body, signature, channels)
-        tenants = whatsapp.tenant_resolver(channels, state.settings.default_tenant)
-        events = whatsapp.parse_webhook(body, tenants)
-    await accept(request, state, "whatsapp", events.messages, events.receipts)
-    return {"enqueued": len(events.messages), "receipts": len(events.receipts)}
+INTAKE = GatewayIntake()
 
 
-# --- Telegram -----------------------------------------------------------------------
-
-
-@router.post("/webhooks/telegram")
-async def telegram_update(
-    request: Request,
-    state: State,
-    channels: Channels,
-    secret: Annotated[str | None, Header(alias=telegram.SECRET_HEADER)] = None,
-) -> dict[str, int]:
-    """One Update from the Telegram Bot API."""
-    if channels.telegram_secret_token is None:
-        raise disabled("telegram")
-    with rejecting("telegram"):
-        telegram.verify(secret, channels)
-    body = await read_body(request, channels.webhook_max_body_bytes, "telegram")
-    tenant = channels.telegram_tenant or state.settings.default_tenant
-    with rejecting("telegram"):
-        message = telegram.parse_update(body, tenant_id=tenant)
-    messages = [message] if message else []
-    await accept(request, state, "telegram", messages)
-    return {"enqueued": len(messages)}
-
-
-# --- WeChat -------------------------------------------------------------------------
-
-
-@router.get("/webhooks/wechat", response_class=PlainTextResponse)
-async def wechat_verify_url(
-    channels: Channels,
-    signature: str | None = None,
-    timestamp: str | None = None,
-    nonce: str | None = None,
-    echostr: Annotated[str | None, Query(max_length=200)] = None,
-) -> Response:
-    """WeChat's check of the server URL: echo `echostr` when the signature holds."""
-    if channels.wechat_token is None:
-        raise disabled("wechat")
-    with rejecting("wechat"):
-        wechat.verify(signature, timestamp, nonce, channels, now=time.time())
-    if not echostr:
-        raise GatewayError(400, "missing echostr")
-    return PlainTextResponse(echostr)
-
-
-@router.post("/webhooks/wechat", response_class=PlainTextResponse)
-async def wechat_message(
-    request: Request,
-    state: State,
-    channels: Channels,
-    signature: str | None = None,
-    timestamp: str | None = None,
-    nonce: str | None = None,
-) -> Response:
-    """One message; answered with the reply itself if it comes within the wait."""
-    started = time.monotonic()
-    if channels.wechat_token is None:
-        raise disabled("wechat")
-    with rejecting("wechat"):
-        wechat.verify(signature, timestamp, nonce, channels, now=time.time())
-    body = await read_body(request, channels.webhook_max_body_bytes, "wechat")
-    tenant = channels.wechat_tenant or state.settings.default_tenant
-    with rejecting("wechat"):
-        message = wechat.parse_message(body, tenant_id=tenant)
-    if message is None:
-        WEBHOOKS.labels("wechat", "ignored").inc()
-        return PlainTextResponse(wechat.SUCCESS)
-    await require_tenants(state, {message.tenant_id}, "wechat")
-    remaining = channels.wechat_reply_wait_s - (time.monotonic() - started)
-    reply = await _enqueue_and_await(request, state, message, remaining)
-    if reply is None:
-        # Too late to answer passively: the dispatcher sends it by the custom API.
-        return PlainTextResponse(wechat.SUCCESS)
-    return Response(wechat.render_passive_reply(reply), media_type="application/xml")
+def channel_routers() -> list[APIRouter]:
+    """The webhook routes of every registered channel (read when an app is created, so a
+    channel registered before then is served)."""
+    routers = [c.router(INTAKE) for c in registry.channels()]
+    return [r for r in routers if r is not None]
 
 
 async def _enqueue_and_await(
-    request: Request, state: GatewayState, message: InboundMessage, timeout: float
+    request: Request,
+    state: GatewayState,
+    channel: str,
+    message: InboundMessage,
+    timeout: float,
 ) -> Reply | None:
     await_reply: AwaitReply = getattr(request.app.state, "await_reply", None) or (
         hub_await_reply(state.hub)
@@ -365,7 +321,7 @@ async def _enqueue_and_await(
     )
     await asyncio.sleep(0)
     try:
-        await accept(request, state, "wechat", [message])
+        await accept(request, state, channel, [message])
     except BaseException:
         waiting.cancel()
         raise
@@ -373,99 +329,5 @@ async def _enqueue_and_await(
         return await waiting
     except Exception:
         # The message is enqueued; without a passive answer its reply goes by the API.
-        log.exception("waiting for the wechat reply failed")
+        log.exception("waiting for the reply failed", extra={"channel": channel})
         return None
-
-
-# --- E-mail -------------------------------------------------------------------------
-
-
-@router.post("/webhooks/email", status_code=202)
-async def inbound_mail(
-    request: Request,
-    state: State,
-    channels: Channels,
-    signature: Annotated[str | None, Header(alias=CLAWDESK_SIGNATURE_HEADER)] = None,
-    timestamp: Annotated[str | None, Header(alias=CLAWDESK_TIMESTAMP_HEADER)] = None,
-) -> dict[str, int]:
-    """A raw RFC 822 message from the mail relay, signed like clawdesk's callbacks: a
-    customer's mail (enqueued), or a bounce of one of our replies (its delivery fails)."""
-    secret = channels.email_webhook_secret
-    if secret is None:
-        raise disabled("email")
-    body = await read_body(request, channels.email_max_body_bytes, "email")
-    with rejecting("email"):
-        verify_timestamped(
-            secret.get_secret_value(),
-            signature,
-            timestamp,
-            body,
-            now=time.time(),
-            max_skew_s=channels.webhook_max_skew_s,
-        )
-        tenants = email.tenant_resolver(channels, state.settings.default_tenant)
-        bounce = email.parse_bounce(body, tenant_for=tenants)
-        message = None if bounce else email.parse_email(body, tenant_for=tenants)
-    messages = [message] if message else []
-    receipts = [bounce] if bounce else []
-    await accept(request, state, "email", messages, receipts)
-    return {"enqueued": len(messages), "receipts": len(receipts)}
-
-
-# --- In-app chat --------------------------------------------------------------------
-
-
-ApiKey = Annotated[str | None, Header(alias=inapp.API_KEY_HEADER)]
-Tokens = Annotated[ConversationTokens, Depends(conversation_tokens)]
-ConversationId = Annotated[str, PathParam(pattern=CONVERSATION_ID_PATTERN)]
-
-
-@router.post("/api/inapp/messages", status_code=202)
-async def post_inapp_message(
-    request: Request, state: State, channels: Channels, tokens: Tokens, api_key: ApiKey = None
-) -> dict[str, str]:
-    """Enqueue an app user's message; answer once the broker has it."""
-    with rejecting("inapp"):
-        tenant = inapp.authenticate(api_key, channels)
-    body = await read_body(request, channels.webhook_max_body_bytes, "inapp")
-    with rejecting("inapp", payload_status=422):
-        message = inapp.parse_message(body, tenant_id=tenant)
-    await accept(request, state, "inapp", [message])
-    return {
-        "conversation_id": message.conversation_id,
-        "event_id": message.event_id,
-        # Opens the reply socket (/ws/{id}?token=) for a tenant without a callback URL.
-        "token": tokens.issue(tenant, message.conversation_id),
-    }
-
-
-def require_owner(api_key: str | None, channels: ChannelSettings, conversation_id: str) -> None:
-    """401 unless the API key is a tenant's, 404 unless the conversation is that tenant's."""
-    with rejecting("inapp"):
-        tenant = inapp.authenticate(api_key, channels)
-    if not inapp.owns(tenant, conversation_id):
-        raise GatewayError(404, "unknown conversation")
-
-
-@router.get("/api/inapp/conversations/{conversation_id}/messages")
-async def get_inapp_history(
-    conversation_id: ConversationId, state: State, channels: Channels, api_key: ApiKey = None
-) -> list[HistoryItem]:
-    """The conversation's stored messages, oldest first (only the key's tenant's)."""
-    require_owner(api_key, channels, conversation_id)
-    try:
-        async with asyncio.timeout(state.settings.stage_timeout_s):
-            stored = await fetch_history(state.pool, conversation_id)
-    except (psycopg.Error, TimeoutError) as err:
-        log.warning("history lookup failed", extra={"error": repr(err)})
-        raise GatewayError(503, "database unavailable") from err
-    return [HistoryItem.of(m) for m in stored]
-
-
-@router.get("/api/inapp/conversations/{conversation_id}/deliveries")
-async def get_inapp_deliveries(
-    conversation_id: ConversationId, state: State, channels: Channels, api_key: ApiKey = None
-) -> list[Delivery]:
-    """Each reply of the conversation with its delivery status (only the key's tenant's)."""
-    require_owner(api_key, channels, conversation_id)
-    return await list_deliveries(state, conversation_id)

@@ -55,6 +55,7 @@ class InboxMessage:
     text: str
     timestamp: datetime
     delivery: str | None
+    delivery_detail: str = ""  # why a reply failed (e.g. WhatsApp's 24-hour window)
 
 
 _SELECT_CONVERSATIONS = """
@@ -137,14 +138,22 @@ async def history(
     """The conversation's messages, oldest first, with each reply's delivery status."""
     async with pool.connection() as conn:
         cur = await conn.execute(
-            'SELECT m.id, m.author, m.text, m."timestamp", d.status AS delivery'
+            'SELECT m.id, m.author, m.text, m."timestamp", d.status AS delivery,'
+            " d.detail AS delivery_detail"
             " FROM messages m LEFT JOIN deliveries d ON d.reply_id = m.id"
             ' WHERE m.conversation_id = %s ORDER BY m."timestamp" DESC LIMIT %s',
             (conversation_id, limit),
         )
         rows: list[dict[str, Any]] = await cur.fetchall()  # type: ignore[assignment]
     return [
-        InboxMessage(r["id"], r["author"], r["text"], r["timestamp"], r["delivery"])
+        InboxMessage(
+            r["id"],
+            r["author"],
+            r["text"],
+            r["timestamp"],
+            r["delivery"],
+            r["delivery_detail"] if r["delivery"] == "failed" else "",
+        )
         for r in reversed(rows)
     ]
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, metrics
+from clawdesk import attachments, db, metrics
+from clawdesk.attachments import StoredAttachment
 from clawdesk.handoff import store
 from clawdesk.handoff.store import TicketRow, TicketStatus
 from clawdesk.integrations.http import (
@@ -78,8 +79,16 @@ def classify(error: BaseException) -> Failure:
     return Failure("error", True)  # our side (database blip, a bug): worth another try
 
 
-def transcript(row: TicketRow, history: list[db.StoredMessage]) -> str:
-    """The ticket's first comment: who, why, and the conversation so far."""
+def transcript(
+    row: TicketRow,
+    history: list[db.StoredMessage],
+    files: Sequence[StoredAttachment] = (),
+) -> str:
+    """The ticket's first comment: who, why, and the conversation so far, with the files
+    the customer sent named under their message (the agent inbox shows them)."""
+    by_message: dict[str, list[StoredAttachment]] = {}
+    for file in files:
+        by_message.setdefault(file.message_id, []).append(file)
     lines = [
         f"Conversation {row.conversation_id} on {row.channel} was handed to a human "
         f"(reason: {row.reason}).",
@@ -90,12 +99,22 @@ def transcript(row: TicketRow, history: list[db.StoredMessage]) -> str:
         at = message.timestamp.strftime("%Y-%m-%d %H:%M:%S UTC")
         who = ROLE_NAMES.get(message.author, message.author)
         lines.append(f"[{at}] {who}: {message.text[:MAX_TURN_CHARS]}")
+        lines.extend(f"    {file_line(f)}" for f in by_message.get(message.id, []))
     if not history and row.last_message:
         lines.append(f"Customer: {row.last_message[:MAX_TURN_CHARS]}")
     body = "\n".join(lines)
     if len(body) > MAX_COMMENT_CHARS:  # keep the newest turns: they say why a human is needed
         body = "…\n" + body[-MAX_COMMENT_CHARS:]
     return body
+
+
+def file_line(file: StoredAttachment) -> str:
+    """One file of the transcript: what it is, or why it was not kept."""
+    if file.refused:
+        return f"[{file.kind} not kept: {file.refused.replace('_', ' ')}]"
+    size = f", {max(1, (file.size_bytes or 0) // 1024)} KB" if file.size_bytes else ""
+    kind = file.content_type or "file"
+    return f"[{file.kind} attached: {kind}{size}, id {file.id}; see the inbox]"
 
 
 def subject(row: TicketRow) -> str:
@@ -105,7 +124,10 @@ def subject(row: TicketRow) -> str:
 
 
 async def open_ticket(
-    client: ZendeskClient, row: TicketRow, history: list[db.StoredMessage]
+    client: ZendeskClient,
+    row: TicketRow,
+    history: list[db.StoredMessage],
+    files: Sequence[StoredAttachment] = (),
 ) -> Ticket:
     """The conversation's open ticket, created with the transcript if it has none.
 
@@ -115,7 +137,7 @@ async def open_ticket(
     email = row.customer_id if row.channel == "email" and "@" in row.customer_id else None
     return await client.create_ticket(
         subject(row),
-        transcript(row, history),
+        transcript(row, history, files),
         Requester(name=row.customer_id[:100], email=email),
         ["clawdesk", "handoff", f"channel_{row.channel}", row.reason],
         row.conversation_id,
@@ -174,7 +196,8 @@ class HandoffTickets:
         try:
             async with asyncio.timeout(self.timeout_s):
                 history = await db.fetch_history(self.pool, row.conversation_id)
-                ticket = await open_ticket(client, row, history)
+                files = await attachments.of_conversation(self.pool, row.conversation_id)
+                ticket = await open_ticket(client, row, history, files)
         except asyncio.CancelledError:
             raise
         except Exception as err:

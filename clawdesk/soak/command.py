@@ -214,9 +214,10 @@ def _dump_inputs(
 
 
 def _wait_ready(stack: Stack, workers: int, timeout_s: float) -> None:
-    """Until every worker has logged that its services are ready."""
+    """Until every worker has logged that its services are ready and the gateway says a
+    message sent now is answered now."""
     deadline = time.monotonic() + timeout_s
-    while len(stack.ready_workers()) < workers:
+    while len(stack.ready_workers()) < workers or not stack.gateway_ready():
         if time.monotonic() > deadline:
             raise RuntimeError(f"workers not ready within {timeout_s:.0f} s")
         time.sleep(0.5)

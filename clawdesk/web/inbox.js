@@ -132,8 +132,14 @@
     els.history.dataset.status = c.status;
     // Rebuild the history only when it changed: a rebuild every poll would reset the
     // agent's text selection and flicker.
-    var signature = c.id + "|" + c.messages.map(function (m) {
-      return m.id + ":" + (m.delivery || "");
+    // Links to files expire (a few minutes): with files shown, rebuild every two
+    // minutes so they stay fresh.
+    var withFiles = c.messages.some(function (m) { return (m.attachments || []).length; });
+    var epoch = withFiles ? Math.floor(Date.now() / 120000) : 0;
+    var signature = c.id + "|" + epoch + "|" + c.messages.map(function (m) {
+      return m.id + ":" + (m.delivery || "") + ":" + (m.attachments || []).map(function (a) {
+        return a.id;
+      }).join("+");
     }).join(",");
     if (signature === state.rendered) return;
     state.rendered = signature;
@@ -149,12 +155,43 @@
       var meta = document.createElement("div");
       meta.className = "meta";
       var delivery = m.author === "customer" ? "" : " · " + (m.delivery || "queued");
+      if (m.delivery === "failed" && m.delivery_detail) delivery += ": " + m.delivery_detail;
       meta.textContent = (AUTHORS[m.author] || m.author) + " · " + formatTime(m.timestamp) + delivery;
       item.appendChild(bubble);
+      (m.attachments || []).forEach(function (a) { item.appendChild(attachmentView(a)); });
       item.appendChild(meta);
       els.history.appendChild(item);
     });
     if (atEnd) els.history.scrollTop = els.history.scrollHeight;
+  }
+
+  // A file the customer sent: a thumbnail for an image, a link for other files (both
+  // through the short-lived signed URL the API gives), or why it was refused.
+  function attachmentView(a) {
+    var box = document.createElement("div");
+    box.className = "attachment";
+    box.dataset.id = a.id;
+    if (!a.url) {
+      box.className += " refused";
+      box.textContent = "file not kept: " + (a.refused || "unknown").replace(/_/g, " ");
+      return box;
+    }
+    var link = document.createElement("a");
+    link.href = a.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    if ((a.content_type || "").indexOf("image/") === 0) {
+      var img = document.createElement("img");
+      img.className = "thumb";
+      img.src = a.url;
+      img.alt = a.kind + " from the customer";
+      link.appendChild(img);
+    } else {
+      var size = a.size_bytes ? " · " + Math.ceil(a.size_bytes / 1024) + " KB" : "";
+      link.textContent = "📎 " + (a.filename || a.kind) + " (" + (a.content_type || "file") + size + ")";
+    }
+    box.appendChild(link);
+    return box;
   }
 
   function notice(text, bad) {

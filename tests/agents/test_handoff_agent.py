@@ -259,3 +259,29 @@ async def test_a_malformed_control_event_is_dead_lettered(
     assert dead.await_count == 1
     assert b"control" in dead.await_args.kwargs["value"]
     assert memory == {}
+
+
+async def test_the_ticket_names_the_files_the_customer_sent(
+    test_app, memory, pool, fakes: Fakes
+) -> None:
+    handoff = await conversation(pool, "conv-files")
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id FROM messages WHERE conversation_id = 'conv-files'")
+        (message_id,) = (await cur.fetchone()).values()
+        for att_id, key, content_type, size, refused in (
+            ("att-" + "1" * 32, "demo/x/att-1.png", "image/png", 64_000, None),
+            ("att-" + "2" * 32, None, None, None, "too_large"),
+        ):
+            await conn.execute(
+                "INSERT INTO attachments (id, message_id, conversation_id, tenant_id, channel,"
+                " kind, provider_ref, object_key, content_type, size_bytes, refused)"
+                " VALUES (%s, %s, 'conv-files', 'demo', 'web', 'image', %s, %s, %s, %s, %s)",
+                (att_id, message_id, f"ref-{att_id}", key, content_type, size, refused),
+            )
+
+    await take_over(handoff)
+
+    (ticket_id,) = fakes.zendesk.tickets
+    body = fakes.zendesk.comments[ticket_id][0]["body"]
+    assert f"[image attached: image/png, 62 KB, id att-{'1' * 32}; see the inbox]" in body
+    assert "[image not kept: too large]" in body

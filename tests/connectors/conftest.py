@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from clawdesk.gateway import create_app, webhooks
+from clawdesk.gateway import create_app
 from clawdesk.settings import AppSettings
 from connectors.config import ChannelSettings
 from schemas import DeliveryReceipt, InboundMessage
@@ -106,8 +106,6 @@ def gateway_app(
         reply_consumer=consumer,
         redrive=False,  # its queries run against real Postgres in tests/gateway/test_intake.py
     )
-    if not any(getattr(r, "path", None) == "/webhooks/whatsapp" for r in app.routes):
-        app.include_router(webhooks.router)  # until create_app includes it itself
     app.state.channel_settings = channels
     app.state.rate_limiter = None  # the rate-limit tests set their own (real Redis)
     return app, settings, producer, pool, consumer

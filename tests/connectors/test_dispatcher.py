@@ -287,3 +287,53 @@ async def test_a_late_sent_record_does_not_hide_a_delivered_status(
 
     row = await stored(pool, one.reply_id)
     assert (row["status"], row["provider_message_id"]) == ("delivered", "4242:7")
+
+
+async def test_a_reply_outside_whatsapps_window_fails_with_the_reason_the_inbox_shows(
+    pool: AsyncConnectionPool,
+) -> None:
+    from datetime import timedelta
+
+    from clawdesk.handoff import inbox
+    from connectors import whatsapp
+    from tests.fakes.channels import whatsapp as wa
+
+    from .conftest import WHATSAPP_TOKEN
+
+    graph = wa.FakeGraphApi(WHATSAPP_TOKEN)
+    outbox = Outbox()
+    late = reply().model_copy(
+        update={
+            "channel": Channel.WHATSAPP,
+            "conversation_id": "whatsapp:1069:4915",
+            "metadata": {
+                whatsapp.META_PHONE_NUMBER_ID: "1069",
+                whatsapp.META_WA_ID: "4915",
+                whatsapp.META_CUSTOMER_AT: (utc_now() - timedelta(hours=30)).isoformat(),
+            },
+        }
+    )
+    with serve(graph.app) as base:
+        settings = make_channels(whatsapp_api_base=base, send_attempts=1, dispatch_attempts=3)
+
+        async def send(r: Reply) -> str:
+            return await whatsapp.send(r, settings=settings)
+
+        sending = Dispatcher(pool, settings, send, outbox.receipt, outbox.dead_letter)
+        outcome = await sending.deliver(late)
+
+    assert outcome is not Outcome.SENT and graph.sent == []  # never offered to Meta
+    (dead,) = outbox.dead
+    assert dead[2] == 1  # refused for good: not retried
+    (receipt,) = outbox.receipts
+    assert receipt.status is DeliveryStatus.FAILED
+    assert receipt.detail.startswith("not sent: the customer last wrote over 24 hours ago")
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction, author,"
+            " channel, text, \"timestamp\") VALUES (%s, %s, 'demo', '4915', 'out', 'agent',"
+            " 'whatsapp', 'Your refund went out.', now())",
+            (late.reply_id, late.conversation_id),
+        )
+    (shown,) = await inbox.history(pool, late.conversation_id)
+    assert shown.delivery == "failed" and "CLAWDESK_WHATSAPP_TEMPLATE" in shown.delivery_detail

@@ -41,7 +41,11 @@ async def test_a_text_update_is_enqueued(hooks: Hooks) -> None:
 
 
 async def test_updates_without_text_are_acknowledged_and_dropped(hooks: Hooks) -> None:
-    for update in (sticker_update(), {"update_id": 5, "edited_message": {"x": 1}}):
+    member_joined = {
+        "update_id": 5,
+        "my_chat_member": {"chat": {"id": 1, "type": "group"}, "date": 1700000000},
+    }
+    for update in (sticker_update(), member_joined):
         response = await hooks.client.post(URL, json=update, headers=secret_header())
         assert response.status_code == 200
         assert response.json() == {"enqueued": 0}

@@ -20,7 +20,7 @@ from tests.fakes.channels.wechat import (
     ACCOUNT,
     OPENID,
     FakeWeChatApi,
-    image_xml,
+    event_xml,
     signed_query,
     subscribe_xml,
     text_xml,
@@ -135,12 +135,17 @@ async def test_the_reply_to_an_earlier_message_is_not_taken_for_this_one(hooks: 
 
 
 async def test_subscribe_event_is_enqueued_and_other_kinds_are_not(hooks: Hooks) -> None:
-    image = await hooks.client.post(URL, params=signed_query(WECHAT_TOKEN), content=image_xml())
+    # A menu link opened (VIEW) says nothing to answer.
+    view = await hooks.client.post(
+        URL,
+        params=signed_query(WECHAT_TOKEN),
+        content=event_xml("VIEW", key="https://shop.example/orders"),
+    )
     subscribe = await hooks.client.post(
         URL, params=signed_query(WECHAT_TOKEN), content=subscribe_xml()
     )
 
-    assert (image.status_code, image.text) == (200, "success")
+    assert (view.status_code, view.text) == (200, "success")
     assert subscribe.status_code == 200
     (message,) = hooks.inbound()
     assert message.metadata[wechat.META_EVENT] == "subscribe"

@@ -122,9 +122,14 @@ async def test_statuses_become_receipts_naming_the_reply(hooks: Hooks) -> None:
 
 
 async def test_unreadable_kinds_are_acknowledged_without_enqueueing(hooks: Hooks) -> None:
-    image = {"from": CUSTOMER, "id": "wamid.IMG", "type": "image", "image": {"id": "m1"}}
+    reaction = {
+        "from": CUSTOMER,
+        "id": "wamid.REACT",
+        "type": "reaction",
+        "reaction": {"message_id": "wamid.OUT1", "emoji": "👍"},
+    }
 
-    response = await post_signed(hooks, encode(notification([image])))
+    response = await post_signed(hooks, encode(notification([reaction])))
 
     assert response.status_code == 200
     assert hooks.producer.sent == []

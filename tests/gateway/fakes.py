@@ -86,6 +86,7 @@ class FakePool:
     # Event ids recorded in the inbound log (the gateway's durable acknowledgement).
     logged: list[str] = field(default_factory=list)
     down: bool = False
+    ready_workers: int = 1  # workers whose heartbeat says they answer now
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[FakeConnection]:
@@ -128,6 +129,8 @@ class FakeConnection:
             # Six values per message; the event id comes first.
             self.pool.logged.extend(str(params[i]) for i in range(0, len(params), 6))
             return FakeCursor([])
+        if "FROM worker_heartbeats" in query:
+            return FakeCursor([{"n": self.pool.ready_workers}])
         if query.strip() == "SELECT 1":
             return FakeCursor([{"?column?": 1}])
         raise AssertionError(f"unexpected query: {query}")

@@ -18,7 +18,22 @@ def test_ready_when_broker_and_database_answer(gateway: Gateway) -> None:
     response = gateway.client.get("/ready")
 
     assert response.status_code == 200
-    assert response.json()["checks"] == {"broker": "ok", "database": "ok", "replies": "ok"}
+    assert response.json()["checks"] == {
+        "broker": "ok",
+        "database": "ok",
+        "replies": "ok",
+        "workers": "ok",
+    }
+
+
+def test_not_ready_until_a_worker_answers_now(gateway: Gateway) -> None:
+    gateway.pool.ready_workers = 0  # every worker still loading models, or none running
+
+    response = gateway.client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["workers"]
+    assert response.json()["checks"]["workers"] == "error: NoReadyWorker"
 
 
 def test_not_ready_names_the_broker_when_it_is_down(gateway: Gateway) -> None:
@@ -37,7 +52,8 @@ def test_not_ready_names_the_database_when_it_is_down(gateway: Gateway) -> None:
     response = gateway.client.get("/ready")
 
     assert response.status_code == 503
-    assert response.json()["failed"] == ["database"]
+    # Whether a worker answers is read from Postgres too: unknown, so not ready either.
+    assert response.json()["failed"] == ["database", "workers"]
 
 
 def test_metrics_expose_gateway_counters(gateway: Gateway) -> None:

@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from clawdesk import apikeys, db
 from clawdesk.gateway import create_app
 from clawdesk.handoff import inbox
-from clawdesk.settings import AppSettings
+from clawdesk.settings import AppSettings, ChannelSettings, WhatsAppTemplate
 from schemas import ControlAction, ConversationControl, DeliveryStatus, Reply
 
 from .fakes import FakeConsumer, FakeProducer
@@ -208,6 +208,54 @@ def test_an_agent_reply_is_stored_once_and_sent_through_the_customers_channel(
     assert reply.metadata == {"phone_number_id": "1069"}  # how WhatsApp reaches them
     assert reply.in_reply_to == "m2"
     assert reply.text == "Hi, I'm Alice. Your refund went out today."
+
+
+def _customer_wrote(url: str, hours_ago: float) -> None:
+    wrote = datetime.now(UTC) - timedelta(hours=hours_ago)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "UPDATE conversations SET reply_metadata = %s WHERE id = 'conv-human'",
+            (Jsonb({"phone_number_id": "1069", "whatsapp_customer_at": wrote.isoformat()}),),
+        )
+
+
+def test_a_reply_outside_whatsapps_window_is_refused_with_a_clear_error(
+    inbox_app: Inbox,
+) -> None:
+    _customer_wrote(inbox_app.database_url, hours_ago=25)
+    body = {"text": "Your refund went out today.", "client_message_id": "late-1"}
+
+    response = inbox_app.post("/api/inbox/conversations/conv-human/replies", body)
+
+    assert response.status_code == 409
+    assert "24 hours" in response.json()["error"]
+    assert "CLAWDESK_WHATSAPP_TEMPLATE" in response.json()["error"]
+    assert agent_messages(inbox_app.database_url, "conv-human") == []
+    assert inbox_app.producer.sent == []
+
+
+def test_a_reply_outside_the_window_goes_when_a_template_is_configured(
+    inbox_app: Inbox,
+) -> None:
+    _customer_wrote(inbox_app.database_url, hours_ago=25)
+    inbox_app.client.app.state.channel_settings = ChannelSettings(  # type: ignore[attr-defined]
+        _env_file=None,  # type: ignore[call-arg]
+        whatsapp_template=WhatsAppTemplate(name="follow_up", parameters=["{text}"]),
+    )
+    body = {"text": "Your refund went out today.", "client_message_id": "late-2"}
+
+    response = inbox_app.post("/api/inbox/conversations/conv-human/replies", body)
+
+    assert response.status_code == 202  # the dispatcher sends it as the template
+
+
+def test_a_reply_inside_the_window_goes_as_it_is(
+    inbox_app: Inbox,
+) -> None:
+    _customer_wrote(inbox_app.database_url, hours_ago=23)
+    body = {"text": "Your refund went out today.", "client_message_id": "in-1"}
+
+    assert inbox_app.post("/api/inbox/conversations/conv-human/replies", body).status_code == 202
 
 
 def test_a_reply_the_broker_refuses_is_not_stored(inbox_app: Inbox) -> None:

@@ -33,7 +33,7 @@ import psycopg
 import pytest
 from websockets.asyncio.client import connect
 
-from clawdesk import apikeys
+from clawdesk import apikeys, conventions
 from clawdesk.bench_webhooks import ensure_topic
 from clawdesk.gateway.tokens import ConversationTokens
 from clawdesk.harness import Harness, Received
@@ -48,6 +48,7 @@ from tests.fakes.channels import whatsapp as wa
 from tests.fakes.channels.inapp import FakeAppBackend
 from tests.fakes.channels.mail import Mailbox, Outbox, imap_server, smtp_server
 from tests.fakes.channels.server import serve
+from tests.fakes.media import png
 from tests.integration.conftest import Pipeline, print_log_tails
 from topics import inbound_spec, outbound_spec, receipt_spec, reply_spec
 
@@ -216,8 +217,10 @@ def channel_pipeline(
     providers: Providers,
 ) -> Iterator[ChannelPipeline]:
     root = tmp_path_factory.mktemp("channels-e2e")
+    # One attachment store for the worker (which stores files) and the gateway (the inbox).
+    store = {"CLAWDESK_ATTACHMENT_STORE_URL": (root / "attachments").as_uri()}
     pipeline = ChannelPipeline(
-        broker, module_database, redis_url, root, models_dir, channels=providers.env()
+        broker, module_database, redis_url, root, models_dir, channels={**providers.env(), **store}
     )
     yield pipeline
     pipeline.stop_all()
@@ -655,3 +658,67 @@ async def test_agent_reply_to_a_wechat_customer_goes_by_the_customer_service_api
     assert sent.query["access_token"] == wechat.current
     # Recorded once the provider's answer is back, a moment after the fake saw the call.
     assert await recorded_sent(system, reply_id) == reply_id
+
+
+# --- each channel's conventions ---------------------------------------------------------
+
+
+async def test_a_new_wechat_follower_is_welcomed_not_misunderstood(system: System) -> None:
+    created = 1_700_000_000 + uuid.uuid4().int % 10**6
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=30) as client:
+        response = await client.post(
+            "/webhooks/wechat",
+            content=wx.event_xml("subscribe", created=created),
+            params=wx.signed_query(WX_TOKEN),
+        )
+    assert response.status_code == 200, response.text
+
+    reply = await system.answer(Channel.WECHAT, f"{wx.OPENID}:{created}:subscribe")
+    assert (reply.intent, reply.language) == ("welcome", "zh")
+    assert reply.text == conventions.WELCOME["zh"]
+    await recorded_sent(system, reply.reply_id)
+
+
+async def test_a_telegram_photo_is_stored_and_its_caption_answered(system: System) -> None:
+    bot = system.providers.bot
+    file_id = f"AgAC-{uuid.uuid4().hex[:10]}"
+    bot.files[file_id] = png()
+    update = tg.photo_update("How long does shipping take?", file_id=file_id)
+    message_id = 40_000 + uuid.uuid4().int % 100_000
+    update["update_id"] = update["message"]["message_id"] = message_id
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=30) as client:
+        response = await client.post(
+            "/webhooks/telegram",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+        )
+    assert response.json() == {"enqueued": 1}
+
+    reply = await system.answer(Channel.TELEGRAM, f"{tg.CHAT_ID}:{message_id}")
+    assert_grounded(reply, Channel.TELEGRAM)  # answered from the caption
+    await recorded_sent(system, reply.reply_id)
+    async with await psycopg.AsyncConnection.connect(system.pipeline.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT object_key, content_type FROM attachments WHERE provider_ref = %s", (file_id,)
+        )
+        object_key, content_type = await cur.fetchone() or (None, None)
+    assert content_type == "image/png"
+    stored = system.pipeline.root / "attachments" / str(object_key)
+    assert stored.read_bytes() == bot.files[file_id]
+
+
+async def test_a_telegram_button_press_is_answered_and_its_spinner_stopped(system: System) -> None:
+    bot = system.providers.bot
+    query_id = f"q-{uuid.uuid4().hex[:12]}"
+    update = tg.callback_update("How long does shipping take?", query_id=query_id)
+    async with httpx.AsyncClient(base_url=system.gateway, timeout=30) as client:
+        response = await client.post(
+            "/webhooks/telegram",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": TG_SECRET},
+        )
+    assert response.json() == {"enqueued": 1}
+
+    reply = await system.answer(Channel.TELEGRAM, f"callback:{query_id}")
+    await recorded_sent(system, reply.reply_id)
+    assert query_id in bot.answered_callbacks

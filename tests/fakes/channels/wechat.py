@@ -8,7 +8,7 @@ import json
 import time
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .server import Recorded
 
@@ -41,12 +41,36 @@ def subscribe_xml() -> bytes:
     ).encode()
 
 
-def image_xml() -> bytes:
+def image_xml(*, media_id: str = "MEDIA_IMG_1", msg_id: str = "1") -> bytes:
     return (
         f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
         f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
         f"<CreateTime>1700000006</CreateTime><MsgType><![CDATA[image]]></MsgType>"
-        f"<PicUrl><![CDATA[http://example.invalid/p.jpg]]></PicUrl><MsgId>1</MsgId></xml>"
+        f"<PicUrl><![CDATA[http://example.invalid/p.jpg]]></PicUrl>"
+        f"<MediaId><![CDATA[{media_id}]]></MediaId><MsgId>{msg_id}</MsgId></xml>"
+    ).encode()
+
+
+def event_xml(event: str, *, key: str | None = None, created: int = 1700000007) -> bytes:
+    """An event push (`subscribe`, `unsubscribe`, `CLICK` with its EventKey, `VIEW`...)."""
+    event_key = f"<EventKey><![CDATA[{key}]]></EventKey>" if key is not None else ""
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+        f"<CreateTime>{created}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+        f"<Event><![CDATA[{event}]]></Event>{event_key}</xml>"
+    ).encode()
+
+
+def voice_xml(recognition: str | None, *, media_id: str = "MEDIA_VOICE_1") -> bytes:
+    """A voice note; `Recognition` is there when speech recognition is on for the account."""
+    heard = f"<Recognition><![CDATA[{recognition}]]></Recognition>" if recognition else ""
+    return (
+        f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{OPENID}]]></FromUserName>"
+        f"<CreateTime>1700000008</CreateTime><MsgType><![CDATA[voice]]></MsgType>"
+        f"<MediaId><![CDATA[{media_id}]]></MediaId><Format><![CDATA[amr]]></Format>"
+        f"{heard}<MsgId>5678901234567890</MsgId></xml>"
     ).encode()
 
 
@@ -65,6 +89,21 @@ class FakeWeChatApi:
         self.app = FastAPI()
         self.app.get("/cgi-bin/token")(self._token)
         self.app.post("/cgi-bin/message/custom/send")(self._custom_send)
+        self.app.get("/cgi-bin/media/get")(self._media_get)
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id → (bytes, content type)
+        self.downloads: list[str] = []
+
+    async def _media_get(self, request: Request) -> Response:
+        """`/cgi-bin/media/get`: the file's bytes, or a JSON error as WeChat answers."""
+        q = request.query_params
+        if self.expired or q.get("access_token") != self.current:
+            return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
+        media_id = q.get("media_id", "")
+        if media_id not in self.media:
+            return JSONResponse({"errcode": 40007, "errmsg": "invalid media_id"})
+        self.downloads.append(media_id)
+        data, content_type = self.media[media_id]
+        return Response(data, media_type=content_type)
 
     def expire_tokens(self) -> None:
         self.expired = True

@@ -6,16 +6,42 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections import deque
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from .server import Recorded
 
 PHONE_NUMBER_ID = "106540352242922"
 CUSTOMER = "4915112345678"
+
+
+def _now() -> str:
+    # Meta stamps a message with when the customer sent it: the window opens then.
+    return str(int(time.time()))
+
+
+def image_message(
+    caption: str | None = None,
+    *,
+    media_id: str = "1166231088291398",
+    message_id: str = "wamid.IMG1",
+    mime_type: str = "image/jpeg",
+) -> dict:
+    """An image message (the media id is fetched through `GET /{media-id}`)."""
+    image: dict[str, Any] = {"id": media_id, "mime_type": mime_type, "sha256": "x"}
+    if caption is not None:
+        image["caption"] = caption
+    return {
+        "from": CUSTOMER,
+        "id": message_id,
+        "timestamp": _now(),
+        "type": "image",
+        "image": image,
+    }
 
 
 def meta_signature(app_secret: str, body: bytes) -> str:
@@ -27,7 +53,7 @@ def text_message(body: str, *, message_id: str = "wamid.IN1", sender: str = CUST
     return {
         "from": sender,
         "id": message_id,
-        "timestamp": "1700000000",
+        "timestamp": _now(),
         "type": "text",
         "text": {"body": body},
     }
@@ -37,7 +63,7 @@ def button_reply(choice_id: str, title: str, *, message_id: str = "wamid.IN2") -
     return {
         "from": CUSTOMER,
         "id": message_id,
-        "timestamp": "1700000001",
+        "timestamp": _now(),
         "type": "interactive",
         "interactive": {"type": "button_reply", "button_reply": {"id": choice_id, "title": title}},
     }
@@ -47,7 +73,7 @@ def list_reply(choice_id: str, title: str, *, message_id: str = "wamid.IN3") -> 
     return {
         "from": CUSTOMER,
         "id": message_id,
-        "timestamp": "1700000002",
+        "timestamp": _now(),
         "type": "interactive",
         "interactive": {
             "type": "list_reply",
@@ -105,6 +131,11 @@ class FakeGraphApi:
         self.answers: deque[tuple[int, dict[str, Any], dict[str, str]]] = deque()
         self.app = FastAPI()
         self.app.post("/{phone_number_id}/messages")(self._messages)
+        self.closed_windows: set[str] = set()
+        self.media: dict[str, tuple[bytes, str]] = {}  # media id → (bytes, declared type)
+        self.downloads: list[str] = []
+        self.app.get("/media-download/{media_id}")(self._download)
+        self.app.get("/{media_id}")(self._media_url)
 
     def answer_next(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
         """Answer the next call with this instead of a success."""
@@ -116,6 +147,42 @@ class FakeGraphApi:
             {"error": {"message": "Rate limit hit", "code": 130429, "type": "OAuthException"}},
             {"Retry-After": str(retry_after)},
         )
+
+    async def _media_url(self, media_id: str, request: Request) -> JSONResponse:
+        """`GET /{media-id}`: a short-lived URL to the file, its type and size."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, 401
+            )
+        if media_id not in self.media:
+            return JSONResponse(
+                {"error": {"message": "Unsupported get request.", "code": 100}}, 400
+            )
+        data, mime = self.media[media_id]
+        return JSONResponse(
+            {
+                "messaging_product": "whatsapp",
+                "url": f"{str(request.base_url).rstrip('/')}/media-download/{media_id}",
+                "mime_type": mime,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "file_size": len(data),
+                "id": media_id,
+            }
+        )
+
+    async def _download(self, media_id: str, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, 401
+            )
+        self.downloads.append(media_id)
+        data, mime = self.media[media_id]
+        return Response(data, media_type=mime)
+
+    def close_window(self, wa_id: str) -> None:
+        """Refuse free-form messages to the customer as Meta does 24 hours after they
+        last wrote (error 131047); templates still go."""
+        self.closed_windows.add(wa_id)
 
     async def _messages(self, phone_number_id: str, request: Request) -> JSONResponse:
         body = await request.body()
@@ -130,6 +197,21 @@ class FakeGraphApi:
             status, answer, headers = self.answers.popleft()
             return JSONResponse(answer, status, headers=headers)
         sent = json.loads(body)
+        if sent.get("type") != "template" and sent.get("to") in self.closed_windows:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": "(#131047) Re-engagement message",
+                        "type": "OAuthException",
+                        "code": 131047,
+                        "error_data": {
+                            "details": "Message failed to send because more than 24 hours "
+                            "have passed since the customer last replied to this number."
+                        },
+                    }
+                },
+                400,
+            )
         return JSONResponse(
             {
                 "messaging_product": "whatsapp",
