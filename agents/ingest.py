@@ -8,7 +8,7 @@ from typing import Any
 
 from agents import guard
 from agents.memory import conversation_memory, remember_turn, restored, snapshot
-from clawdesk import db, inbound_log, metrics
+from clawdesk import db, decisions, inbound_log, metrics
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from schemas import AcceptedMessage, InboundMessage
@@ -44,6 +44,7 @@ async def accept(raw: bytes) -> None:
     )
     if memory.handoff:
         # A human owns this conversation: the bot stays quiet (the inbox shows the turn).
+        await decisions.record(services.pool, decisions.of_quiet(msg))
         await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.HUMAN)
         return
     accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=memory)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents import guard
 from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
+from clawdesk import decisions
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
@@ -278,6 +279,8 @@ async def respond(raw: bytes) -> None:
         outcome=turn_outcome(result, composed),
         llm=composed.llm,
     )
+    # Before the send: a redelivery finds it stored and stores nothing (idempotent).
+    await decisions.record(services.pool, decisions.of_reply(result, reply))
     await reply_topic.send(key=conv.encode(), value=reply.to_bytes())
 
 
