@@ -1,0 +1,85 @@
+"""Where a replay's messages come from: the customer messages Postgres stored.
+
+The embedded broker keeps topics in memory only, so Postgres is the durable record of
+traffic. Each stored customer message becomes the inbound event it was (same event id,
+conversation, channel, text and time), so a shadow run's decisions line up with
+production's message by message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from schemas import Channel, InboundMessage
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which stored messages to replay: a time range, optionally one tenant/channel."""
+
+    since: datetime
+    until: datetime
+    tenant: str | None = None
+    channel: str | None = None
+
+    def dump(self) -> dict[str, Any]:
+        """As JSON for the run's row."""
+        out = asdict(self)
+        out["since"], out["until"] = self.since.isoformat(), self.until.isoformat()
+        return {"from": "postgres", **out}
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Selection:
+        """From the run's row."""
+        return cls(
+            since=datetime.fromisoformat(data["since"]),
+            until=datetime.fromisoformat(data["until"]),
+            tenant=data.get("tenant"),
+            channel=data.get("channel"),
+        )
+
+
+def stored_messages(url: str, selection: Selection) -> list[InboundMessage]:
+    """The selected customer messages as inbound events, oldest first (ties by id, so
+    every call returns the same order)."""
+    where = [
+        sql.SQL("m.direction = 'in'"),
+        sql.SQL("m.author = 'customer'"),
+        sql.SQL('m."timestamp" >= %(since)s'),
+        sql.SQL('m."timestamp" < %(until)s'),
+    ]
+    if selection.tenant:
+        where.append(sql.SQL("m.tenant_id = %(tenant)s"))
+    if selection.channel:
+        where.append(sql.SQL("m.channel = %(channel)s"))
+    query = sql.SQL(
+        "SELECT m.id, m.conversation_id, m.tenant_id, m.user_id, m.channel,"
+        ' m.channel_message_id, m.text, m."timestamp", c.reply_metadata'
+        " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+        ' WHERE {} ORDER BY m."timestamp", m.id'
+    ).format(sql.SQL(" AND ").join(where))
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        rows = conn.execute(query, asdict(selection)).fetchall()
+    return [_event(r) for r in rows]
+
+
+def _event(row: dict[str, Any]) -> InboundMessage:
+    metadata = {str(k): str(v) for k, v in (row["reply_metadata"] or {}).items()}
+    return InboundMessage(
+        event_id=row["id"],
+        conversation_id=row["conversation_id"],
+        tenant_id=row["tenant_id"],
+        channel=Channel(row["channel"]),
+        occurred_at=row["timestamp"],
+        channel_message_id=row["channel_message_id"] or row["id"],
+        customer_id=row["user_id"],
+        text=row["text"],
+        received_at=row["timestamp"],
+        metadata=metadata,
+    )
