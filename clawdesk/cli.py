@@ -434,6 +434,16 @@ def _register_replay_commands() -> None:
 _register_replay_commands()
 
 
+def _register_export_commands() -> None:
+    """`clawdesk export …` lives with the export code."""
+    from clawdesk.export import app as export_cli
+
+    cli.add_typer(export_cli, name="export")
+
+
+_register_export_commands()
+
+
 def main() -> None:
     """Entry point of the `clawdesk` script."""
     cli()
