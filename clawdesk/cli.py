@@ -424,9 +424,11 @@ _register_soak_command()
 
 def _register_replay_commands() -> None:
     """`clawdesk replay …` lives with the replay package."""
+    from clawdesk.replay.bench import bench_replay
     from clawdesk.replay.command import app as replay_cli
 
     cli.add_typer(replay_cli, name="replay")
+    bench_cli.command("replay")(bench_replay)
 
 
 _register_replay_commands()
