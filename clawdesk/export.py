@@ -161,8 +161,16 @@ def _since(text: str | None) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _run(dataset: str, out: Path, fmt: Format, since: str | None, until: str | None,
-         mask: bool, run: str | None = None) -> None:  # fmt: skip
+def _run(
+    dataset: str,
+    out: Path,
+    fmt: Format,
+    since: str | None,
+    until: str | None,
+    mask: bool,
+    run: str | None = None,
+) -> None:
+    """Fetch one dataset and write it, or exit 2 with the reason."""
     from clawdesk.settings import connection_settings
 
     url = connection_settings().database_url
