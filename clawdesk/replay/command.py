@@ -29,7 +29,7 @@ from clawdesk.replay import driver, runs
 from clawdesk.replay.candidate import BadCandidate, parse
 from clawdesk.replay.runs import Run, RunError
 from clawdesk.replay.shadow import Infra
-from clawdesk.replay.source import Selection
+from clawdesk.replay.source import BadSource, FileSource, Selection
 from clawdesk.settings import app_settings, connection_settings
 
 app = typer.Typer(help="Replay stored traffic through a candidate version, in shadow.")
@@ -128,7 +128,9 @@ def start(
     candidate: Annotated[
         str, typer.Option(help="what differs: key=value,… (AppSettings fields) or a YAML file")
     ] = "production",
-    source: Annotated[str, typer.Option("--from", help="where messages come from")] = "postgres",
+    source: Annotated[
+        str, typer.Option("--from", help="postgres, or a JSON-lines file of inbound events")
+    ] = "postgres",
     since: Annotated[str | None, typer.Option(help="ISO time; default 24 h ago")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time; default now")] = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
@@ -140,12 +142,22 @@ def start(
 ) -> None:
     """Replay stored customer messages through the candidate, in shadow: nothing is
     sent, no side effect runs, results go to the run's own schema."""
-    if source != "postgres":
-        raise typer.BadParameter("only --from postgres is supported (topics are in memory)")
     now = datetime.now(UTC)
-    selection = Selection(
-        _when(since, now - timedelta(days=1)), _when(until, now), tenant or None, channel or None
-    )
+    chosen: Selection | FileSource
+    if source == "postgres":
+        chosen = Selection(
+            _when(since, now - timedelta(days=1)), _when(until, now), tenant or None, channel
+        )
+    elif Path(source).is_file():  # a file: every event in it unless narrowed
+        everything = FileSource(Path(source)).selection
+        chosen = FileSource(
+            Path(source),
+            Selection(
+                _when(since, everything.since), _when(until, everything.until), tenant, channel
+            ),
+        )
+    else:
+        raise typer.BadParameter(f"--from: postgres or an existing file, not {source!r}")
     try:
         spec = parse(candidate)
         run_name = runs.check_name(name or now.strftime("r%Y%m%d_%H%M%S"))
@@ -155,9 +167,9 @@ def start(
     with replay_context(stall_timeout) as replay:
         try:
             run = _run_with_progress(
-                lambda p: driver.start(replay, run_name, selection, spec, p), "replaying"
+                lambda p: driver.start(replay, run_name, chosen, spec, p), "replaying"
             )
-        except RunError as err:
+        except (RunError, BadSource) as err:
             raise _fail(err) from err
     _report(run)
     if run.status != "finished":

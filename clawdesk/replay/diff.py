@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from clawdesk.replay import runs
-from clawdesk.replay.source import Selection, stored_messages
+from clawdesk.replay.source import messages
 
 COMPARED = ("intent", "answerable", "top_doc_id", "skill", "skill_args", "handoff", "reply")
 MISSING = "(none)"  # a message one side has no decision for
@@ -56,7 +56,7 @@ def run_report(url: str, name: str, against: str = "production") -> Report:
     """Run `name` compared with production (or with run `against`) over the run's
     selected messages, in their order."""
     run = runs.get(url, name)
-    ids = [m.event_id for m in stored_messages(url, Selection.load(run.source))]
+    ids = [m.event_id for m in messages(url, run.source)]
     if against == "production":
         baseline = load(url, None, ids)
     else:

@@ -29,7 +29,7 @@ from clawdesk.replay import runs
 from clawdesk.replay.candidate import Candidate
 from clawdesk.replay.runs import Run, RunError
 from clawdesk.replay.shadow import Attempt, Infra, is_shadow_worker, spawn_worker, stop_pid
-from clawdesk.replay.source import Selection, stored_messages
+from clawdesk.replay.source import FileSource, Selection, messages
 from clawdesk.settings import AppSettings
 from clawdesk.stack import stop_process
 from clawdesk.supervisor import create_topics
@@ -69,16 +69,16 @@ class Replay:
 def start(
     replay: Replay,
     name: str,
-    selection: Selection,
+    source: Selection | FileSource,
     candidate: Candidate,
     on_progress: Progress | None = None,
 ) -> Run:
-    """A new run over the selected messages; returns it when it ends."""
-    run = runs.create(replay.url, name, candidate.overrides, selection.dump())
+    """A new run over the source's messages; returns it when it ends."""
+    chosen = messages(replay.url, source.dump())  # a bad file fails before the run exists
+    run = runs.create(replay.url, name, candidate.overrides, source.dump())
     runs.prepare_schema(replay.url, run.schema_name)
-    messages = stored_messages(replay.url, selection)
-    runs.update(replay.url, name, total=len(messages))
-    return _attempt(replay, runs.get(replay.url, name), messages, on_progress)
+    runs.update(replay.url, name, total=len(chosen))
+    return _attempt(replay, runs.get(replay.url, name), chosen, on_progress)
 
 
 def resume(replay: Replay, name: str, on_progress: Progress | None = None) -> Run:
@@ -88,14 +88,14 @@ def resume(replay: Replay, name: str, on_progress: Progress | None = None) -> Ru
         return run
     if run.worker_pid and is_shadow_worker(run.worker_pid, name):
         stop_pid(run.worker_pid)  # the worker of a driver that was killed
-    messages = stored_messages(replay.url, Selection.load(run.source))
+    every = messages(replay.url, run.source)
     decided = runs.decided_ids(replay.url, run.schema_name)
-    open_conversations = {m.conversation_id for m in messages if m.event_id not in decided}
-    todo = [m for m in messages if m.conversation_id in open_conversations]
+    open_conversations = {m.conversation_id for m in every if m.event_id not in decided}
+    todo = [m for m in every if m.conversation_id in open_conversations]
     runs.forget_conversations(
         replay.url, run.schema_name, sorted(open_conversations), [m.event_id for m in todo]
     )
-    log.info("resuming", extra={"run": name, "messages": len(todo), "of": len(messages)})
+    log.info("resuming", extra={"run": name, "messages": len(todo), "of": len(every)})
     return _attempt(replay, run, todo, on_progress)
 
 
@@ -124,7 +124,7 @@ def delete(replay: Replay, name: str) -> None:
 def _attempt(
     replay: Replay,
     run: Run,
-    messages: list[InboundMessage],
+    todo: list[InboundMessage],
     on_progress: Progress | None,
 ) -> Run:
     attempt = Attempt(run.name, run.attempt + 1, replay.production)
@@ -144,7 +144,7 @@ def _attempt(
     runs.update(replay.url, run.name, worker_pid=worker.pid)
     status, error = "failed", ""
     try:
-        asyncio.run(Feeder(replay, run, attempt, worker, on_progress).run(messages))
+        asyncio.run(Feeder(replay, run, attempt, worker, on_progress).run(todo))
         status = "finished"
     except (Stopped, KeyboardInterrupt):
         status = "stopped"

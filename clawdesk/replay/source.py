@@ -1,4 +1,5 @@
-"""Where a replay's messages come from: the customer messages Postgres stored.
+"""Where a replay's messages come from: the customer messages Postgres stored, or a
+file of inbound events (JSON lines, e.g. what `clawdesk topics head cs.inbound` printed).
 
 The embedded broker keeps topics in memory only, so Postgres is the durable record of
 traffic. Each stored customer message becomes the inbound event it was (same event id,
@@ -8,13 +9,16 @@ production's message by message.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from pydantic import ValidationError
 
 from schemas import Channel, InboundMessage
 
@@ -43,6 +47,64 @@ class Selection:
             tenant=data.get("tenant"),
             channel=data.get("channel"),
         )
+
+
+class BadSource(ValueError):
+    """The source file holds something that is not an inbound event."""
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Inbound events in a JSON-lines file: one `InboundMessage` a line, or topic records
+    as `clawdesk topics head|tail` print them (the event under "value"), narrowed to a
+    time range and optionally one tenant/channel."""
+
+    path: Path
+    selection: Selection = field(
+        default_factory=lambda: Selection(
+            datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+        )
+    )
+
+    def dump(self) -> dict[str, Any]:
+        """As JSON for the run's row."""
+        return {**self.selection.dump(), "from": "file", "path": str(self.path.resolve())}
+
+
+def file_messages(source: FileSource) -> list[InboundMessage]:
+    """The file's events that the selection takes, oldest first (a stable sort: equal
+    times keep the file's order)."""
+    out = []
+    for number, line in enumerate(source.path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if isinstance(data, dict) and "topic" in data and "value" in data:
+                data = data["value"]
+            msg = InboundMessage.model_validate(data)
+        except (ValueError, ValidationError) as err:
+            raise BadSource(f"{source.path}:{number}: not an inbound event: {err}") from err
+        if _selected(msg, source.selection):
+            out.append(msg)
+    return sorted(out, key=lambda m: m.received_at)
+
+
+def _selected(msg: InboundMessage, selection: Selection) -> bool:
+    at = msg.received_at if msg.received_at.tzinfo else msg.received_at.replace(tzinfo=UTC)
+    return (
+        selection.since <= at < selection.until
+        and selection.tenant in (None, msg.tenant_id)
+        and selection.channel in (None, msg.channel.value)
+    )
+
+
+def messages(url: str, source: dict[str, Any]) -> list[InboundMessage]:
+    """The messages of a run's source, as stored in its row (`dump()`)."""
+    selection = Selection.load(source)
+    if source.get("from") == "file":
+        return file_messages(FileSource(Path(source["path"]), selection))
+    return stored_messages(url, selection)
 
 
 def stored_messages(url: str, selection: Selection) -> list[InboundMessage]:
