@@ -103,8 +103,21 @@ def messages(url: str, source: dict[str, Any]) -> list[InboundMessage]:
     """The messages of a run's source, as stored in its row (`dump()`)."""
     selection = Selection.load(source)
     if source.get("from") == "file":
-        return file_messages(FileSource(Path(source["path"]), selection))
+        return unique(file_messages(FileSource(Path(source["path"]), selection)))
     return stored_messages(url, selection)
+
+
+def unique(events: list[InboundMessage]) -> list[InboundMessage]:
+    """The first of each channel message (a saved topic holds redeliveries): ingest
+    would drop a repeat as a duplicate, and it would never get a decision."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for msg in events:
+        key = (msg.tenant_id, msg.channel.value, msg.channel_message_id)
+        if key not in seen:
+            seen.add(key)
+            out.append(msg)
+    return out
 
 
 def stored_messages(url: str, selection: Selection) -> list[InboundMessage]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clawdesk.replay.source import BadSource, FileSource, Selection, file_messages
+from clawdesk.replay.source import BadSource, FileSource, Selection, file_messages, unique
 from schemas import Channel, InboundMessage
 
 
@@ -49,3 +49,9 @@ def test_a_line_that_is_not_an_event_names_its_line(tmp_path: Path) -> None:
     path.write_text(event("ok", 1).model_dump_json() + '\n{"text": "no ids"}\n')
     with pytest.raises(BadSource, match=r"bad.jsonl:2: not an inbound event"):
         file_messages(FileSource(path))
+
+
+def test_a_redelivered_message_is_replayed_once() -> None:
+    first, other = event("a", 1), event("b", 2)
+    again = first.model_copy(update={"event_id": "other-event"})
+    assert unique([first, again, other]) == [first, other]
