@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import subprocess
 import time
 from collections import defaultdict, deque
@@ -86,6 +87,8 @@ def resume(replay: Replay, name: str, on_progress: Progress | None = None) -> Ru
     run = runs.get(replay.url, name)
     if run.status == "finished":
         return run
+    if run.driver_pid and run.driver_pid != os.getpid() and _is_driver(run.driver_pid):
+        raise RunError(f"run {name!r} is running (pid {run.driver_pid}): stop it first")
     if run.worker_pid and is_shadow_worker(run.worker_pid, name):
         stop_pid(run.worker_pid)  # the worker of a driver that was killed
     every = messages(replay.url, run.source)
@@ -114,8 +117,6 @@ def stop(replay: Replay, name: str) -> Run:
 
 def delete(replay: Replay, name: str) -> None:
     """Stop the run if it runs, then drop its schema, row and folder."""
-    import shutil
-
     stop(replay, name)
     runs.delete(replay.url, name)
     shutil.rmtree(replay.production.data_dir / "replay" / name, ignore_errors=True)

@@ -89,16 +89,25 @@ class Day:
                 for t in sorted(tables)
             }
 
-    def production_cache(self) -> dict[bytes, Any]:
-        """Every Redis entry of production's cache namespace, with its value."""
+    def production_cache(self) -> dict[bytes, tuple[Any, int]]:
+        """Every Redis entry of production's cache namespace: (value, ms left to live)."""
         import redis
 
         client = redis.Redis.from_url(self.redis_url)
         try:
             keys = sorted(client.scan_iter(match=f"{self.settings.app_id}:*"))
-            return {k: client.get(k) for k in keys}
+            return {k: (client.get(k), client.pttl(k)) for k in keys}
         finally:
             client.close()
+
+    def assert_cache_untouched(self, before: dict[bytes, tuple[Any, int]]) -> None:
+        """No production key was added or written since `before` (one may have expired):
+        a write would change the value or give the key a fresh time to live."""
+        after = self.production_cache()
+        assert after.keys() <= before.keys(), "no production cache key added"
+        for key, (value, ttl) in after.items():
+            assert value == before[key][0], key
+            assert ttl <= before[key][1], f"{key!r} was written again (its TTL grew)"
 
     def effects(self) -> dict[str, int]:
         """What reached the outside: channel sends, refunds, tickets."""
