@@ -15,7 +15,7 @@ from typing import Any
 
 from agents import guard
 from agents.memory import conversation_memory, remember_turn, restored, snapshot
-from clawdesk import attachments, conventions, db, inbound_log, metrics
+from clawdesk import attachments, conventions, db, decisions, inbound_log, metrics
 from clawdesk.app import app
 from clawdesk.nlu.language import detect_language
 from clawdesk.services import current, ready
@@ -61,6 +61,7 @@ async def accept(raw: bytes) -> None:
         conversation_memory[msg.conversation_id] = stored
     if memory.handoff:
         # A human owns this conversation: the bot stays quiet (the inbox shows the turn).
+        await decisions.record(services.pool, decisions.of_quiet(msg))
         await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.HUMAN)
         return
     if conventions.is_welcomed(msg):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from agents import guard
 from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
-from clawdesk import inbound_log, metrics
+from clawdesk import decisions, inbound_log, metrics
 from clawdesk.app import app
 from clawdesk.kb.chat_text import chat_text
 from clawdesk.services import current, ready
@@ -317,6 +317,8 @@ async def respond(raw: bytes) -> None:
         outcome=turn_outcome(result, composed),
         llm=composed.llm,
     )
+    # Before the send: a redelivery finds it stored and stores nothing (idempotent).
+    await decisions.record(services.pool, decisions.of_reply(result, reply))
     await reply_topic.send(key=conv.encode(), value=reply.to_bytes())
 
 

@@ -121,14 +121,17 @@ async def hand_off(context: RetrievalContext, reason: str) -> None:
     log.info("handed off", extra={"conversation_id": conv, "reason": reason})
 
 
-async def think(context: RetrievalContext, memory: dict[str, Any]) -> tuple[Turn, Conclusion]:
-    """Decide, run the chosen skill (if any), and conclude — for one message."""
+async def think(
+    context: RetrievalContext, memory: dict[str, Any]
+) -> tuple[Turn, Conclusion, dict[str, Any]]:
+    """Decide, run the chosen skill (if any), and conclude — for one message. Also
+    returns the arguments the skill was decided with (recorded as the decision)."""
     policy = policy_of(current().settings)
     msg = context.nlu.accepted.message
     turn = turn_of(context, memory.get("slots", {}), verified_email(msg))
     decision = decide(turn, DialogueState.load(dialogue(memory)), policy)
     if not decision.run or decision.skill is None:
-        return turn, conclude(turn, decision, policy)
+        return turn, conclude(turn, decision, policy), dict(decision.args)
     outcome = await skill_runtime().run(
         decision.skill,
         skill_context(context),
@@ -137,7 +140,8 @@ async def think(context: RetrievalContext, memory: dict[str, Any]) -> tuple[Turn
         key_event_id=decision.key_event_id or turn.event_id,
     )
     status = SkillStatus(outcome.status.value)
-    return turn, conclude(turn, decision, policy, status, outcome.data, outcome.message)
+    concluded = conclude(turn, decision, policy, status, outcome.data, outcome.message)
+    return turn, concluded, dict(decision.args)
 
 
 async def run(raw: bytes) -> None:
@@ -148,7 +152,7 @@ async def run(raw: bytes) -> None:
     # writes only while iterating a stream event by event.
     entities, language = context.nlu.entities, context.nlu.language
     memory = remember_slots(conversation_memory.get(conv), entities, language)
-    _, conclusion = await think(context, memory)
+    _, conclusion, arguments = await think(context, memory)
     # Re-read: ingest may have added a turn while the skill ran; keep it, set ours.
     latest = remember_slots(conversation_memory.get(conv), entities, language)
     conversation_memory[conv] = with_dialogue(latest, conclusion.state.dump())
@@ -161,6 +165,7 @@ async def run(raw: bytes) -> None:
         status=conclusion.status,
         data=conclusion.data,
         message=conclusion.message,
+        arguments=arguments,
     )
     await skill_result_topic.send(key=conv.encode(), value=result.to_bytes())
 

@@ -13,7 +13,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from clawdesk.logs import json_handler
 from clawdesk.runtime import faust_fixes
-from clawdesk.settings import app_settings, connection_settings
+from clawdesk.settings import AppSettings, app_settings, connection_settings
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,24 @@ def _cap_fetch_wait(wait_ms: int) -> None:
     faust_aiokafka.aiokafka = _FetchWaitCapped(wait_ms)
 
 
+# What a shadow run (`clawdesk replay`) executes: the stages that decide, unchanged. The
+# dispatcher (channels), the handoff agent (tickets), control and the timers that write
+# production state are left out, so no outward effect can leave a shadow run.
+SHADOW_STAGES = (
+    "agents.startup",
+    "agents.ingest",
+    "agents.nlu",
+    "agents.retrieve",
+    "agents.skills",
+    "agents.reply",
+)
+
+
+def stage_modules(settings: AppSettings) -> list[str]:
+    """The modules the worker discovers its agents in: every stage, or a shadow run's."""
+    return list(SHADOW_STAGES) if settings.shadow_run else ["agents"]
+
+
 def create_app() -> faust.App:
     """Build the Faust app from the environment's settings."""
     settings = app_settings()
@@ -69,7 +87,7 @@ def create_app() -> faust.App:
         broker=brokers,
         store="rocksdb://",
         datadir=str(settings.data_dir / "faust"),
-        autodiscover=["agents"],
+        autodiscover=stage_modules(settings),
         origin="clawdesk",
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replicas,

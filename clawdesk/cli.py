@@ -434,6 +434,38 @@ def _register_soak_command() -> None:
 _register_soak_command()
 
 
+def _register_replay_commands() -> None:
+    """`clawdesk replay …` lives with the replay package."""
+    from clawdesk.replay.bench import bench_replay
+    from clawdesk.replay.command import app as replay_cli
+
+    cli.add_typer(replay_cli, name="replay")
+    bench_cli.command("replay")(bench_replay)
+
+
+_register_replay_commands()
+
+
+def _register_export_commands() -> None:
+    """`clawdesk export …` lives with the export code."""
+    from clawdesk.export import app as export_cli
+
+    cli.add_typer(export_cli, name="export")
+
+
+_register_export_commands()
+
+
+def _register_topic_commands() -> None:
+    """`clawdesk topics …` lives with the topic tools."""
+    from clawdesk.topics_cli import app as topics_cli
+
+    cli.add_typer(topics_cli, name="topics")
+
+
+_register_topic_commands()
+
+
 def main() -> None:
     """Entry point of the `clawdesk` script."""
     cli()

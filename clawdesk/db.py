@@ -100,11 +100,18 @@ async def open_pool(url: str, *, max_size: int = 8) -> AsyncConnectionPool:
         check=AsyncConnectionPool.check_connection,
         kwargs={
             "row_factory": dict_row,
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            # Added to the URL's own options (a replay's URL sets its search_path).
+            "options": _options(url, f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"),
         },
     )
     await pool.open(wait=True, timeout=15)
     return pool
+
+
+def _options(url: str, extra: str) -> str:
+    """The `options` of a connection URL with `extra` appended."""
+    given = psycopg.conninfo.conninfo_to_dict(url).get("options") or ""
+    return f"{given} {extra}".strip()
 
 
 async def tenant_exists(pool: AsyncConnectionPool, tenant_id: str) -> bool:

@@ -115,7 +115,7 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
     pool = await db.open_pool(conn.database_url)
     kb = KnowledgeBase(await client_f, await embedder_f)
     report, version, *_ = await asyncio.gather(
-        run(kb.sync, settings.default_tenant, [packaged_data("kb")]),
+        run(kb.sync, settings.default_tenant, [settings.kb_dir or packaged_data("kb")]),
         version_f,
         jieba_f,
     )

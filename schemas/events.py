@@ -172,6 +172,10 @@ class SkillResult(Event):
     status: SkillStatus
     data: dict[str, Any] = Field(default_factory=dict)
     message: str = ""
+    # Optional so that results written before it parse; what `skill` was (to be) run with.
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="the arguments the skill was run (or asked) with"
+    )
 
 
 class TurnOutcome(StrEnum):

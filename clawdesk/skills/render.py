@@ -85,6 +85,8 @@ TEXT: dict[str, dict[str, str]] = {
         "action.cancel_order": "cancel",
         "action.create_ticket": "open a support ticket",
         "action.other": "do that",
+        # A shadow run (replay) holds side effects back; this text is never sent.
+        "would_run": "[replay] I would {action} now ({arguments}).",
     },
     "zh": {
         "handoff": "正在为您转接人工客服,请稍候,客服人员会在这里回复您。",
@@ -141,6 +143,7 @@ TEXT: dict[str, dict[str, str]] = {
         "action.cancel_order": "取消订单",
         "action.create_ticket": "创建工单",
         "action.other": "办理此项",
+        "would_run": "[回放] 此时将{action}({arguments})。",
     },
 }
 
@@ -230,6 +233,8 @@ def render(result: SkillResult) -> Rendered | None:
         return None
     if "dialogue" in data:
         return Rendered(_dialogue(t, result.skill, data))
+    if data.get("would_run"):
+        return Rendered(_would_run(t, result.skill, data))
     render_status = BY_STATUS.get(result.status)
     return render_status(t, result.skill, data, result) if render_status else None
 
@@ -243,6 +248,12 @@ def _handoff(t: dict[str, str], data: Data) -> Rendered:
 
 def _action(t: dict[str, str], skill: str) -> str:
     return t.get(f"action.{skill}", t["action.other"])
+
+
+def _would_run(t: dict[str, str], skill: str, data: Data) -> str:
+    args = data.get("arguments") or {}
+    listed = ", ".join(f"{k}={v}" for k, v in sorted(args.items()))
+    return t["would_run"].format(action=_action(t, skill), arguments=listed)
 
 
 def _dialogue(t: dict[str, str], skill: str, data: Data) -> str:

@@ -20,9 +20,10 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from clawdesk.cache import LayeredCache
+from clawdesk.decisions import WOULD_RUN
 from clawdesk.integrations.providers import Integrations, NotConfigured
 from clawdesk.shop import DemoShop
-from clawdesk.skills.audit import AuditLog, PostgresAudit, allowed_skills
+from clawdesk.skills.audit import AuditEntry, AuditLog, PostgresAudit, allowed_skills
 from clawdesk.skills.base import OutcomeStatus, SkillContext, SkillOutcome
 from clawdesk.skills.registry import SkillRegistry, UnknownSkill, load_registry
 from clawdesk.skills.runner import RunPolicy, idempotency_key, run_skill
@@ -79,6 +80,7 @@ class SkillRuntime:
         demo_shop: DemoShop | None = None,
         demo_tenant: str = "demo",
         policy: RunPolicy | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.registry = registry
         self.integrations = integrations
@@ -88,6 +90,8 @@ class SkillRuntime:
         self.demo_shop = demo_shop
         self.demo_tenant = demo_tenant
         self.policy = policy or RunPolicy()
+        # A shadow run (replay): what would change something outside is recorded, not run.
+        self.dry_run = dry_run
 
     @classmethod
     def from_settings(
@@ -117,6 +121,7 @@ class SkillRuntime:
             demo_shop=demo,
             demo_tenant=settings.default_tenant,
             policy=policy,
+            dry_run=bool(settings.shadow_run),
         )
 
     def orders_for(self, tenant_id: str) -> CachedOrders | None:
@@ -160,6 +165,8 @@ class SkillRuntime:
         except UnknownSkill:
             log.warning("skill not registered", extra={"skill": name})
             return SkillOutcome(status=OutcomeStatus.REFUSED, skill=name, message="no such skill")
+        if self.dry_run and (name in KEYED or (skill.manifest.side_effects and confirmed)):
+            return await self._would_run(name, ctx, args)
         orders = self.orders_for(ctx.tenant_id)
         ctx = replace(
             ctx,
@@ -183,6 +190,18 @@ class SkillRuntime:
         changed = outcome.status is OutcomeStatus.OK and not outcome.replayed
         if skill.manifest.side_effects and changed and orders is not None:
             await self._refresh(orders, args)
+        return outcome
+
+    async def _would_run(self, name: str, ctx: SkillContext, args: dict[str, Any]) -> SkillOutcome:
+        """The outcome of a side effect a shadow run holds back: "would run", with the
+        arguments, in its own audit log (the run's schema), and nothing called."""
+        data = {WOULD_RUN: True, "arguments": dict(args)}
+        outcome = SkillOutcome(status=OutcomeStatus.OK, skill=name, data=data, message="would run")
+        entry = AuditEntry(
+            ctx.tenant_id, ctx.conversation_id, name, args, None, WOULD_RUN, data, None, False, 0
+        )
+        await self.audit.record(entry)
+        log.info("side effect held back (shadow run)", extra={"skill": name})
         return outcome
 
     async def _refresh(self, orders: CachedOrders, args: dict[str, Any]) -> None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock
+from unittest.mock import AsyncMock, MagicMock
 
 import pytest
 
@@ -32,9 +32,13 @@ def fake_services(tmp_path: Path) -> Iterator[Any]:
     from clawdesk import services
     from clawdesk.settings import AppSettings
 
+    pool = AsyncMock()
+    # `async with pool.connection() as conn`: a connection whose every call is a mock.
+    pool.connection = MagicMock()
+    pool.connection.return_value.__aenter__.return_value = AsyncMock()
     svc = services.Services(
         settings=AppSettings(data_dir=tmp_path),
-        pool=AsyncMock(),
+        pool=pool,
         kb=None,
         nlu=None,
         shop=None,

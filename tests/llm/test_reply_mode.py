@@ -181,7 +181,7 @@ async def test_refund_the_llm_proposes_runs_only_on_the_customers_yes(
 
     # The customer's "yes" reaches the skills stage, which runs the refund once.
     yes = skill_result("yes", conversation="c1", intent="oos", message_id="m2").context
-    _, conclusion = await think(yes, memory["c1"])
+    _, conclusion, _ = await think(yes, memory["c1"])
     assert conclusion.skill == "refund"
     assert conclusion.status is SkillStatus.OK
     assert len(fakes.stripe.calls_to("POST", "/v1/refunds")) == 1

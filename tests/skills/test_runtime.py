@@ -151,6 +151,28 @@ async def test_confirmed_refund_runs_once_and_refreshes_the_cached_order(
     assert len(fakes.shopify.calls_to("GET", "/orders.json")) == reads + 1, "refreshed once"
 
 
+async def test_a_dry_run_asks_as_usual_but_holds_the_side_effect_back(
+    make_runtime: Make, fakes: Fakes
+) -> None:
+    audit = MemoryAudit()
+    runtime = make_runtime(audit=audit, dry_run=True)  # a shadow run's runtime
+    args = {"order": "1002", "email": MIKE}
+    asked = await runtime.run("refund", ctx(), args, key_event_id="e-ask")
+    assert asked.status is OutcomeStatus.NEEDS_CONFIRMATION, "the read-only preview runs"
+    assert asked.data["amount"] == "313.90"
+
+    done = await runtime.run("refund", ctx(), args, confirmed=True, key_event_id="e-ask")
+    ticket = await runtime.run("create_ticket", ctx(), {"subject": "x"}, key_event_id="e-t")
+
+    assert done.status is OutcomeStatus.OK
+    assert done.data == {"would_run": True, "arguments": args}
+    assert ticket.data["would_run"] is True
+    assert fakes.stripe.calls_to("POST", "/v1/refunds") == []
+    assert fakes.zendesk.calls == []
+    held = [(e.skill, e.status, e.arguments) for e in audit.entries if e.status == "would_run"]
+    assert held == [("refund", "would_run", args), ("create_ticket", "would_run", {"subject": "x"})]
+
+
 async def test_allow_list_comes_from_postgres(
     make_runtime: Make, pool: AsyncConnectionPool, fakes: Fakes
 ) -> None:

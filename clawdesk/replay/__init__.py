@@ -1,0 +1,1 @@
+"""Replays: stored traffic run through a candidate version in shadow, then compared."""
