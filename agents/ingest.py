@@ -1,4 +1,9 @@
-"""ingest: validate, drop channel duplicates, store, and attach conversation memory."""
+"""ingest: validate, drop channel duplicates, store, and attach conversation memory.
+
+The ingest stage owns the conversation memory table: the customer's turns are written
+here, the bot's replies and the handoffs by `agents.memory_events`, the human agents'
+decisions by `agents.control`, all in this stage's consumer group.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,22 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import conversation_memory, remember_turn, restored, snapshot
-from clawdesk import db, inbound_log, metrics
+from agents.memory import remember_turn, restored, snapshot
+from clawdesk import db, inbound_log, metrics, tracing
 from clawdesk.app import app
 from clawdesk.services import current, ready
+from clawdesk.settings import app_settings
 from schemas import AcceptedMessage, InboundMessage
 from topics.streams import accepted_topic, inbound_topic
 
 log = logging.getLogger(__name__)
 STAGE = "ingest"
+
+# Keyed by conversation id, co-partitioned with the inbound, replies, handoffs and
+# control topics (same partition count): RocksDB locally, a changelog topic for recovery.
+conversation_memory = app.Table(
+    "conversation-memory", default=None, partitions=app_settings().topic_partitions
+)
 
 
 async def accept(raw: bytes) -> None:
@@ -47,7 +59,9 @@ async def accept(raw: bytes) -> None:
         await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.HUMAN)
         return
     accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=memory)
-    await accepted_topic.send(key=msg.conversation_id.encode(), value=accepted.to_bytes())
+    await accepted_topic.send(
+        key=msg.conversation_id.encode(), value=accepted.to_bytes(), headers=tracing.outgoing()
+    )
 
 
 async def recover_memory(msg: InboundMessage, max_turns: int) -> dict[str, Any] | None:
@@ -69,4 +83,4 @@ async def accept_messages(messages: AsyncIterable[bytes]) -> None:
     """Accept each inbound customer message."""
     await ready()
     async for raw in messages:
-        await guard.process(STAGE, raw, accept)
+        await guard.process(STAGE, raw, accept, guard.headers_of(messages))

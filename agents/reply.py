@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agents import guard
-from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
+from clawdesk import tracing
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
-from schemas import InboundMessage, Reply, SkillResult, SkillStatus, TurnOutcome, utc_now
+from schemas import Reply, SkillResult, SkillStatus, TurnOutcome
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
@@ -210,29 +210,21 @@ async def compose_any(
     return composed
 
 
-def remember_pending(
-    memory: dict[str, Any], outcome: SkillOutcome, msg: InboundMessage
-) -> dict[str, Any]:
-    """Memory with the side effect the LLM proposed as the dialogue's pending question,
-    keyed by this message as the skills stage keys its own."""
-    from clawdesk.skills.dialogue import DialogueState, PendingAction, replace_state
-
+def proposal(outcome: SkillOutcome | None) -> dict[str, Any] | None:
+    """The side effect the LLM proposed, as the reply carries it to the skills stage
+    (which owns the dialogue state and keeps it as the pending question)."""
+    if outcome is None or not outcome.skill:
+        return None
     args = outcome.data.get("arguments")
-    if not outcome.skill or not isinstance(args, dict):
-        return memory
-    pending = PendingAction(
-        skill=outcome.skill,
-        args=args,
-        origin_event_id=msg.event_id,
-        asked_at=msg.received_at,
-        facts={k: v for k, v in outcome.data.items() if k != "arguments"},
-    )
-    state = replace_state(DialogueState.load(dialogue(memory)), pending=pending)
-    return with_dialogue(memory, state.dump())
+    if not isinstance(args, dict):
+        return None
+    facts = {k: v for k, v in outcome.data.items() if k != "arguments"}
+    return {"skill": outcome.skill, "args": args, "facts": facts}
 
 
 async def respond(raw: bytes) -> None:
-    """Compose the reply to one skill result, remember it, and pass it on."""
+    """Compose the reply to one skill result and pass it on (the ingest stage remembers
+    it as the bot's turn, the skills stage any confirmation it asks for)."""
     result = SkillResult.from_bytes(raw)
     services = current()
     settings = services.settings
@@ -243,25 +235,14 @@ async def respond(raw: bytes) -> None:
     reply_id = f"r-{msg.event_id}"
     tools = ctx = None
     if services.llm is not None:
-        from agents.skills import skill_context, skill_runtime
         from clawdesk.llm import ToolBox
+        from clawdesk.skills.worker import skill_context, skill_runtime
 
         tools, ctx = ToolBox(skill_runtime()), skill_context(result.context)
     composed = await compose_any(
         result, settings, services.llm, reply_id, tools=tools, ctx=ctx, cache=services.cache
     )
     conv = result.conversation_id
-    memory = remember_turn(
-        conversation_memory.get(conv),
-        "bot",
-        composed.text,
-        utc_now(),
-        reply_id,
-        settings.memory_turns,
-    )
-    if composed.pending is not None:
-        memory = remember_pending(memory, composed.pending, msg)
-    conversation_memory[conv] = memory
     reply = Reply(
         **result.lineage(),
         reply_id=reply_id,
@@ -277,8 +258,9 @@ async def respond(raw: bytes) -> None:
         metadata=msg.metadata,
         outcome=turn_outcome(result, composed),
         llm=composed.llm,
+        proposed=proposal(composed.pending),
     )
-    await reply_topic.send(key=conv.encode(), value=reply.to_bytes())
+    await reply_topic.send(key=conv.encode(), value=reply.to_bytes(), headers=tracing.outgoing())
 
 
 @app.agent(skill_result_topic)
@@ -286,4 +268,4 @@ async def compose_reply(results: AsyncIterable[bytes]) -> None:
     """Compose a reply for each skill result."""
     await ready()
     async for raw in results:
-        await guard.process(STAGE, raw, respond)
+        await guard.process(STAGE, raw, respond, guard.headers_of(results))

@@ -26,7 +26,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import Counter
 
-from clawdesk import deliveries, metrics
+from clawdesk import deliveries, metrics, tracing
 from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.deliveries import Delivery
 from clawdesk.gateway.fanout import ReplyHub
@@ -166,9 +166,13 @@ async def enqueue(state: GatewayState, topic: str, events: Sequence[Event], chan
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             for event in events:
-                await state.producer.send_and_wait(
-                    topic, key=event.conversation_id.encode(), value=event.to_bytes()
-                )
+                with tracing.span("gateway", None, **{"clawdesk.event_id": event.event_id}):
+                    await state.producer.send_and_wait(
+                        topic,
+                        key=event.conversation_id.encode(),
+                        value=event.to_bytes(),
+                        **tracing.header_kwargs(),
+                    )
     except (KafkaError, TimeoutError) as err:
         WEBHOOKS.labels(channel, "unavailable").inc()
         log.warning("enqueue failed", extra={"channel": channel, "error": repr(err)})
