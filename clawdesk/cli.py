@@ -190,7 +190,8 @@ def status(
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
-        Console().print(table(rows))
+        # Piped or redirected, rich would wrap at 80 columns: one member per line reads better.
+        Console(width=None if sys.stdout.isatty() else 200).print(table(rows))
 
 
 @cli.command()

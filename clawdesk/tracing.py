@@ -54,7 +54,7 @@ def setup(settings: AppSettings, process: str, exporter: SpanExporter | None = N
         otlp = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=5)
         provider.add_span_processor(BatchSpanProcessor(otlp))
     _install(provider)
-    log.info("tracing on", extra={"process": process, "endpoint": settings.otlp_endpoint})
+    log.info("tracing on", extra={"service": process, "endpoint": settings.otlp_endpoint})
 
 
 def _install(provider: TracerProvider) -> None:

@@ -58,7 +58,9 @@ class Pipeline:
             "HF_HUB_OFFLINE": "1",
         }
 
-    def start_worker(self, name: str = "w1", stage: str = "") -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str = "w1", stage: str = "", extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start a worker of one stage (its own consumer group), or of every stage."""
         log = open(self.log_path(name), "ab")
         proc = subprocess.Popen(
@@ -74,7 +76,7 @@ class Pipeline:
                 os.environ.get("CLAWDESK_TEST_WORKER_LOG_LEVEL", "info"),
                 "--without-web",
             ],
-            env={**self.env(name), "CLAWDESK_STAGE": stage},
+            env={**self.env(name), "CLAWDESK_STAGE": stage, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
