@@ -393,12 +393,28 @@ def bench(
     n: Annotated[int, typer.Option(help="unique questions to push")] = 500,
     embed_n: Annotated[int, typer.Option(help="sentences for the raw embedding run")] = 2000,
     repeat: Annotated[float, typer.Option(help="share of repeated questions, 0..1")] = 0.0,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="a stage (the bottleneck): one worker per stage, then two of this one, on a "
+            "private embedded system; prints msgs/s, p99 and the scaling ratio"
+        ),
+    ] = "",
 ) -> None:
     """Push N questions through the running pipeline; print msgs/s, latency percentiles,
     raw batched embedding throughput and their ratio. `bench webhooks`: the gateway's
     webhook acknowledgement latency under load. `bench reply`: reply-composition latency,
     offline and through an LLM endpoint."""
     if ctx.invoked_subcommand is not None:
+        return
+    if workers:
+        from clawdesk.bench_scaling import run_scaling
+
+        try:
+            run_scaling(workers, n, console)
+        except ValueError as err:
+            console.print(f"[red]--workers: {err}[/]")
+            raise typer.Exit(2) from None
         return
     from clawdesk.bench import run_bench
 

@@ -75,3 +75,19 @@ def test_the_catalog_names_the_topics_each_stage_consumes(test_app: Any) -> None
             for topic in agent.channel.topics
         }
         assert consumed == set(stage.inputs), stage.name
+
+
+def test_up_gives_each_stage_worker_its_stage_dir_and_port(tmp_path: Any) -> None:
+    from clawdesk.stack import stage_workers
+
+    settings = AppSettings(  # type: ignore[call-arg]
+        _env_file=None, data_dir=tmp_path, metrics_port=9464, supervisor_metrics_port=9466
+    )
+    children = stage_workers(settings, {"nlu": 2, "dispatch": 1}, dict)
+    envs = {c.name: c.env() for c in children}
+    assert list(envs) == ["nlu-1", "nlu-2", "dispatch-1"]
+    assert [e["CLAWDESK_STAGE"] for e in envs.values()] == ["nlu", "nlu", "dispatch"]
+    # distinct data dirs (RocksDB and Qdrant lock theirs) and metrics ports, past the
+    # supervisor's own
+    assert len({e["CLAWDESK_DATA_DIR"] for e in envs.values()}) == 3
+    assert [e["CLAWDESK_METRICS_PORT"] for e in envs.values()] == ["9464", "9465", "9467"]
