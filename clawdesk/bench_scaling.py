@@ -106,7 +106,10 @@ def run_scaling(bottleneck: str, n: int, console: Console) -> tuple[Run, Run]:
             ready(tmp / f"{name}-1.log")
         console.print(f"  every stage ready {time.monotonic() - t0:.1f} s after start")
         console.print(f"pushing {n} questions with 1 {bottleneck} worker…")
-        one = measure(infra.bootstrap_servers, questions(n, 0.0, seed=21), 1)
+        # Two halves of one question list: numbered apart, so the second run's questions
+        # are not the first run's, cached (L1/L2) by the first.
+        texts = questions(2 * n, 0.0, seed=21)
+        one = measure(infra.bootstrap_servers, texts[:n], 1)
         t1 = time.monotonic()
         start(f"{bottleneck}-2", bottleneck)
         asyncio.run(until_members(infra.bootstrap_servers, settings, {**layout, bottleneck: 2}))
@@ -117,7 +120,7 @@ def run_scaling(bottleneck: str, n: int, console: Console) -> tuple[Run, Run]:
             f"ready {time.monotonic() - t1:.1f} s after start"
         )
         console.print(f"pushing {n} other questions with 2 {bottleneck} workers…")
-        two = measure(infra.bootstrap_servers, questions(n, 0.0, seed=22), 2)
+        two = measure(infra.bootstrap_servers, texts[n:], 2)
     table = Table(title=f"clawdesk bench --workers {bottleneck}")
     for column in ("workers", "answered", "msgs/s", "p50 ms", "p99 ms"):
         table.add_column(column, justify="right")
