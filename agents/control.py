@@ -1,8 +1,9 @@
 """control: apply what human agents do to a conversation: hand it back to the bot, and
 reply (the reply becomes an `agent` turn of the conversation memory).
 
-The control topic is keyed by conversation id like the memory table, so the flag is
-cleared and the turn written on the partition that owns the conversation, event by event.
+Part of the ingest stage, which owns the memory: the control topic is keyed by
+conversation id like the memory table, so the flag is cleared and the turn written on the
+partition that owns the conversation, event by event.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import SEEN_LIMIT, conversation_memory, remember_turn, with_handoff
+from agents.ingest import conversation_memory
+from agents.memory import mark_seen, remember_turn, seen, with_handoff
 from clawdesk import metrics
 from clawdesk.app import app
 from clawdesk.handoff import store
@@ -22,18 +24,6 @@ from topics.streams import control_topic
 
 log = logging.getLogger(__name__)
 STAGE = "control"
-
-
-def seen(memory: dict[str, Any] | None, event_id: str) -> bool:
-    """Whether this control event was applied to the memory already (a redelivery)."""
-    return event_id in (memory or {}).get("seen", [])
-
-
-def mark_seen(memory: dict[str, Any], event_id: str) -> dict[str, Any]:
-    """Memory that remembers the event id, so a redelivery changes nothing."""
-    if seen(memory, event_id):
-        return memory
-    return {**memory, "seen": [*memory.get("seen", []), event_id][-SEEN_LIMIT:]}
 
 
 def remember_agent_reply(
@@ -83,4 +73,4 @@ async def apply_controls(controls: AsyncIterable[bytes]) -> None:
     """Apply each control event to its conversation."""
     await ready()
     async for raw in controls:
-        await guard.process(STAGE, raw, apply)
+        await guard.process(STAGE, raw, apply, guard.headers_of(controls))

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterable
 from pydantic import ValidationError
 
 from agents import guard
+from clawdesk import tracing
 from clawdesk.app import app
 from clawdesk.services import current, ready
 from clawdesk.settings import channel_settings
@@ -29,7 +30,9 @@ BATCH_WINDOW_S = 0.05  # a lone reply waits at most this long for company
 
 async def publish_receipt(receipt: DeliveryReceipt) -> None:
     """Put a delivery status on the receipts topic."""
-    await receipt_topic.send(key=receipt.conversation_id.encode(), value=receipt.to_bytes())
+    await receipt_topic.send(
+        key=receipt.conversation_id.encode(), value=receipt.to_bytes(), headers=tracing.outgoing()
+    )
 
 
 async def dead_letter_reply(reply: Reply, error: BaseException, attempts: int) -> None:
@@ -68,9 +71,11 @@ async def dispatch_reply(replies: AsyncIterable[bytes]) -> None:
     await ready()
     dispatcher = make_dispatcher()
     settings = channel_settings()
-    batches = replies.take(settings.dispatch_batch, within=BATCH_WINDOW_S)  # type: ignore[attr-defined]
-    async for raws in batches:
+    batches = replies.take_events(settings.dispatch_batch, within=BATCH_WINDOW_S)  # type: ignore[attr-defined]
+    async for events in batches:
+        headers = [e.headers for e in events] if tracing.enabled() else None
         try:
-            await dispatcher.deliver_all(await parse_all(raws))
+            with tracing.batch_span(STAGE, headers):
+                await dispatcher.deliver_all(await parse_all([e.value for e in events]))
         except Exception:  # deliver_all handles its errors; this is the loop's last guard
             log.exception("dispatching a batch failed")

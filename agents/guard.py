@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import psycopg
 import redis
@@ -27,7 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from clawdesk import inbound_log, metrics
+from clawdesk import inbound_log, metrics, tracing
 from clawdesk.services import current
 from schemas import DeadLetter
 
@@ -118,14 +119,33 @@ async def settle_dead_lettered(raw: bytes) -> None:
         log.warning("could not settle a dead letter", extra={"error": repr(err)})
 
 
-async def process(stage: str, raw: bytes, work: Callable[[bytes], Awaitable[None]]) -> bool:
+def headers_of(stream: Any) -> Any:
+    """The record headers of the event an agent's stream is on (for its trace context);
+    None when tracing is off, so nothing is read."""
+    if not tracing.enabled():
+        return None
+    event = getattr(stream, "current_event", None)
+    return getattr(event, "headers", None)
+
+
+async def process(
+    stage: str, raw: bytes, work: Callable[[bytes], Awaitable[None]], headers: Any = None
+) -> bool:
     """Do `work(raw)` with a timeout and retries; dead-letter it on final failure.
 
+    With tracing on, the work is a span of the trace in the record's `headers`.
     Returns whether the work succeeded. Never raises (but for cancellation).
     """
+    with tracing.span(stage, headers, **{"clawdesk.stage": stage}):
+        return await _process(stage, raw, work)
+
+
+async def _process(stage: str, raw: bytes, work: Callable[[bytes], Awaitable[None]]) -> bool:
     settings = current().settings
     started = time.perf_counter()
     attempts = 0
+    in_flight = metrics.IN_FLIGHT.labels(stage)
+    in_flight.inc()
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(settings.max_attempts),
@@ -147,6 +167,8 @@ async def process(stage: str, raw: bytes, work: Callable[[bytes], Awaitable[None
             log.exception("could not dead-letter an event", extra={"stage": stage})
         await settle_dead_lettered(raw)
         return False
+    finally:
+        in_flight.dec()
     metrics.MESSAGES_PROCESSED.labels(stage).inc()
     metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - started)
     return True

@@ -1,11 +1,11 @@
 """handoff: every handoff reaches the agent inbox and gets a ticket, however long that takes.
 
 The agent records the handoff in Postgres (once per event id; the conversation becomes
-a human's), flags the conversation's memory so the bot stays quiet, and makes a first
-attempt at the Zendesk ticket. A timer on every worker retries the pending tickets on
-the schedule stored with them, so a restart or a Zendesk outage loses none; its first
-tick on a worker started with Zendesk configured also reopens the recent handoffs
-recorded while it was not (`not_configured`).
+a human's) and makes a first attempt at the Zendesk ticket; the ingest stage, which owns
+the conversation memory, flags it from the same event so the bot stays quiet. A timer
+on every worker retries the pending tickets on the schedule stored with them, so a
+restart or a Zendesk outage loses none; its first tick on a worker started with Zendesk
+configured also reopens the recent handoffs recorded while it was not (`not_configured`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterable
 
 from agents import guard
-from agents.memory import conversation_memory, with_handoff
 from clawdesk import metrics
 from clawdesk.app import app
 from clawdesk.handoff import store
@@ -56,8 +55,8 @@ async def take_over(raw: bytes) -> None:
         metrics.DUPLICATES.labels(STAGE).inc()
         return
     conv = handoff.conversation_id
-    # Whoever emitted the handoff, from now on a human owns the conversation.
-    conversation_memory[conv] = with_handoff(conversation_memory.get(conv), True)
+    # The ingest stage flags the conversation's memory from the same event
+    # (agents.memory_events): the bot stays quiet in it from then on.
     log.info(
         "conversation handed to a human",
         extra={"event_id": handoff.event_id, "conversation_id": conv, "reason": handoff.reason},
@@ -70,7 +69,7 @@ async def open_tickets(handoffs: AsyncIterable[bytes]) -> None:
     """Take over each handed-off conversation."""
     await ready()
     async for raw in handoffs:
-        await guard.process(STAGE, raw, take_over)
+        await guard.process(STAGE, raw, take_over, guard.headers_of(handoffs))
 
 
 async def retry_pending() -> None:

@@ -4,7 +4,12 @@ A channel's conventional events end here (`clawdesk.conventions`): a follow, /st
 /help is answered with the tenant's welcome, an unfollow and an edit of a message
 already answered are recorded only. Files are fetched and stored here
 (`clawdesk.attachments`); one sent without text is acknowledged, a refused one
-explained."""
+explained.
+
+The ingest stage owns the conversation memory table: the customer's turns are written
+here, the bot's replies and the handoffs by `agents.memory_events`, the human agents'
+decisions by `agents.control`, all in this stage's consumer group.
+"""
 
 from __future__ import annotations
 
@@ -14,16 +19,23 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import conversation_memory, remember_turn, restored, snapshot
-from clawdesk import attachments, conventions, db, decisions, inbound_log, metrics
+from agents.memory import remember_turn, restored, snapshot
+from clawdesk import attachments, conventions, db, decisions, inbound_log, metrics, tracing
 from clawdesk.app import app
 from clawdesk.nlu.language import detect_language
 from clawdesk.services import current, ready
+from clawdesk.settings import app_settings
 from schemas import AcceptedMessage, ConversationSnapshot, InboundMessage, MessageKind
 from topics.streams import accepted_topic, inbound_topic, reply_topic
 
 log = logging.getLogger(__name__)
 STAGE = "ingest"
+
+# Keyed by conversation id, co-partitioned with the inbound, replies, handoffs and
+# control topics (same partition count): RocksDB locally, a changelog topic for recovery.
+conversation_memory = app.Table(
+    "conversation-memory", default=None, partitions=app_settings().topic_partitions
+)
 
 
 async def accept(raw: bytes) -> None:
@@ -70,7 +82,9 @@ async def accept(raw: bytes) -> None:
     if taken and await answer_files(msg, memory, stored, taken):
         return
     accepted = AcceptedMessage(**msg.lineage(), message=msg, memory=memory)
-    await accepted_topic.send(key=msg.conversation_id.encode(), value=accepted.to_bytes())
+    await accepted_topic.send(
+        key=msg.conversation_id.encode(), value=accepted.to_bytes(), headers=tracing.outgoing()
+    )
 
 
 async def welcome(
@@ -155,4 +169,4 @@ async def accept_messages(messages: AsyncIterable[bytes]) -> None:
     """Accept each inbound customer message."""
     await ready()
     async for raw in messages:
-        await guard.process(STAGE, raw, accept)
+        await guard.process(STAGE, raw, accept, guard.headers_of(messages))

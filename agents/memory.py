@@ -1,7 +1,9 @@
-"""Conversation memory: a Faust table (RocksDB + changelog) keyed by conversation id.
+"""Conversation memory as plain dicts: pure functions, no table.
 
-Every stage that writes it consumes a topic keyed by conversation id with the same
-partition count, so the writes stay on the partition that owns the conversation.
+The memory table itself is the ingest stage's (`agents.ingest.conversation_memory`),
+the dialogue state table the skills stage's (`agents.skills.conversation_dialogue`).
+Every other stage changes them by events on topics keyed by conversation id, which the
+owning stage consumes on the partitions it owns.
 """
 
 from __future__ import annotations
@@ -10,13 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from clawdesk import db
-from clawdesk.app import app
-from clawdesk.settings import app_settings
 from schemas import ConversationSnapshot, Entity, Turn
-
-conversation_memory = app.Table(
-    "conversation-memory", default=None, partitions=app_settings().topic_partitions
-)
 
 SEEN_LIMIT = 200  # event ids remembered per conversation to spot redeliveries
 SLOT_KINDS = {
@@ -33,6 +29,18 @@ def snapshot(raw: dict[str, Any] | None) -> ConversationSnapshot:
     return ConversationSnapshot.model_validate(
         {k: raw[k] for k in ("turns", "slots", "language", "handoff") if k in raw}
     )
+
+
+def seen(memory: dict[str, Any] | None, event_id: str) -> bool:
+    """Whether an event was applied to the memory already (a redelivery)."""
+    return event_id in (memory or {}).get("seen", [])
+
+
+def mark_seen(memory: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """Memory that remembers the event id, so a redelivery changes nothing."""
+    if seen(memory, event_id):
+        return memory
+    return {**memory, "seen": [*memory.get("seen", []), event_id][-SEEN_LIMIT:]}
 
 
 def remember_turn(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from agents import guard
-from clawdesk import db
+from clawdesk import db, tracing
 from clawdesk.app import app
 from clawdesk.nlu.entities import extract_entities
 from clawdesk.nlu.language import reply_language
@@ -146,15 +146,18 @@ async def emit(result: NluResult) -> None:
     """Store the verdict and pass the result on."""
     conv = result.conversation_id
     await db.record_intent(current().pool, result)
-    await nlu_topic.send(key=conv.encode(), value=result.to_bytes())
+    await nlu_topic.send(key=conv.encode(), value=result.to_bytes(), headers=tracing.outgoing())
 
 
-async def classify_batch(raws: list[bytes]) -> None:
+async def classify_batch(raws: list[bytes], headers: list[Any] | None = None) -> None:
     """Classify a batch with one model call per tenant; each event fails on its own."""
     parsed: list[tuple[bytes, AcceptedMessage]] = []
-    for raw in raws:
+    traced: dict[int, Any] = {}  # trace context per parsed event (tracing on)
+    for n, raw in enumerate(raws):
         try:
             parsed.append((raw, AcceptedMessage.from_bytes(raw)))
+            if headers is not None:
+                traced[len(parsed) - 1] = headers[n]
         except ValidationError as exc:
             try:
                 await guard.dead_letter(STAGE, raw, exc, 1)
@@ -189,12 +192,13 @@ async def classify_batch(raws: list[bytes]) -> None:
             )
             await emit(result)
 
-        await guard.process(STAGE, raw, work)
+        await guard.process(STAGE, raw, work, traced.get(i))
 
 
 @app.agent(accepted_topic)
 async def classify_intent(messages: AsyncIterable[bytes]) -> None:
     """Classify accepted messages in small batches."""
     await ready()
-    async for batch in messages.take(BATCH, within=0.01):  # type: ignore[attr-defined]
-        await classify_batch(batch)
+    async for events in messages.take_events(BATCH, within=0.01):  # type: ignore[attr-defined]
+        headers = [e.headers for e in events] if tracing.enabled() else None
+        await classify_batch([e.value for e in events], headers)

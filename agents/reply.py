@@ -13,17 +13,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from agents import guard
-from agents.memory import conversation_memory, dialogue, remember_turn, with_dialogue
-from clawdesk import decisions, inbound_log, metrics
+from clawdesk import db, decisions, inbound_log, metrics, tracing
 from clawdesk.app import app
 from clawdesk.kb.chat_text import chat_text
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
-from schemas import InboundMessage, Reply, SkillResult, SkillStatus, Turn, TurnOutcome, utc_now
+from schemas import Reply, SkillResult, SkillStatus, TurnOutcome
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
@@ -221,59 +219,55 @@ def for_llm(result: SkillResult) -> bool:
     return render_skill(result) is None and result.context.nlu.intent not in SMALL_TALK
 
 
-def remember_pending(
-    memory: dict[str, Any], outcome: SkillOutcome, msg: InboundMessage
-) -> dict[str, Any]:
-    """Memory with the side effect the LLM proposed as the dialogue's pending question,
-    keyed by this message as the skills stage keys its own."""
-    from clawdesk.skills.dialogue import DialogueState, PendingAction, replace_state
-
+def proposal(outcome: SkillOutcome | None) -> dict[str, Any] | None:
+    """The side effect the LLM proposed, as the reply carries it to the skills stage
+    (which owns the dialogue state and keeps it as the pending question)."""
+    if outcome is None or not outcome.skill:
+        return None
     args = outcome.data.get("arguments")
-    if not outcome.skill or not isinstance(args, dict):
-        return memory
-    pending = PendingAction(
-        skill=outcome.skill,
-        args=args,
-        origin_event_id=msg.event_id,
-        asked_at=msg.received_at,
-        facts={k: v for k, v in outcome.data.items() if k != "arguments"},
-    )
-    state = replace_state(DialogueState.load(dialogue(memory)), pending=pending)
-    return with_dialogue(memory, state.dump())
+    if not isinstance(args, dict):
+        return None
+    facts = {k: v for k, v in outcome.data.items() if k != "arguments"}
+    return {"skill": outcome.skill, "args": args, "facts": facts}
 
 
 BURST_WORDS = 4  # a message this short may be the start of a burst
 _MERGEABLE = frozenset({SkillStatus.SKIPPED, SkillStatus.NEEDS_INPUT})
 
 
-def superseded(result: SkillResult, memory: dict[str, Any] | None, window_s: float) -> bool:
-    """Whether the customer followed this short message, within `window_s`, with another
-    that is answered with it in view ("hi" / "my order" / "1002" get one reply, to
-    "1002"). Only a greeting, a clarification, a KB answer or a question for a missing
-    order number is merged: a skill's outcome or a handoff is always told."""
+def may_merge(result: SkillResult, window_s: float) -> bool:
+    """Whether this reply may give way to a later message of a burst: a short message
+    whose reply is a greeting, a clarification, a KB answer or a question for a missing
+    order number. What a skill did, or a handoff, is always told."""
     msg = result.context.nlu.accepted.message
     if window_s <= 0 or len(msg.text.split()) > BURST_WORDS or result.status not in _MERGEABLE:
         return False
     told = result.skill is not None and result.status is SkillStatus.SKIPPED  # "no": declined
-    if result.skill == "handoff" or told:
+    return result.skill != "handoff" and not told
+
+
+async def superseded(result: SkillResult, window_s: float) -> bool:
+    """Whether the customer followed this short message, within `window_s`, with another
+    that is answered with it in view ("hi" / "my order" / "1002" get one reply, to
+    "1002"). Postgres has every message the ingest stage took, so this stage needs no
+    other stage's table."""
+    if not may_merge(result, window_s):
         return False
-    later = (Turn.model_validate(t) for t in (memory or {}).get("turns", []))
-    return any(
-        t.role == "customer"
-        and timedelta(0) < t.at - msg.received_at <= timedelta(seconds=window_s)
-        for t in later
-    )
+    msg = result.context.nlu.accepted.message
+    pool = current().pool
+    return await db.customer_wrote_after(pool, msg.conversation_id, msg.received_at, window_s)
 
 
 async def respond(raw: bytes) -> None:
-    """Compose the reply to one skill result, remember it, and pass it on; a message a
+    """Compose the reply to one skill result and pass it on (the ingest stage remembers
+    it as the bot's turn, the skills stage any confirmation it asks for); a message a
     burst's later one supersedes gets none (`superseded`)."""
     result = SkillResult.from_bytes(raw)
     services = current()
     settings = services.settings
     nlu = result.context.nlu
     msg = nlu.accepted.message
-    if superseded(result, conversation_memory.get(result.conversation_id), settings.burst_window_s):
+    if await superseded(result, settings.burst_window_s):
         metrics.BURST_MERGED.inc()
         await inbound_log.settle(services.pool, msg.event_id, inbound_log.Outcome.MERGED)
         return
@@ -282,25 +276,14 @@ async def respond(raw: bytes) -> None:
     reply_id = f"r-{msg.event_id}"
     tools = ctx = None
     if services.llm is not None:
-        from agents.skills import skill_context, skill_runtime
         from clawdesk.llm import ToolBox
+        from clawdesk.skills.worker import skill_context, skill_runtime
 
         tools, ctx = ToolBox(skill_runtime()), skill_context(result.context)
     composed = await compose_any(
         result, settings, services.llm, reply_id, tools=tools, ctx=ctx, cache=services.cache
     )
     conv = result.conversation_id
-    memory = remember_turn(
-        conversation_memory.get(conv),
-        "bot",
-        composed.text,
-        utc_now(),
-        reply_id,
-        settings.memory_turns,
-    )
-    if composed.pending is not None:
-        memory = remember_pending(memory, composed.pending, msg)
-    conversation_memory[conv] = memory
     reply = Reply(
         **result.lineage(),
         reply_id=reply_id,
@@ -316,10 +299,11 @@ async def respond(raw: bytes) -> None:
         metadata=msg.metadata,
         outcome=turn_outcome(result, composed),
         llm=composed.llm,
+        proposed=proposal(composed.pending),
     )
     # Before the send: a redelivery finds it stored and stores nothing (idempotent).
     await decisions.record(services.pool, decisions.of_reply(result, reply))
-    await reply_topic.send(key=conv.encode(), value=reply.to_bytes())
+    await reply_topic.send(key=conv.encode(), value=reply.to_bytes(), headers=tracing.outgoing())
 
 
 @app.agent(skill_result_topic)
@@ -327,4 +311,4 @@ async def compose_reply(results: AsyncIterable[bytes]) -> None:
     """Compose a reply for each skill result."""
     await ready()
     async for raw in results:
-        await guard.process(STAGE, raw, respond)
+        await guard.process(STAGE, raw, respond, guard.headers_of(results))

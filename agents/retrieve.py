@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
 from agents import guard
+from clawdesk import tracing
 from clawdesk.app import app
 from clawdesk.cache import decode_vector, encode_vector, question_digest
 from clawdesk.kb.answerability import is_answerable
@@ -94,12 +96,15 @@ async def build_context(nlu: NluResult, vector: np.ndarray) -> RetrievalContext:
     )
 
 
-async def retrieve_batch(raws: list[bytes]) -> None:
+async def retrieve_batch(raws: list[bytes], headers: list[Any] | None = None) -> None:
     """Embed a batch of questions at once (cache first), then search for each."""
     parsed: list[tuple[bytes, NluResult]] = []
-    for raw in raws:
+    traced: dict[int, Any] = {}  # trace context per parsed event (tracing on)
+    for n, raw in enumerate(raws):
         try:
             parsed.append((raw, NluResult.from_bytes(raw)))
+            if headers is not None:
+                traced[len(parsed) - 1] = headers[n]
         except ValidationError as exc:
             try:
                 await guard.dead_letter(STAGE, raw, exc, 1)
@@ -114,14 +119,19 @@ async def retrieve_batch(raws: list[bytes]) -> None:
         async def work(_: bytes, i: int = i, nlu: NluResult = nlu) -> None:
             vec = vectors[i] if vectors is not None else (await cached_vectors([question(nlu)]))[0]
             context = await build_context(nlu, vec)
-            await context_topic.send(key=nlu.conversation_id.encode(), value=context.to_bytes())
+            await context_topic.send(
+                key=nlu.conversation_id.encode(),
+                value=context.to_bytes(),
+                headers=tracing.outgoing(),
+            )
 
-        await guard.process(STAGE, raw, work)
+        await guard.process(STAGE, raw, work, traced.get(i))
 
 
 @app.agent(nlu_topic)
 async def retrieve_context(results: AsyncIterable[bytes]) -> None:
     """Find knowledge-base context for classified messages."""
     await ready()
-    async for batch in results.take(BATCH, within=0.01):  # type: ignore[attr-defined]
-        await retrieve_batch(batch)
+    async for events in results.take_events(BATCH, within=0.01):  # type: ignore[attr-defined]
+        headers = [e.headers for e in events] if tracing.enabled() else None
+        await retrieve_batch([e.value for e in events], headers)

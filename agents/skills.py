@@ -2,8 +2,9 @@
 confirmation, idempotency, audit), and hand the conversation to a human when it should.
 
 The decisions are pure functions in `clawdesk.skills.dialogue`; this stage reads and
-writes conversation memory (here, inside the per-event loop, where Faust allows table
-writes), runs the chosen skill, and passes a `SkillResult` on to the reply stage.
+writes its own dialogue table (here, inside the per-event loop, where Faust allows table
+writes), runs the chosen skill, and passes a `SkillResult` on to the reply stage. A
+confirmation an LLM reply asked for comes back to it on the replies topic.
 """
 
 from __future__ import annotations
@@ -14,66 +15,52 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from agents import guard
-from agents.memory import (
-    conversation_memory,
-    dialogue,
-    remember_slots,
-    with_dialogue,
-    with_handoff,
-)
-from clawdesk import db, metrics
+from agents.memory import dialogue, mark_seen, remember_slots, seen, with_dialogue
+from clawdesk import db, metrics, tracing
 from clawdesk.app import app
-from clawdesk.services import Services, current, ready
-from clawdesk.settings import AppSettings, connection_settings
-from clawdesk.skills.base import SkillContext
+from clawdesk.services import current, ready
+from clawdesk.settings import AppSettings, app_settings
 from clawdesk.skills.dialogue import (
     Conclusion,
     DialogueState,
+    PendingAction,
     Policy,
     Turn,
     conclude,
     decide,
+    replace_state,
     turn_of,
 )
-from clawdesk.skills.runtime import SkillRuntime
-from schemas import Channel, Handoff, InboundMessage, RetrievalContext, SkillResult, SkillStatus
-from topics.streams import context_topic, handoff_topic, skill_result_topic
+from clawdesk.skills.worker import (
+    APP_EMAIL,
+    close_runtime,
+    skill_context,
+    skill_runtime,
+    use_runtime,
+    verified_email,
+)
+from schemas import Handoff, Reply, RetrievalContext, SkillResult, SkillStatus
+from topics.streams import context_topic, handoff_topic, reply_topic, skill_result_topic
 
 log = logging.getLogger(__name__)
 STAGE = "skills"
-APP_EMAIL = "app.email"  # in-app metadata: the signed-in user's e-mail, from the app backend
 
-_runtime: tuple[Services, SkillRuntime] | None = None
+# The skills stage's own state per conversation: slots, language and the dialogue
+# (pending confirmation, what it waits for, counters). Co-partitioned with the context
+# topic it reads and the replies topic whose LLM proposals it records.
+conversation_dialogue = app.Table(
+    "conversation-dialogue", default=None, partitions=app_settings().topic_partitions
+)
 
-
-def skill_runtime() -> SkillRuntime:
-    """The worker's skill runtime, built on first use from the installed services."""
-    global _runtime
-    services = current()
-    if _runtime is None or _runtime[0] is not services:
-        redis_url = connection_settings().redis_url
-        _runtime = (
-            services,
-            SkillRuntime.from_settings(services.settings, services.pool, redis_url),
-        )
-    return _runtime[1]
-
-
-def use_runtime(runtime: SkillRuntime) -> None:
-    """Run skills with `runtime` for the installed services (tests, embedding apps)."""
-    global _runtime
-    _runtime = (current(), runtime)
-
-
-def verified_email(msg: InboundMessage) -> str | None:
-    """An e-mail the channel vouches for: the sender of an e-mail, or the address an
-    in-app backend (authenticated by its API key) gives for its signed-in user. Never
-    an address typed in the chat."""
-    if msg.channel is Channel.EMAIL and "@" in msg.customer_id:
-        return msg.customer_id
-    if msg.channel is Channel.INAPP:
-        return msg.metadata.get(APP_EMAIL) or None
-    return None
+__all__ = [
+    "APP_EMAIL",
+    "conversation_dialogue",
+    "run_skill",
+    "skill_context",
+    "skill_runtime",
+    "use_runtime",
+    "verified_email",
+]
 
 
 def policy_of(settings: AppSettings) -> Policy:
@@ -85,19 +72,6 @@ def policy_of(settings: AppSettings) -> Policy:
     )
 
 
-def skill_context(context: RetrievalContext) -> SkillContext:
-    """Who the skill acts for; the runtime adds the providers and sources."""
-    msg = context.nlu.accepted.message
-    return SkillContext(
-        tenant_id=context.tenant_id,
-        conversation_id=context.conversation_id,
-        customer_id=msg.customer_id,
-        customer_email=verified_email(msg),
-        customer_name=msg.metadata.get("customer_name"),
-        language=context.nlu.language or "en",
-    )
-
-
 def handoff_event_id(inbound_event_id: str) -> str:
     """The handoff's event id, derived from the message that caused it, so a redelivered
     message yields the same handoff event (its consumer can drop the repeat)."""
@@ -105,10 +79,10 @@ def handoff_event_id(inbound_event_id: str) -> str:
 
 
 async def hand_off(context: RetrievalContext, reason: str) -> None:
-    """Give the conversation to a human: flag memory, mark it in Postgres, emit a handoff."""
+    """Give the conversation to a human: mark it in Postgres and emit a handoff (the
+    ingest stage flags its memory from that event, so the bot stays quiet)."""
     msg = context.nlu.accepted.message
     conv = context.conversation_id
-    conversation_memory[conv] = with_handoff(conversation_memory.get(conv), True)
     await db.set_conversation_status(current().pool, conv, "human")
     handoff = Handoff(
         **context.lineage(event_id=handoff_event_id(msg.event_id)),
@@ -116,7 +90,9 @@ async def hand_off(context: RetrievalContext, reason: str) -> None:
         customer_id=msg.customer_id,
         last_message=msg.text,
     )
-    await handoff_topic.send(key=conv.encode(), value=handoff.to_bytes())
+    await handoff_topic.send(
+        key=conv.encode(), value=handoff.to_bytes(), headers=tracing.outgoing()
+    )
     metrics.HANDOFFS.labels(reason).inc()
     log.info("handed off", extra={"conversation_id": conv, "reason": reason})
 
@@ -151,11 +127,11 @@ async def run(raw: bytes) -> None:
     # Slots are remembered here, not in the batched nlu stage: Faust allows table
     # writes only while iterating a stream event by event.
     entities, language = context.nlu.entities, context.nlu.language
-    memory = remember_slots(conversation_memory.get(conv), entities, language)
+    memory = remember_slots(conversation_dialogue.get(conv), entities, language)
     _, conclusion, arguments = await think(context, memory)
-    # Re-read: ingest may have added a turn while the skill ran; keep it, set ours.
-    latest = remember_slots(conversation_memory.get(conv), entities, language)
-    conversation_memory[conv] = with_dialogue(latest, conclusion.state.dump())
+    # Re-read: an LLM proposal may have been recorded while the skill ran; keep it.
+    latest = remember_slots(conversation_dialogue.get(conv), entities, language)
+    conversation_dialogue[conv] = with_dialogue(latest, conclusion.state.dump())
     if conclusion.handoff is not None:
         await hand_off(context, conclusion.handoff)
     result = SkillResult(
@@ -167,7 +143,9 @@ async def run(raw: bytes) -> None:
         message=conclusion.message,
         arguments=arguments,
     )
-    await skill_result_topic.send(key=conv.encode(), value=result.to_bytes())
+    await skill_result_topic.send(
+        key=conv.encode(), value=result.to_bytes(), headers=tracing.outgoing()
+    )
 
 
 @app.agent(context_topic)
@@ -175,11 +153,44 @@ async def run_skill(contexts: AsyncIterable[bytes]) -> None:
     """Run skills for each retrieval context."""
     await ready()
     async for raw in contexts:
-        await guard.process(STAGE, raw, run)
+        await guard.process(STAGE, raw, run, guard.headers_of(contexts))
+
+
+def remember_proposal(raw: bytes) -> None:
+    """Keep the side effect an LLM reply proposed as the dialogue's pending question,
+    keyed by the message it answered as the skills stage keys its own, so the
+    customer's "yes" runs it (once per reply)."""
+    reply = Reply.from_bytes(raw)
+    proposed = reply.proposed
+    if proposed is None or not isinstance(proposed.get("args"), dict):
+        return
+    conv, marker = reply.conversation_id, f"proposed-{reply.reply_id}"
+    stored = conversation_dialogue.get(conv)
+    if seen(stored, marker):  # a redelivery: the question may have been answered since
+        return
+    pending = PendingAction(
+        skill=str(proposed["skill"]),
+        args=proposed["args"],
+        origin_event_id=reply.in_reply_to,
+        asked_at=reply.received_at,
+        facts=dict(proposed.get("facts") or {}),
+    )
+    state = replace_state(DialogueState.load(dialogue(stored)), pending=pending)
+    conversation_dialogue[conv] = mark_seen(with_dialogue(stored, state.dump()), marker)
+
+
+@app.agent(reply_topic)
+async def remember_proposals(replies: AsyncIterable[bytes]) -> None:
+    """Record the confirmations LLM replies asked for in the dialogue state."""
+    await ready()
+    async for raw in replies:
+        try:
+            remember_proposal(raw)
+        except Exception:  # a reply the dispatcher dead-letters if it is malformed
+            log.warning("reply not read for a proposal", extra={"stage": STAGE}, exc_info=True)
 
 
 @app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def close_skill_runtime(sender: object, **_: object) -> None:
     """Close the provider clients when the worker stops."""
-    if _runtime is not None:
-        await _runtime[1].aclose()
+    await close_runtime()

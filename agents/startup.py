@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from datetime import datetime
 
-from clawdesk import db, metrics, services
+from agents import STAGES, stage
+from clawdesk import db, metrics, services, tracing
 from clawdesk.app import app
 from clawdesk.settings import app_settings, connection_settings
+from clawdesk.supervisor import declare_topics
 
 log = logging.getLogger(__name__)
 _started = time.monotonic()
+tracing.setup(app_settings(), app_settings().stage or "worker")
 
 
 _building: asyncio.Task[None] | None = None
@@ -34,6 +38,15 @@ def _start_building() -> asyncio.Task[None]:
     return _building
 
 
+def _models_needed() -> tuple[bool, bool]:
+    """Whether this worker's stages need the intent model, and the knowledge base."""
+    name = app_settings().stage
+    if not name:
+        return True, True
+    need = stage(name)
+    return need.loads_nlu, need.loads_kb
+
+
 async def _build_and_install() -> None:
     global _ready_at
     conn = connection_settings()
@@ -41,7 +54,8 @@ async def _build_and_install() -> None:
         await asyncio.wait_for(db.mark_worker_starting(conn.database_url, worker_id()), 3.0)
     except Exception as err:  # Postgres not up yet, or a fresh database: nothing to undo
         log.info("could not mark the worker as starting", extra={"error": repr(err)})
-    built = await services.build(app_settings(), conn)
+    nlu, kb = _models_needed()
+    built = await services.build(app_settings(), conn, nlu=nlu, kb=kb)
     services.install(built)
     _ready_at = datetime.now().astimezone()
     log.info("services ready", extra={"seconds": round(time.monotonic() - _started, 2)})
@@ -64,6 +78,15 @@ async def build_while_joining(sender: object, revoked: set[object], **_: object)
 async def start_services() -> None:
     """Open connections and load models (if the group join has not started it already)."""
     await _start_building()
+
+
+@app.task
+async def export_lag() -> None:
+    """The lag exporter role, when this worker is configured to run it."""
+    if app_settings().lag_exporter:
+        from clawdesk.ops.exporter import export_forever
+
+        await export_forever(connection_settings().kafka_bootstrap_servers, app_settings())
 
 
 def _serve_metrics() -> None:
@@ -110,12 +133,103 @@ async def report_stopping(sender: object, **_: object) -> None:
 
 @app.on_partitions_assigned.connect  # type: ignore[arg-type]
 async def log_assignment(sender: object, assigned: set[object], **_: object) -> None:
-    """Log which inbound partitions this worker owns (ops and tests read it)."""
+    """Log which partitions of each input topic this worker owns (ops and tests read it)."""
     from topics import inbound_spec
 
     name = inbound_spec.name(app_settings())
     partitions = sorted(tp.partition for tp in assigned if tp.topic == name)  # type: ignore[attr-defined]
-    log.info("inbound partitions assigned", extra={"partitions": partitions})
+    if name in _input_topics():
+        log.info("inbound partitions assigned", extra={"partitions": partitions})
+    by_topic: dict[str, list[int]] = {}
+    for tp in assigned:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)  # type: ignore[attr-defined]
+    owned = {t: sorted(p) for t, p in by_topic.items() if t in _input_topics()}
+    log.info(
+        "partitions assigned",
+        extra={"group": app.conf.id, "member_id": member_id(), "assigned": owned},
+    )
+    metrics.REBALANCES.labels(app.conf.id).inc()
+    _owned.clear()
+    _owned.update(owned)
+    # Not awaited: the rebalance must not wait on a produce.
+    _reports.add(asyncio.ensure_future(report_assignment(owned)))
+    for task in [t for t in _reports if t.done()]:
+        _reports.discard(task)
+
+
+_reports: set[asyncio.Future[None]] = set()
+_owned: dict[str, list[int]] = {}  # the latest assignment, repeated by the timer
+_declared: list[bool] = []  # the workers topic was declared by this process
+
+
+@app.timer(interval=app_settings().worker_report_interval_s)
+async def repeat_assignment() -> None:
+    """Say again what this worker owns: a report that stops coming means it is gone."""
+    if member_id():
+        await report_assignment(dict(_owned))
+
+
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
+async def report_leaving(sender: object, **_: object) -> None:
+    """Tell ops this worker is stopping, before it leaves its group."""
+    if member_id():
+        await report_assignment({}, leaving=True)
+
+
+def _input_topics() -> set[str]:
+    """The pipeline topics this worker's stages consume (not changelogs, not Faust's)."""
+    from topics import ALL_TOPICS
+
+    settings = app_settings()
+    names = [settings.stage] if settings.stage else list(STAGES)
+    suffixes = {suffix for name in names for suffix in stage(name).inputs}
+    return {spec.name(settings) for spec in ALL_TOPICS if spec.suffix in suffixes}
+
+
+def member_id() -> str:
+    """This worker's member id in its consumer group ("" before the first join).
+
+    Faust runs aiokafka in a thread of its own; the id is read from its coordinator."""
+    thread = getattr(app.consumer, "_thread", None)
+    consumer = getattr(thread, "_consumer", None)
+    coordinator = getattr(consumer, "_coordinator", None)
+    return str(getattr(coordinator, "member_id", "") or "")
+
+
+async def report_assignment(assignment: dict[str, list[int]], *, leaving: bool = False) -> None:
+    """Tell ops what this worker owns now (the workers topic, read by `clawdesk status`)."""
+    from schemas import WorkerReport
+    from topics.streams import worker_topic
+
+    report = WorkerReport(
+        group=app.conf.id,
+        stage=app_settings().stage,
+        member_id=member_id(),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        assignment=assignment,
+        leaving=leaving,
+    )
+    try:
+        if not _declared:
+            # A send-only topic: nothing else creates it, and a produce would create it
+            # with the broker's default partition count (the reader reads partition 0).
+            await declare_topics(
+                connection_settings().kafka_bootstrap_servers, {worker_topic.get_topic_name(): 1}
+            )
+            _declared.append(True)
+        # Straight to the producer and acknowledged: a report is small and rare, and must
+        # not sit in a buffer behind a rebalance.
+        await app.producer.send_and_wait(
+            worker_topic.get_topic_name(),
+            report.member_id.encode(),
+            report.to_bytes(),
+            partition=0,
+            timestamp=None,
+            headers=None,
+        )
+    except Exception as err:  # ops information only: never worth a crash
+        log.warning("could not report the assignment", extra={"error": repr(err)})
 
 
 @app.timer(interval=10.0)

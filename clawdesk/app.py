@@ -1,5 +1,8 @@
-"""The one Faust app, built from settings. Start a worker with `clawdesk worker`
-(or `faust -A clawdesk.app worker -l info`)."""
+"""The Faust app of this worker process, built from settings. Start workers with
+`clawdesk worker --stages …` (or `faust -A clawdesk.app worker -l info`).
+
+With `CLAWDESK_STAGE` set, the app runs that one stage under its own id and so its own
+consumer group (`AppSettings.worker_group`); unset, it runs every stage in one group."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from agents import modules_of
 from clawdesk.logs import json_handler
 from clawdesk.runtime import faust_fixes
 from clawdesk.settings import AppSettings, app_settings, connection_settings
@@ -58,6 +62,7 @@ def _cap_fetch_wait(wait_ms: int) -> None:
 SHADOW_STAGES = (
     "agents.startup",
     "agents.ingest",
+    "agents.memory_events",  # the bot's turns and handoffs, into the ingest stage's memory
     "agents.nlu",
     "agents.retrieve",
     "agents.skills",
@@ -65,14 +70,17 @@ SHADOW_STAGES = (
 )
 
 
-def stage_modules(settings: AppSettings) -> list[str]:
-    """The modules the worker discovers its agents in: every stage, or a shadow run's."""
-    return list(SHADOW_STAGES) if settings.shadow_run else ["agents"]
+def stage_modules(settings: AppSettings, modules: list[str]) -> list[str]:
+    """The modules the worker discovers its agents in: its stage's `modules`, or a
+    shadow run's (every stage but those with outward effects, in one app)."""
+    return list(SHADOW_STAGES) if settings.shadow_run else modules
 
 
 def create_app() -> faust.App:
-    """Build the Faust app from the environment's settings."""
+    """Build the Faust app of the configured stage from the environment's settings."""
     settings = app_settings()
+    stage = settings.stage or None
+    modules = modules_of(stage)  # ValueError for an unknown stage, before any connection
     conn = connection_settings()
     if not conn.kafka_bootstrap_servers:
         raise RuntimeError(
@@ -83,12 +91,14 @@ def create_app() -> faust.App:
     faust_fixes.apply()
     brokers = [f"kafka://{b.strip()}" for b in conn.kafka_bootstrap_servers.split(",")]
     return faust.App(
-        settings.app_id,
+        settings.worker_group(stage),
         broker=brokers,
         store="rocksdb://",
         datadir=str(settings.data_dir / "faust"),
-        autodiscover=stage_modules(settings),
-        origin="clawdesk",
+        # Only this stage's agents and tables: another stage's table is never opened here.
+        autodiscover=stage_modules(settings, modules),
+        # No `origin`: Faust would scan (import) every clawdesk module, seconds of start-up
+        # for a stage that needs a few of them.
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replicas,
         broker_session_timeout=SESSION_TIMEOUT_S,

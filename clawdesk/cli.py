@@ -36,7 +36,13 @@ DEMO_KEY_NAME = "demo (clawdesk up)"
 
 @cli.command()
 def up(
-    workers: Annotated[int, typer.Option(help="worker processes in the consumer group")] = 1,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="a count of single-process workers (every stage, one group), or workers "
+            "per stage, one group each: nlu=2,retrieve=1 (other stages get one)"
+        ),
+    ] = "1",
 ) -> None:
     """Run the whole system on embedded parts (or configured URLs) until Ctrl-C.
 
@@ -45,8 +51,13 @@ def up(
     from prometheus_client import start_http_server
 
     from clawdesk.apikeys import create_key
-    from clawdesk.stack import Infrastructure, start_stack
+    from clawdesk.stack import Infrastructure, parse_workers, start_stack
 
+    try:
+        layout = parse_workers(workers)
+    except ValueError as err:
+        console.print(f"[red]--workers: {err}[/]")
+        raise typer.Exit(2) from None
     settings = app_settings()
     configure_logging("WARNING")
     logs = settings.data_dir / "logs"
@@ -70,7 +81,7 @@ def up(
             # The supervisor's own metrics: which part is up, how often each restarted.
             start_http_server(settings.supervisor_metrics_port, addr=settings.metrics_host)
         stack = start_stack(
-            settings, infra, workers, lambda event: console.print(f"  [yellow]{event}[/]")
+            settings, infra, layout, lambda event: console.print(f"  [yellow]{event}[/]")
         )
         url = f"http://{settings.gateway_host}:{settings.gateway_port}/"
         console.print(f"  broker   {infra.bootstrap_servers}")
@@ -115,21 +126,118 @@ def up(
 
 
 @cli.command()
-def worker() -> None:
-    """Run one Faust worker (all stages) against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL."""
-    os.execv(
-        sys.executable,
-        [sys.executable, "-m", "faust", "-A", "clawdesk.app", "worker", "-l", "info"],
-    )
+def worker(
+    stages: Annotated[
+        str, typer.Option(help="comma list of stages (ingest,nlu,retrieve,…) or all")
+    ] = "all",
+    single_process: Annotated[
+        bool,
+        typer.Option(help="every stage in this one process and one group <app_id> instead"),
+    ] = False,
+) -> None:
+    """Run workers of the given stages against KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL,
+    each stage in its own consumer group (<app_id>-<stage>).
+
+    One stage runs in this process; several run as one supervised process each."""
+    from agents import parse_stages
+
+    faust_argv = [sys.executable, "-m", "faust", "-A", "clawdesk.app", "worker", "-l", "info"]
+    if single_process:
+        os.environ["CLAWDESK_STAGE"] = ""
+        os.execv(sys.executable, faust_argv)
+
+    try:
+        names = parse_stages(stages)
+    except ValueError as err:
+        console.print(f"[red]--stages: {err}[/]")
+        raise typer.Exit(2) from None
+    if len(names) == 1:
+        os.environ["CLAWDESK_STAGE"] = names[0]
+        os.execv(sys.executable, faust_argv)
+    _supervise_stages(names)
+
+
+def _supervise_stages(names: list[str]) -> None:
+    """Run one worker process per stage until SIGINT/SIGTERM; restart any that dies."""
+    from clawdesk.stack import stage_workers
+    from clawdesk.supervisor import ProcessChild, Supervisor
+
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    supervisor = Supervisor(on_event=lambda event: console.print(f"  [yellow]{event}[/]"))
+    settings = app_settings()
+    children = stage_workers(settings, dict.fromkeys(names, 1), dict)
+    for name, child in zip(names, children, strict=True):
+        supervisor.add(child)
+        console.print(f"  {child.name}: consumer group {settings.worker_group(name)}")
+    try:
+        while not stopping:
+            supervisor.tick()
+            time.sleep(0.5)
+    finally:
+        supervisor.stop(only=ProcessChild)
+
+
+@cli.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    interval: Annotated[float, typer.Option(help="seconds between the two looks (rates)")] = 2.0,
+) -> None:
+    """Each stage's consumer group: members, assignments, lag and rates, from the broker."""
+    import json
+
+    from clawdesk.ops.status import observe, table
+
+    conn = connection_settings()
+    if not conn.kafka_bootstrap_servers:
+        console.print("[red]set KAFKA_BOOTSTRAP_SERVERS (the broker `clawdesk up` printed)[/]")
+        raise typer.Exit(2)
+    rows = asyncio.run(observe(conn.kafka_bootstrap_servers, app_settings(), interval))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        # Piped or redirected, rich would wrap at 80 columns: one member per line reads better.
+        Console(width=None if sys.stdout.isatty() else 200).print(table(rows))
+
+
+@cli.command()
+def exporter(
+    port: Annotated[int, typer.Option(help="port of /metrics")] = 9470,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+) -> None:
+    """Export every stage group's lag and members (read from the broker) to Prometheus."""
+    from prometheus_client import start_http_server
+
+    from clawdesk.ops.exporter import export_forever
+
+    conn = connection_settings()
+    if not conn.kafka_bootstrap_servers:
+        console.print("[red]set KAFKA_BOOTSTRAP_SERVERS[/]")
+        raise typer.Exit(2)
+    configure_logging(app_settings().log_level)
+    start_http_server(port, addr=host)
+    console.print(f"lag exporter on http://{host}:{port}/metrics")
+    try:
+        asyncio.run(export_forever(conn.kafka_bootstrap_servers, app_settings()))
+    except KeyboardInterrupt:
+        pass
 
 
 @cli.command()
 def gateway() -> None:
     """Run the HTTP gateway (webhooks, web chat page, APIs)."""
+    from clawdesk import tracing
     from clawdesk.gateway.server import serve
 
     settings, conn = app_settings(), connection_settings()
     configure_logging(settings.log_level)
+    tracing.setup(settings, "gateway")
     if not conn.kafka_bootstrap_servers or not conn.database_url:
         console.print("[red]set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (or use `clawdesk up`)[/]")
         raise typer.Exit(2)
@@ -297,12 +405,28 @@ def bench(
     n: Annotated[int, typer.Option(help="unique questions to push")] = 500,
     embed_n: Annotated[int, typer.Option(help="sentences for the raw embedding run")] = 2000,
     repeat: Annotated[float, typer.Option(help="share of repeated questions, 0..1")] = 0.0,
+    workers: Annotated[
+        str,
+        typer.Option(
+            help="a stage (the bottleneck): one worker per stage, then two of this one, on a "
+            "private embedded system; prints msgs/s, p99 and the scaling ratio"
+        ),
+    ] = "",
 ) -> None:
     """Push N questions through the running pipeline; print msgs/s, latency percentiles,
     raw batched embedding throughput and their ratio. `bench webhooks`: the gateway's
     webhook acknowledgement latency under load. `bench reply`: reply-composition latency,
     offline and through an LLM endpoint."""
     if ctx.invoked_subcommand is not None:
+        return
+    if workers:
+        from clawdesk.bench_scaling import run_scaling
+
+        try:
+            run_scaling(workers, n, console)
+        except ValueError as err:
+            console.print(f"[red]--workers: {err}[/]")
+            raise typer.Exit(2) from None
         return
     from clawdesk.bench import run_bench
 

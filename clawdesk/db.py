@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -451,6 +451,20 @@ class StoredConversation:
     status: str
     language: str | None
     messages: list[StoredMessage]
+
+
+async def customer_wrote_after(
+    pool: AsyncConnectionPool, conversation_id: str, after: datetime, within_s: float
+) -> bool:
+    """Whether the customer sent another message in the conversation later than `after`,
+    at most `within_s` seconds later (received times)."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT 1 FROM messages WHERE conversation_id = %s AND author = 'customer'"
+            ' AND "timestamp" > %s AND "timestamp" <= %s LIMIT 1',
+            (conversation_id, after, after + timedelta(seconds=within_s)),
+        )
+        return await cur.fetchone() is not None
 
 
 async def fetch_conversation(

@@ -145,6 +145,36 @@ REPLY_FEEDBACK = Counter(
 )
 
 
+REBALANCES = Counter(
+    "clawdesk_rebalances",
+    "Partition assignments a worker received (each rebalance of its group), by group",
+    ["group"],
+)
+IN_FLIGHT = Gauge("clawdesk_stage_in_flight", "Events a stage is working on now", ["stage"])
+# Exported by the lag exporter role (clawdesk.ops.exporter), read from the broker.
+GROUP_LAG = Gauge(
+    "clawdesk_group_lag",
+    "Records a stage's group has not committed: high watermark - committed offset",
+    ["stage", "group", "topic", "partition"],
+)
+GROUP_COMMITTED = Gauge(
+    "clawdesk_group_committed_offset",
+    "A stage group's committed offset (its rate is the stage's throughput)",
+    ["stage", "group", "topic", "partition"],
+)
+TOPIC_HIGH_WATERMARK = Gauge(
+    "clawdesk_topic_high_watermark",
+    "The broker's high watermark of an input partition (its rate is the arrival rate)",
+    ["topic", "partition"],
+)
+GROUP_MEMBERS = Gauge(
+    "clawdesk_group_members", "Workers in a stage's consumer group", ["stage", "group"]
+)
+LAG_EXPORT_ERRORS = Counter(
+    "clawdesk_lag_export_errors", "Failed reads of the groups from the broker", ["reason"]
+)
+
+
 def _exposed_names() -> tuple[str, ...]:
     """Every metric of this module by the names Prometheus exposes (counters get
     `_total`, histograms `_bucket`/`_sum`/`_count`): what alert rules may refer to."""

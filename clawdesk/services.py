@@ -64,14 +64,17 @@ def _import_model_stack() -> None:
     import sklearn.linear_model  # noqa: F401
 
 
-async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
-    """Open Postgres, load the models and sync the demo knowledge base (off the loop)."""
+async def build(
+    settings: AppSettings, conn: ConnectionSettings, *, nlu: bool = True, kb: bool = True
+) -> Services:
+    """Open Postgres, load the models and sync the demo knowledge base (off the loop).
+
+    A worker of one stage loads only what it uses: the intent model with `nlu`, the
+    embedding model, Qdrant and the knowledge base with `kb`; without either, torch and
+    sentence-transformers are not even imported, and the worker starts in about a second.
+    """
     from clawdesk import db
     from clawdesk.cache import LayeredCache
-    from clawdesk.kb.encoders import settings_encoder
-    from clawdesk.kb.keywords import tokenize
-    from clawdesk.kb.store import KnowledgeBase, open_qdrant
-    from clawdesk.nlu_runtime import TenantNlu
     from clawdesk.shop import DemoShop
 
     loop = asyncio.get_running_loop()
@@ -89,47 +92,71 @@ async def build(settings: AppSettings, conn: ConnectionSettings) -> Services:
 
         return loop.run_in_executor(None, timed)
 
-    # Start-up time is the longest chain here, so nothing waits that need not: the
-    # database, Qdrant, the embedding model and the intent model load side by side.
-    api_key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
-    nlu = TenantNlu(
-        settings.model_root,
-        settings.embedding_model,
-        settings.nlu_min_confidence,
-    )
     migrated = run(db.apply_migrations_when_up, conn.database_url, settings.startup_db_wait_s)
-    # One thread imports torch and sentence-transformers (most of the start-up time)
-    # before the model loaders start: several threads importing the same packages at
-    # once contend for the GIL and the import locks and made the whole take twice as long.
-    await run(_import_model_stack)
-    embedder_f = run(settings_encoder, settings)
-    client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
-    version_f = run(
-        nlu.ensure,
-        settings.default_tenant,
-        packaged_data("intents", "demo.yaml"),
-        settings.nlu_model_version or None,
+    knowledge, intents = (
+        await _load_models(settings, conn, run, nlu=nlu, kb=kb) if nlu or kb else (None, None)
     )
-    jieba_f = run(tokenize, "预热 warm up")  # builds jieba's dictionary once
     await migrated
     pool = await db.open_pool(conn.database_url)
-    kb = KnowledgeBase(await client_f, await embedder_f)
-    report, version, *_ = await asyncio.gather(
-        run(kb.sync, settings.default_tenant, [settings.kb_dir or packaged_data("kb")]),
-        version_f,
-        jieba_f,
-    )
-    # Pay first-call costs (torch kernels, the head) now, while the consumer group is
-    # still joining, not on the first customer's message.
-    await asyncio.gather(
-        run(kb.embedder.encode, ["warm up"]),
-        run(nlu.predict, settings.default_tenant, ["warm up"]),
-    )
-    log.info("knowledge base synced", extra={"report": report.__dict__, "timings": timings})
-    log.info("intent model loaded", extra={"version": version})
+    log.info("services built", extra={"timings": timings})
     shop = DemoShop.from_file(packaged_data("shop", "orders.json"))
     cache = LayeredCache.from_settings("retrieval", connection=conn, app=settings)
     from clawdesk.llm import build_replier
 
     llm = build_replier(settings, pool)  # None unless an LLM endpoint and key are set
-    return Services(settings=settings, pool=pool, kb=kb, nlu=nlu, shop=shop, cache=cache, llm=llm)
+    return Services(
+        settings=settings, pool=pool, kb=knowledge, nlu=intents, shop=shop, cache=cache, llm=llm
+    )
+
+
+async def _load_models(
+    settings: AppSettings, conn: ConnectionSettings, run: Any, *, nlu: bool, kb: bool
+) -> tuple[Any, Any]:
+    """The synced knowledge base (with `kb`) and the tenant intent models (with `nlu`)."""
+    from clawdesk.kb.encoders import settings_encoder
+    from clawdesk.kb.keywords import tokenize
+    from clawdesk.kb.store import KnowledgeBase, open_qdrant
+    from clawdesk.nlu_runtime import TenantNlu
+
+    # Start-up time is the longest chain here, so nothing waits that need not: the
+    # database, Qdrant, the embedding model and the intent model load side by side.
+    api_key = conn.qdrant_api_key.get_secret_value() if conn.qdrant_api_key else None
+    intents = TenantNlu(settings.model_root, settings.embedding_model, settings.nlu_min_confidence)
+    # One thread imports torch and sentence-transformers (most of the start-up time)
+    # before the model loaders start: several threads importing the same packages at
+    # once contend for the GIL and the import locks and made the whole take twice as long.
+    await run(_import_model_stack)
+
+    async def load_kb() -> Any:
+        embedder_f = run(settings_encoder, settings)
+        client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
+        jieba_f = run(tokenize, "预热 warm up")  # builds jieba's dictionary once
+        knowledge = KnowledgeBase(await client_f, await embedder_f)
+        report, _ = await asyncio.gather(
+            run(knowledge.sync, settings.default_tenant, [settings.kb_dir or packaged_data("kb")]),
+            jieba_f,
+        )
+        log.info("knowledge base synced", extra={"report": report.__dict__})
+        return knowledge
+
+    async def load_intents() -> None:
+        version = await run(
+            intents.ensure,
+            settings.default_tenant,
+            packaged_data("intents", "demo.yaml"),
+            settings.nlu_model_version or None,
+        )
+        log.info("intent model loaded", extra={"version": version})
+
+    knowledge, _ = await asyncio.gather(
+        load_kb() if kb else asyncio.sleep(0), load_intents() if nlu else asyncio.sleep(0)
+    )
+    # Pay first-call costs (torch kernels, the head) now, while the consumer group is
+    # still joining, not on the first customer's message.
+    warm = []
+    if knowledge is not None:
+        warm.append(run(knowledge.embedder.encode, ["warm up"]))
+    if nlu:
+        warm.append(run(intents.predict, settings.default_tenant, ["warm up"]))
+    await asyncio.gather(*warm)
+    return knowledge, (intents if nlu else None)

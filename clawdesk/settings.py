@@ -59,7 +59,12 @@ class AppSettings(BaseSettings):
     )
     app_id: str = Field(
         default="clawdesk",
-        description="Faust app id: consumer group, table changelogs, cache namespace",
+        description="the Faust app id; each stage's consumer group is <app_id>-<stage>",
+    )
+    stage: str = Field(
+        default="",
+        description="the one stage a worker process runs (see agents.STAGES); empty: every "
+        "stage in one app and one consumer group <app_id> (the single-process layout)",
     )
     topic_prefix: str = Field(default="cs", description="prefix of every topic name")
     shadow_run: str = Field(
@@ -169,6 +174,18 @@ class AppSettings(BaseSettings):
     worker_web_port: int = Field(default=0, description="Faust web port; 0 disables it")
     metrics_host: str = Field(default="127.0.0.1", description="0.0.0.0 in containers")
     metrics_port: int = Field(default=9464, description="worker metrics; 0 disables")
+    lag_exporter: bool = Field(
+        default=False,
+        description="this worker or gateway also exports every stage group's lag and "
+        "members, read from the broker (run one per pipeline)",
+    )
+    lag_export_interval_s: float = Field(default=10.0, gt=0, description="how often it reads")
+    worker_report_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often a worker repeats its assignment on the workers topic; a "
+        "member silent for three intervals counts as gone",
+    )
     supervisor_metrics_port: int = Field(
         default=9469, description="`clawdesk up`'s supervisor metrics; 0 disables"
     )
@@ -317,6 +334,23 @@ class AppSettings(BaseSettings):
     attachment_url_ttl_s: int = Field(
         default=300, ge=10, le=86_400, description="how long an inbox link to a file works"
     )
+
+    tracing: bool = Field(
+        default=False,
+        description="OpenTelemetry spans per stage, context in Kafka headers (off: no cost)",
+    )
+    otlp_endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        description="OTLP/HTTP traces endpoint (Jaeger: http://jaeger:4318/v1/traces)",
+    )
+
+    def worker_group(self, stage: str | None = None) -> str:
+        """The Faust app id, and so the consumer group, of the workers of `stage`
+        (`<app_id>-<stage>`); of the single-process layout when `stage` is empty.
+
+        The one place group names are made: a shadow run with another `app_id` gets its
+        own groups for every stage."""
+        return f"{self.app_id}-{stage}" if stage else self.app_id
 
     @property
     def model_root(self) -> Path:

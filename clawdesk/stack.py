@@ -10,12 +10,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from agents import STAGE_NAMES, stage
 from clawdesk.db import apply_migrations
 from clawdesk.runtime.broker import EmbeddedBroker
 from clawdesk.runtime.stores import EmbeddedPostgres, EmbeddedRedis
@@ -98,7 +99,7 @@ def reset_worker_state(worker_dir: Path) -> None:
 
 
 def worker_argv() -> list[str]:
-    """The command line of one Faust worker running every stage."""
+    """The command line of one Faust worker (its stage comes from `CLAWDESK_STAGE`)."""
     return [
         sys.executable,
         "-m",
@@ -110,6 +111,77 @@ def worker_argv() -> list[str]:
         "info",
         "--without-web",
     ]
+
+
+def parse_workers(text: str) -> dict[str, int]:
+    """Worker counts by stage from `clawdesk up --workers`.
+
+    `2` is two single-process workers, every stage in one group (key ""); `nlu=2,retrieve=1`
+    runs one consumer group per stage: the named stages with those counts, every other
+    stage with one worker (`dispatch=0` leaves a stage out).
+    """
+    text = text.strip()
+    if text.isdigit():
+        return {"": int(text)}
+    layout = dict.fromkeys(STAGE_NAMES, 1)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, count = part.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise ValueError(f"expected stage=count, got {part!r}")
+        stage(name.strip())
+        layout[name.strip()] = int(count)
+    return {name: n for name, n in layout.items() if n > 0}
+
+
+def metrics_ports(settings: AppSettings) -> Iterator[int]:
+    """Metrics ports for the workers of one host: consecutive from `metrics_port`, past
+    the supervisor's own (0s when metrics are off)."""
+    port = settings.metrics_port
+    while True:
+        if not port:
+            yield 0
+            continue
+        if port == settings.supervisor_metrics_port:
+            port += 1
+        yield port
+        port += 1
+
+
+def stage_workers(
+    settings: AppSettings,
+    layout: dict[str, int],
+    env: Callable[[], dict[str, str]],
+    before_start: Callable[[str, Path], None] | None = None,
+) -> list[ProcessChild]:
+    """One supervised worker process per stage instance of `layout` (see
+    `parse_workers`), each with its own data directory and metrics port."""
+    logs = settings.data_dir / "logs"
+    ports = metrics_ports(settings)
+    children = []
+    for name, count in layout.items():
+        for i in range(count):
+            child_name = f"{name or 'worker'}-{i + 1}"
+            worker_dir = settings.data_dir / "workers" / child_name
+            worker_dir.mkdir(parents=True, exist_ok=True)
+            extra = {
+                "CLAWDESK_DATA_DIR": str(worker_dir),
+                "CLAWDESK_STAGE": name,
+                "CLAWDESK_METRICS_PORT": str(next(ports)),
+            }
+
+            def child_env(extra: dict[str, str] = extra) -> dict[str, str]:
+                return {**env(), **extra}
+
+            def prepare(child_name: str = child_name, worker_dir: Path = worker_dir) -> None:
+                if before_start is not None:
+                    before_start(child_name, worker_dir)
+
+            children.append(
+                ProcessChild(
+                    child_name, worker_argv, child_env, logs / f"{child_name}.log", prepare
+                )
+            )
+    return children
 
 
 def gateway_argv() -> list[str]:
@@ -157,11 +229,13 @@ class Stack:
 def start_stack(
     settings: AppSettings,
     infra: Infrastructure,
-    workers: int,
+    workers: int | dict[str, int],
     on_event: Callable[[str], None],
     extra_env: dict[str, str] | None = None,
 ) -> Stack:
-    """Start `workers` workers and the gateway over `infra`, all supervised."""
+    """Start the workers (a count of single-process workers, or counts by stage as
+    `parse_workers` reads them) and the gateway over `infra`, all supervised."""
+    layout = {"": workers} if isinstance(workers, int) else workers
     logs = settings.data_dir / "logs"
     epoch = [0]  # bumped each time the broker starts afresh (its topics are gone)
     seen: dict[str, int] = {}
@@ -192,29 +266,17 @@ def start_stack(
         supervisor.add(PostgresChild(infra.postgres), start=False)
     if infra.redis is not None:
         supervisor.add(RedisChild(infra.redis), start=False)
-    children = []
-    for i in range(workers):
-        name = f"worker-{i + 1}"
-        worker_dir = settings.data_dir / "workers" / name
-        worker_dir.mkdir(parents=True, exist_ok=True)
-        fresh = infra.fresh_broker
+    fresh = infra.fresh_broker
 
-        def before_start(
-            name: str = name, worker_dir: Path = worker_dir, fresh: bool = fresh
-        ) -> None:
-            # Table state that outlived its broker's changelog no longer matches it.
-            if seen.get(name, -1 if fresh else 0) != epoch[0]:
-                reset_worker_state(worker_dir)
-            seen[name] = epoch[0]
+    def before_start(name: str, worker_dir: Path) -> None:
+        # Table state that outlived its broker's changelog no longer matches it.
+        if seen.get(name, -1 if fresh else 0) != epoch[0]:
+            reset_worker_state(worker_dir)
+        seen[name] = epoch[0]
 
-        def worker_env(worker_dir: Path = worker_dir) -> dict[str, str]:
-            return {**env(), "CLAWDESK_DATA_DIR": str(worker_dir)}
-
-        child = ProcessChild(
-            name, worker_argv, worker_env, logs / f"{name}.log", before_start=before_start
-        )
+    children = stage_workers(settings, layout, env, before_start)
+    for child in children:
         supervisor.add(child)
-        children.append(child)
     gateway = ProcessChild("gateway", gateway_argv, env, logs / "gateway.log", stop_timeout_s=8.0)
     supervisor.add(gateway)
     return Stack(settings, infra, supervisor, children, gateway)

@@ -344,19 +344,25 @@ class Supervisor:
 def create_topics(bootstrap_servers: str, topics: dict[str, int], timeout_s: float = 15.0) -> None:
     """Create the topics (name → partitions) that do not exist yet, before any client
     can create one by producing to it with the broker's default partition count."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    async def run() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
-            if missing:
-                await admin.create_topics(missing)
-        finally:
-            await admin.close()
-
     host, _, port = bootstrap_servers.rpartition(":")
     wait_for_port(host, int(port), timeout_s)
-    asyncio.run(asyncio.wait_for(run(), timeout_s))
+    asyncio.run(asyncio.wait_for(declare_topics(bootstrap_servers, topics), timeout_s))
+
+
+async def declare_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
+    """Create the topics (name → partitions) that do not exist yet."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:  # another client was quicker: fine
+                pass
+    finally:
+        await admin.close()

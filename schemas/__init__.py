@@ -23,6 +23,7 @@ from schemas.events import (
     SkillStatus,
     Turn,
     TurnOutcome,
+    WorkerReport,
 )
 from schemas.export import export_json_schemas
 
@@ -51,6 +52,7 @@ __all__ = [
     "SkillStatus",
     "Turn",
     "TurnOutcome",
+    "WorkerReport",
     "export_json_schemas",
     "new_id",
     "utc_now",

@@ -212,6 +212,11 @@ class Reply(Event):
         default=None, description="what a bot reply did (None for a human agent's reply)"
     )
     llm: bool = Field(default=False, description="written by the LLM (else by the templates)")
+    proposed: dict[str, Any] | None = Field(
+        default=None,
+        description="a side effect the LLM asked the customer to confirm, as "
+        "{skill, args, facts}: the skills stage keeps it as the pending question",
+    )
 
 
 class DeliveryStatus(StrEnum):
@@ -297,6 +302,34 @@ class DeadLetter(Record):
         return self.model_dump_json().encode()
 
 
+class WorkerReport(Record):
+    """What one worker owns after a rebalance, as it tells ops (`clawdesk status`).
+
+    The broker knows a group's members; not every broker (Tansu) returns their
+    assignments or drops a member that stopped, so each worker reports its own, keyed
+    by its member id: after each rebalance, again every `worker_report_interval_s`,
+    and once more when it stops."""
+
+    group: str
+    stage: str = Field(description="the stage the worker runs; empty: every stage")
+    member_id: str
+    host: str
+    pid: int
+    assignment: dict[str, list[int]] = Field(description="topic → partitions owned")
+    leaving: bool = Field(default=False, description="the worker is stopping")
+    reported_at: datetime = Field(default_factory=utc_now)
+    schema_version: int = 1
+
+    def to_bytes(self) -> bytes:
+        """Serialise to JSON bytes for the wire."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | str) -> WorkerReport:
+        """Parse and validate JSON bytes from the wire (raises `ValidationError`)."""
+        return cls.model_validate_json(data)
+
+
 ALL_EVENTS: dict[str, type[Record]] = {
     "inbound_message": InboundMessage,
     "accepted_message": AcceptedMessage,
@@ -308,4 +341,5 @@ ALL_EVENTS: dict[str, type[Record]] = {
     "handoff": Handoff,
     "conversation_control": ConversationControl,
     "dead_letter": DeadLetter,
+    "worker_report": WorkerReport,
 }

@@ -22,6 +22,7 @@ from schemas import (
     Reply,
     RetrievalContext,
     SkillResult,
+    WorkerReport,
 )
 
 
@@ -33,6 +34,7 @@ class TopicSpec:
     value_schema: type[Record]
     key: str = "conversation_id"
     dead_letter: bool = False
+    single_partition: bool = False  # small ops topics, read whole by one reader
 
     def name(self, settings: AppSettings) -> str:
         """The full topic name for these settings."""
@@ -40,6 +42,8 @@ class TopicSpec:
 
     def partitions(self, settings: AppSettings) -> int:
         """Partition count from settings (never a literal in code)."""
+        if self.single_partition:
+            return 1
         return settings.dead_letter_partitions if self.dead_letter else settings.topic_partitions
 
 
@@ -55,6 +59,8 @@ handoff_spec = TopicSpec("handoffs", Handoff)
 # Operators' decisions (hand back to the bot), keyed by conversation like the memory table.
 control_spec = TopicSpec("control", ConversationControl)
 dead_letter_spec = TopicSpec("dead-letter", DeadLetter, key="stage", dead_letter=True)
+# Each worker's assignment after every rebalance, for `clawdesk status` and the exporter.
+worker_spec = TopicSpec("workers", WorkerReport, key="member_id", single_partition=True)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     inbound_spec,
@@ -68,6 +74,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     handoff_spec,
     control_spec,
     dead_letter_spec,
+    worker_spec,
 )
 
 __all__ = [
@@ -84,4 +91,5 @@ __all__ = [
     "receipt_spec",
     "reply_spec",
     "skill_result_spec",
+    "worker_spec",
 ]

@@ -24,6 +24,7 @@ from topics import (
     receipt_spec,
     reply_spec,
     skill_result_spec,
+    worker_spec,
 )
 
 
@@ -52,6 +53,7 @@ receipt_topic = make_topic(receipt_spec)
 handoff_topic = make_topic(handoff_spec)
 control_topic = make_topic(control_spec)
 dead_letter_topic = make_topic(dead_letter_spec)
+worker_topic = make_topic(worker_spec)
 
 __all__ = [
     "ALL_TOPICS",
@@ -67,4 +69,5 @@ __all__ = [
     "receipt_topic",
     "reply_topic",
     "skill_result_topic",
+    "worker_topic",
 ]

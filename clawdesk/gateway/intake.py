@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import psycopg
 from aiokafka.errors import KafkaError
 
-from clawdesk import db, inbound_log, metrics
+from clawdesk import db, inbound_log, metrics, tracing
 from clawdesk.gateway.state import GatewayState
 from clawdesk.settings import AppSettings
 from schemas import InboundMessage
@@ -95,10 +95,15 @@ async def enqueue(state: GatewayState, messages: Sequence[InboundMessage]) -> bo
             records = [(d.event_id, d.conversation_id, d.payload) for d in ahead] + [
                 (m.event_id, m.conversation_id, m.to_bytes()) for m in messages
             ]
-            for _, conversation_id, payload in records:
-                await state.producer.send_and_wait(
-                    state.inbound_topic, key=conversation_id.encode(), value=payload
-                )
+            for event_id, conversation_id, payload in records:
+                # The root of the message's trace (tracing on): every stage's span follows.
+                with tracing.span("gateway", None, **{"clawdesk.event_id": event_id}):
+                    await state.producer.send_and_wait(
+                        state.inbound_topic,
+                        key=conversation_id.encode(),
+                        value=payload,
+                        **tracing.header_kwargs(),
+                    )
             if ahead:
                 metrics.REDRIVES.labels("ahead").inc(len(ahead))
             await inbound_log.mark_enqueued(state.pool, [r[0] for r in records])

@@ -8,6 +8,7 @@ import uvicorn
 
 from clawdesk.gateway.app import create_app
 from clawdesk.gateway.limits import max_body_bytes
+from clawdesk.ops.exporter import export_forever
 from clawdesk.settings import AppSettings
 
 # Bound on waiting for open requests and sockets when shutting down.
@@ -40,6 +41,12 @@ async def serve(settings: AppSettings, bootstrap_servers: str, database_url: str
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(_run(server), name="gateway-uvicorn")
+    # The lag exporter role: its gauges are served on the gateway's /metrics.
+    exporting = (
+        asyncio.create_task(export_forever(bootstrap_servers, settings), name="lag-exporter")
+        if settings.lag_exporter
+        else None
+    )
     try:
         await asyncio.shield(serving)
     except asyncio.CancelledError:
@@ -47,6 +54,9 @@ async def serve(settings: AppSettings, bootstrap_servers: str, database_url: str
         server.should_exit = True
         await serving
         raise
+    finally:
+        if exporting is not None:
+            exporting.cancel()
 
 
 async def _run(server: uvicorn.Server) -> None:

@@ -28,7 +28,12 @@ class InboundProducer(Protocol):
     def client(self) -> KafkaClientLike: ...
 
     async def send_and_wait(
-        self, topic: str, value: bytes | None = None, key: bytes | None = None
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,  # only passed when tracing is on
     ) -> object: ...
 
 

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from prometheus_client import Counter
 
-from clawdesk import deliveries, metrics
+from clawdesk import deliveries, metrics, tracing
 from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.gateway.fanout import ReplyHub
 from clawdesk.gateway.models import HistoryItem
@@ -146,9 +146,13 @@ async def enqueue(state: GatewayState, topic: str, events: Sequence[Event], chan
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             for event in events:
-                await state.producer.send_and_wait(
-                    topic, key=event.conversation_id.encode(), value=event.to_bytes()
-                )
+                with tracing.span("gateway", None, **{"clawdesk.event_id": event.event_id}):
+                    await state.producer.send_and_wait(
+                        topic,
+                        key=event.conversation_id.encode(),
+                        value=event.to_bytes(),
+                        **tracing.header_kwargs(),
+                    )
     except (KafkaError, TimeoutError) as err:
         WEBHOOKS.labels(channel, "unavailable").inc()
         log.warning("enqueue failed", extra={"channel": channel, "error": repr(err)})

@@ -55,7 +55,8 @@ def memory(pool: Any, fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setattr(agents.handoff, "_tickets", None)
     table: dict[str, Any] = {}
     with (
-        patch("agents.handoff.conversation_memory", table),
+        patch("agents.ingest.conversation_memory", table),
+        patch("agents.memory_events.conversation_memory", table),
         patch("agents.control.conversation_memory", table),
     ):
         yield table
@@ -115,9 +116,13 @@ async def run(agent: Any, stage: str, payload: bytes) -> None:
 
 
 async def take_over(handoff: Handoff) -> None:
+    """The handoff stage opens the ticket; the ingest stage, which owns the memory,
+    flags it from the same event."""
     from agents.handoff import open_tickets
+    from agents.memory_events import remember_handoffs
 
     await run(open_tickets, "handoff", handoff.to_bytes())
+    await run(remember_handoffs, "memory", handoff.to_bytes())
 
 
 async def control(event: ConversationControl | bytes) -> None:
@@ -170,7 +175,7 @@ async def test_a_stale_or_repeated_hand_back_changes_nothing(
 
     fresh = hand_back(handoff)
     await control(fresh)
-    memory["conv-1"]["handoff"] = True  # handed off again meanwhile (skills stage)
+    memory["conv-1"]["handoff"] = True  # handed off again meanwhile (a new handoff event)
     await control(fresh)  # redelivered: already applied
     assert memory["conv-1"]["handoff"] is True
 

@@ -96,19 +96,14 @@ async def test_compose_reply_agent_sends_one_reply(test_app, fake_services):
     from agents.reply import compose_reply
 
     result = skill_result()
-    memory: dict = {}
-    # The real RocksDB table is exercised by the integration tests; here a dict stands in.
-    with (
-        patch("agents.reply.reply_topic.send") as send,
-        patch("agents.reply.conversation_memory", memory),
-    ):
+    with patch("agents.reply.reply_topic.send") as send:
         async with compose_reply.test_context() as agent:
             await agent.put(result.to_bytes())
     assert send.await_count == 1
     reply = Reply.from_bytes(send.await_args.kwargs["value"])
     assert reply.reply_id == f"r-{result.context.nlu.accepted.message.event_id}"
     assert send.await_args.kwargs["key"] == b"c1"
-    assert memory["c1"]["turns"][-1]["role"] == "bot"
+    assert reply.proposed is None
 
 
 async def test_compose_reply_agent_dead_letters_garbage(test_app, fake_services):
@@ -116,7 +111,6 @@ async def test_compose_reply_agent_dead_letters_garbage(test_app, fake_services)
 
     with (
         patch("agents.reply.reply_topic.send") as send,
-        patch("agents.reply.conversation_memory", {}),
         patch("agents.guard.dead_letter") as dead,
     ):
         async with compose_reply.test_context() as agent:

@@ -115,10 +115,7 @@ def test_a_reply_written_before_outcomes_still_parses() -> None:
 async def test_the_sent_reply_carries_its_outcome(test_app, fake_services) -> None:
     from agents.reply import compose_reply
 
-    with (
-        patch("agents.reply.reply_topic.send") as send,
-        patch("agents.reply.conversation_memory", {}),
-    ):
+    with patch("agents.reply.reply_topic.send") as send:
         async with compose_reply.test_context() as agent:
             await agent.put(skill_result(answerable=False, conversation="c1").to_bytes())
     reply = Reply.from_bytes(send.await_args.kwargs["value"])

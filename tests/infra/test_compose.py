@@ -31,7 +31,7 @@ DASHBOARDS = INFRA / "grafana" / "dashboards"
 DATASOURCES = INFRA / "grafana" / "provisioning" / "datasources"
 K8S = INFRA / "k8s"
 
-APP_SERVICES = ("worker", "gateway")
+APP_SERVICES = ("worker", "gateway", "ingest", "nlu", "dispatch", "lag-exporter")
 CONNECTION_URLS = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL", "QDRANT_URL")
 
 MAKE_TEST_HINT = "`make test` installs it (apt-get install -y {package})"
@@ -292,24 +292,7 @@ def test_k8s_env_names_are_settings_fields() -> None:
     assert not problems, "names clawdesk.settings does not read:\n" + "\n".join(problems)
 
 
-def test_k8s_worker_matches_the_article() -> None:
-    docs = [doc for path in sorted(K8S.glob("*.yaml")) for doc in _load_yaml_all(path)]
-    worker = next(
-        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "clawdesk-worker"
-    )
-    hpa = next(d for d in docs if d["kind"] == "HorizontalPodAutoscaler")
-    assert worker["spec"]["replicas"] == 3
-    resources = worker["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert resources["requests"] == {"memory": "2Gi", "cpu": "1000m"}
-    assert resources["limits"] == {"memory": "4Gi", "cpu": "2000m"}
-    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 10)
-    targets = {
-        m["resource"]["name"]: m["resource"]["target"]["averageUtilization"]
-        for m in hpa["spec"]["metrics"]
-    }
-    assert targets == {"cpu": 70, "memory": 80}
-    config = next(d for d in docs if d["kind"] == "ConfigMap")
-    assert int(config["data"]["CLAWDESK_TOPIC_PARTITIONS"]) >= hpa["spec"]["maxReplicas"]
+# The per-stage Deployments and their ScaledObjects: tests/infra/test_k8s.py.
 
 
 # ------------------------------------------------------ (c) alerts, dashboards, metrics

@@ -16,6 +16,9 @@ from clawdesk.harness import Harness
 from clawdesk.settings import AppSettings
 from clawdesk.stack import stop_process
 
+# Workers repeat their assignment this often; one silent for three times as long is gone.
+REPORT_INTERVAL_S = 2.0
+
 
 @dataclass
 class Pipeline:
@@ -32,7 +35,12 @@ class Pipeline:
 
     @property
     def settings(self) -> AppSettings:
-        return AppSettings(app_id=self.app_id, topic_prefix=self.app_id, topic_partitions=4)
+        return AppSettings(
+            app_id=self.app_id,
+            topic_prefix=self.app_id,
+            topic_partitions=4,
+            worker_report_interval_s=REPORT_INTERVAL_S,
+        )
 
     def env(self, name: str) -> dict[str, str]:
         return {
@@ -43,6 +51,7 @@ class Pipeline:
             "CLAWDESK_APP_ID": self.app_id,
             "CLAWDESK_TOPIC_PREFIX": self.app_id,
             "CLAWDESK_TOPIC_PARTITIONS": "4",
+            "CLAWDESK_WORKER_REPORT_INTERVAL_S": str(REPORT_INTERVAL_S),
             "CLAWDESK_DATA_DIR": str(self.root / name),
             "CLAWDESK_MODELS_DIR": str(self.models_dir),
             "CLAWDESK_METRICS_PORT": "0",
@@ -51,7 +60,10 @@ class Pipeline:
             "HF_HUB_OFFLINE": "1",
         }
 
-    def start_worker(self, name: str = "w1") -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, name: str = "w1", stage: str = "", extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker of one stage (its own consumer group), or of every stage."""
         log = open(self.log_path(name), "ab")
         proc = subprocess.Popen(
             [
@@ -66,7 +78,7 @@ class Pipeline:
                 os.environ.get("CLAWDESK_TEST_WORKER_LOG_LEVEL", "info"),
                 "--without-web",
             ],
-            env=self.env(name),
+            env={**self.env(name), "CLAWDESK_STAGE": stage, **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -109,20 +109,28 @@ async def test_handoff_notice_never_goes_to_the_llm(
 
 
 async def run_reply_agent(result: SkillResult, memory: dict[str, Any]) -> Reply:
-    """One skill result through the reply agent (sends mocked, memory a dict)."""
+    """One skill result through the reply agent (sends mocked), and the sent reply as
+    the stages that own the memory apply it: ingest (the bot's turn) and skills (a
+    proposed confirmation); both tables are the dict `memory`."""
+    from agents.memory_events import remember_reply
     from agents.reply import compose_reply
+    from agents.skills import remember_proposal
 
     sent = asyncio.Event()
-    with (
-        patch("agents.reply.reply_topic.send", side_effect=lambda **_: sent.set()) as send,
-        patch("agents.reply.conversation_memory", memory),
-    ):
+    with patch("agents.reply.reply_topic.send", side_effect=lambda **_: sent.set()) as send:
         async with compose_reply.test_context() as agent:
             await agent.put(result.to_bytes())
             # The agent is handed the event; its LLM call is still on the wire.
             await asyncio.wait_for(sent.wait(), 5)
     assert send.await_args is not None
-    return Reply.from_bytes(send.await_args.kwargs["value"])
+    raw = send.await_args.kwargs["value"]
+    with (
+        patch("agents.memory_events.conversation_memory", memory),
+        patch("agents.skills.conversation_dialogue", memory),
+    ):
+        remember_reply(raw)
+        remember_proposal(raw)
+    return Reply.from_bytes(raw)
 
 
 @pytest.fixture()

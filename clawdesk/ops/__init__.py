@@ -1,0 +1,1 @@
+"""Operating the pipeline: consumer groups, their lag read from the broker, and its export."""
