@@ -33,3 +33,26 @@ def test_the_table_shows_a_group_without_members_in_red() -> None:
 def test_an_unreadable_assignment_shows_none() -> None:
     assert decode_assignment(b"") == {}
     assert decode_assignment(b"\x00\x01junk") == {}
+
+
+def test_the_exporter_publishes_lag_members_and_offsets() -> None:
+    from prometheus_client import REGISTRY
+
+    from clawdesk.ops.exporter import publish
+
+    publish([view(4, 10, 0.0, members=2)])
+    labels = {"stage": "nlu", "group": "clawdesk-nlu", "topic": "cs.accepted", "partition": "0"}
+    assert REGISTRY.get_sample_value("clawdesk_group_lag", labels) == 6
+    assert REGISTRY.get_sample_value("clawdesk_group_committed_offset", labels) == 4
+    assert (
+        REGISTRY.get_sample_value(
+            "clawdesk_group_members", {"stage": "nlu", "group": "clawdesk-nlu"}
+        )
+        == 2
+    )
+    assert (
+        REGISTRY.get_sample_value(
+            "clawdesk_topic_high_watermark", {"topic": "cs.accepted", "partition": "0"}
+        )
+        == 10
+    )
