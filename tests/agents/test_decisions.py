@@ -56,10 +56,7 @@ async def test_reply_stage_records_the_decision_behind_each_reply(
         if send.await_count == 3:
             all_sent.set()
 
-    with (
-        patch("agents.reply.reply_topic.send", side_effect=count) as send,
-        patch("agents.reply.conversation_memory", {}),
-    ):
+    with patch("agents.reply.reply_topic.send", side_effect=count) as send:
         async with compose_reply.test_context() as agent:
             await agent.put(kb.to_bytes())
             await agent.put(order.to_bytes())
@@ -97,10 +94,7 @@ async def test_a_handoff_and_a_quiet_turn_are_recorded(
         data={"reason": "customer_request"},
     )
     sent = asyncio.Event()
-    with (
-        patch("agents.reply.reply_topic.send", side_effect=lambda **_: sent.set()),
-        patch("agents.reply.conversation_memory", {}),
-    ):
+    with patch("agents.reply.reply_topic.send", side_effect=lambda **_: sent.set()):
         async with compose_reply.test_context() as agent:
             await agent.put(handoff.to_bytes())
             await asyncio.wait_for(sent.wait(), 5)  # recorded before it is sent
