@@ -237,15 +237,16 @@ _MERGEABLE = frozenset({SkillStatus.SKIPPED, SkillStatus.NEEDS_INPUT})
 
 def may_merge(result: SkillResult, window_s: float) -> bool:
     """Whether this reply may give way to a later message of a burst: a short message,
-    not a question, whose reply is a greeting, a clarification, a KB answer or a question for a missing
-    order number. What a skill did, or a handoff, is always told."""
+    not a question, whose reply is a greeting, a clarification or a question for a
+    missing order number. What a skill did, or a handoff, is always told."""
     msg = result.context.nlu.accepted.message
     if window_s <= 0 or len(msg.text.split()) > BURST_WORDS or result.status not in _MERGEABLE:
         return False
     if msg.text.rstrip().endswith(("?", "？")):  # a whole question, however short
         return False
     told = result.skill is not None and result.status is SkillStatus.SKIPPED  # "no": declined
-    return result.skill != "handoff" and not told
+    answered = result.skill is None and result.context.answerable  # the KB answers it
+    return result.skill != "handoff" and not told and not answered
 
 
 async def superseded(result: SkillResult, window_s: float) -> bool:

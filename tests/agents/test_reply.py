@@ -152,6 +152,7 @@ def test_only_a_short_message_with_nothing_done_may_give_way_to_a_burst() -> Non
     assert not may_merge(hi, 0.0)  # merging is off
     assert not may_merge(shared_skill_result("How long does shipping to Germany take?"), 3.0)
     assert not may_merge(shared_skill_result("how long is shipping?"), 3.0)  # a question
+    assert not may_merge(shared_skill_result("accept paypal"), 3.0)  # the KB answers it
     asked = shared_skill_result(
         "my order", intent="order_status", skill="order_status", status=SkillStatus.NEEDS_INPUT
     )
