@@ -43,12 +43,13 @@ def understand(
     *,
     previous: IntentPrediction | None = None,
     intents: Iterable[str] = (),
+    resolution: bool = True,
 ) -> NluResult:
     """The NLU result of one message: the model's intent above `min_confidence`, or what
     the message's action words, entities and the conversation say (`resolve_intent`);
     `previous` is the model's prediction of the customer's previous message. An intent
     the channel stated (`InboundMessage.intent`: a menu entry, a button) is taken as
-    it is."""
+    it is. With `resolution` off, only the model and its floor decide."""
     text = accepted.message.text
     memory = accepted.memory
     entities = [
@@ -65,6 +66,10 @@ def understand(
         previous=(before, previous) if before is not None and previous is not None else None,
     )
     intent, confidence, decided_by = resolved.intent, float(resolved.confidence), resolved.source
+    if not resolution:  # the plain model: its intent at the floor, else out of scope
+        confidence = float(prediction.confidence)
+        sure = prediction.intent != OOS and confidence >= min_confidence
+        intent, decided_by = (prediction.intent, "model") if sure else (OOS, "oos")
     if accepted.message.intent:
         # The channel says what the customer chose (a menu entry, a button): no guess.
         intent, confidence, decided_by = accepted.message.intent, 1.0, "channel"
@@ -189,6 +194,7 @@ async def classify_batch(raws: list[bytes], headers: list[Any] | None = None) ->
                 floor,
                 previous=previous,
                 intents=nlu.intents(acc.tenant_id),
+                resolution=current().settings.nlu_resolution,
             )
             await emit(result)
 

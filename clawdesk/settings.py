@@ -123,6 +123,12 @@ class AppSettings(BaseSettings):
     nlu_min_confidence: float = Field(
         default=0.90, description="below this calibrated confidence the intent is oos"
     )
+    nlu_resolution: bool = Field(
+        default=True,
+        description="resolve intents from action words, entities and the conversation "
+        "(clawdesk.nlu.resolve); off: the model's intent at the floor, else oos (the plain "
+        "model, e.g. as a replay candidate)",
+    )
     nlu_model_version: str = Field(
         default="", description="intent model version the nlu stage loads; empty = latest"
     )

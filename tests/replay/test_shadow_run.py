@@ -83,23 +83,27 @@ def test_a_killed_unchanged_replay_resumes_to_production_and_touches_nothing(day
 
 
 def test_a_higher_threshold_changes_exactly_the_messages_below_it(day: Day) -> None:
+    # The plain model (no intent resolution: its intent at the floor, else oos) at the
+    # production floor, then at a higher one: the messages whose confidence lies between
+    # become oos, no others.
+    plain = parse("nlu_resolution=false")
+    base = driver.start(day.replay(), "plain", day.selection, plain)
+    assert base.status == "finished", base.error
     with psycopg.connect(day.database_url) as conn:
         rows = conn.execute(
-            "SELECT message_id, confidence FROM decisions WHERE intent IS NOT NULL"
-            " AND intent <> 'oos' ORDER BY confidence"
+            f"SELECT message_id, confidence FROM {base.schema_name}.decisions"
+            " WHERE intent IS NOT NULL AND intent <> 'oos' ORDER BY confidence"
         ).fetchall()
     confidences = sorted({c for _, c in rows})
     assert len(confidences) >= 2, rows
-    # Between two production confidences: the messages below it become oos, no others.
     threshold = (confidences[len(confidences) // 2 - 1] + confidences[len(confidences) // 2]) / 2
     expected = {mid for mid, c in rows if c < threshold}
 
-    run = driver.start(
-        day.replay(), "strict", day.selection, parse(f"nlu_min_confidence={threshold:.6f}")
-    )
+    strict = parse(f"nlu_resolution=false,nlu_min_confidence={threshold:.6f}")
+    run = driver.start(day.replay(), "strict", day.selection, strict)
 
     assert run.status == "finished", run.error
-    report = run_report(day.database_url, "strict")
+    report = run_report(day.database_url, "strict", against="plain")
     assert {d.message_id for d in report.changed if "intent" in d.changed} == expected
     assert all(d.candidate["intent"] == "oos" for d in report.changed if "intent" in d.changed)
     # Anything else that changed follows a changed intent earlier in its conversation.
@@ -112,7 +116,7 @@ def test_a_higher_threshold_changes_exactly_the_messages_below_it(day: Day) -> N
             ), d
     assert sum(n for (b, c), n in report.confusion.items() if b != c) == len(expected)
     listed = {r.name for r in runs.all_runs(day.database_url)}
-    assert {"same", "strict"} <= listed
+    assert {"same", "plain", "strict"} <= listed
 
 
 def _decided(url: str, schema: str) -> int:
