@@ -16,7 +16,9 @@ async def test_track_returns_status_and_events_newest_first(fakes: Fakes) -> Non
     assert not shipment.delivered
     assert shipment.status.location == "Sydney"
     stamps = [e.timestamp.timestamp() for e in shipment.events if e.timestamp]
-    assert len(stamps) == 3 and stamps == sorted(stamps, reverse=True)
+    # received, picked up, at the hub, out for delivery (the demo order's shop status)
+    assert len(stamps) == 4 and stamps == sorted(stamps, reverse=True)
+    assert shipment.events[0].description == "Out for delivery"
     assert shipment.estimated_delivery is not None
     call = fakes.dhl.calls[-1]
     assert call.headers["dhl-api-key"] == dhl.API_KEY
