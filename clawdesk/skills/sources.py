@@ -26,13 +26,6 @@ class OrderSource(Protocol):
     async def list_orders(self, email: str, limit: int = 50) -> list[Order]: ...
 
 
-class TrackingLookup(Protocol):
-    """An order source that can also find an order by a parcel's tracking number (the
-    demo shop; Shopify's Admin API has no such search)."""
-
-    async def find_by_tracking_number(self, tracking_number: str) -> Order | None: ...
-
-
 class TrackingSource(Protocol):
     """Reads a carrier's tracking (raises `NotFound` for an unknown number)."""
 
