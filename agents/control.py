@@ -15,9 +15,9 @@ from typing import Any
 from agents import guard
 from agents.ingest import conversation_memory
 from agents.memory import mark_seen, remember_turn, seen, with_handoff
-from clawdesk import metrics
 from clawdesk.app import app
-from clawdesk.handoff import store
+from clawdesk.handoff import records as store
+from clawdesk.ops import metrics
 from clawdesk.services import current, ready
 from schemas import ControlAction, ConversationControl
 from topics.streams import control_topic

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from clawdesk import deadletters
 from clawdesk.app import app
 from clawdesk.services import current
 from clawdesk.settings import app_settings
+from clawdesk.storage import deadletters
 
 log = logging.getLogger(__name__)
 

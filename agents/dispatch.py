@@ -13,8 +13,8 @@ from collections.abc import AsyncIterable
 from pydantic import ValidationError
 
 from agents import guard
-from clawdesk import tracing
 from clawdesk.app import app
+from clawdesk.ops import tracing
 from clawdesk.services import current, ready
 from clawdesk.settings import channel_settings
 from connectors import send_reply

@@ -2,7 +2,7 @@
 
 Transient failures are retried with backoff (tenacity). An event that still fails
 because a dependency is down (Postgres, Redis, the broker, a timeout) is *parked*: its
-customer message stays open in the inbound log (`clawdesk.inbound_log`), which re-drives
+customer message stays open in the inbound log (`clawdesk.storage.inbound_log`), which re-drives
 it from the start once `park_retry_s` has passed, and again with backoff, until the
 dependency is back and it is answered. Only an event that can never succeed (malformed,
 rejected, a bug) goes to the dead-letter topic with the stage and the reason, and its
@@ -28,8 +28,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from clawdesk import inbound_log, metrics, tracing
+from clawdesk.ops import metrics, tracing
 from clawdesk.services import current
+from clawdesk.storage import inbound_log
 from schemas import DeadLetter
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,11 @@ async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: in
     """Publish the event with its error to the dead-letter topic, and store it durably:
     in Postgres, or in the worker's local spool while Postgres fails.
 
-    The letter is bounded and escaped (`clawdesk.deadletters`) so that neither the
+    The letter is bounded and escaped (`clawdesk.storage.deadletters`) so that neither the
     broker nor Postgres can refuse it. The topic is memory-only on the embedded broker,
     so the durable copy is written whether or not the publish worked.
     """
-    from clawdesk import deadletters
+    from clawdesk.storage import deadletters
     from topics.streams import dead_letter_topic
 
     services = current()

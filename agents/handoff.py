@@ -14,10 +14,10 @@ import logging
 from collections.abc import AsyncIterable
 
 from agents import guard
-from clawdesk import metrics
 from clawdesk.app import app
-from clawdesk.handoff import store
+from clawdesk.handoff import records as store
 from clawdesk.handoff.tickets import Backoff, HandoffTickets, zendesk_client
+from clawdesk.ops import metrics
 from clawdesk.services import current, ready
 from clawdesk.settings import app_settings
 from schemas import Handoff

@@ -1,9 +1,9 @@
 """ingest: validate, drop channel duplicates, store, and attach conversation memory.
 
-A channel's conventional events end here (`clawdesk.conventions`): a follow, /start or
+A channel's conventional events end here (`connectors.conventions`): a follow, /start or
 /help is answered with the tenant's welcome, an unfollow and an edit of a message
 already answered are recorded only. Files are fetched and stored here
-(`clawdesk.attachments`); one sent without text is acknowledged, a refused one
+(`clawdesk.storage.attachments`); one sent without text is acknowledged, a refused one
 explained.
 
 The ingest stage owns the conversation memory table: the customer's turns are written
@@ -20,11 +20,13 @@ from typing import Any
 
 from agents import guard
 from agents.memory import remember_turn, restored, snapshot
-from clawdesk import attachments, conventions, db, decisions, inbound_log, metrics, tracing
 from clawdesk.app import app
 from clawdesk.nlu.language import detect_language
+from clawdesk.ops import metrics, tracing
 from clawdesk.services import current, ready
 from clawdesk.settings import app_settings
+from clawdesk.storage import attachments, db, decisions, inbound_log
+from connectors import conventions
 from schemas import AcceptedMessage, ConversationSnapshot, InboundMessage, MessageKind
 from topics.streams import accepted_topic, inbound_topic, reply_topic
 

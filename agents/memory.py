@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from clawdesk import db
+from clawdesk.storage import db
 from schemas import ConversationSnapshot, Entity, Turn
 
 SEEN_LIMIT = 200  # event ids remembered per conversation to spot redeliveries

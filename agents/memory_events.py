@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from agents import guard
 from agents.ingest import conversation_memory
 from agents.memory import mark_seen, remember_turn, seen, with_handoff
-from clawdesk import metrics
 from clawdesk.app import app
+from clawdesk.ops import metrics
 from clawdesk.services import current, ready
 from schemas import Handoff, Reply
 from topics.streams import handoff_topic, reply_topic

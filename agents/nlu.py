@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from agents import guard
-from clawdesk import db, tracing
 from clawdesk.app import app
 from clawdesk.nlu.entities import extract_entities
 from clawdesk.nlu.language import reply_language
 from clawdesk.nlu.resolve import resolve_intent
+from clawdesk.ops import tracing
 from clawdesk.services import current, ready
+from clawdesk.storage import db
 from schemas import AcceptedMessage, ConversationSnapshot, Entity, NluResult
 from topics.streams import accepted_topic, nlu_topic
 

@@ -16,19 +16,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agents import guard
-from clawdesk import db, decisions, inbound_log, metrics, tracing
 from clawdesk.app import app
 from clawdesk.kb.chat_text import chat_text
+from clawdesk.ops import metrics, tracing
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
+from clawdesk.storage import db, decisions, inbound_log
 from schemas import Reply, SkillResult, SkillStatus, TurnOutcome
 from topics.streams import reply_topic, skill_result_topic
 
 if TYPE_CHECKING:
-    from clawdesk.cache import LayeredCache
     from clawdesk.llm import LlmAnswer, LlmReplier, ToolBox
     from clawdesk.settings import AppSettings
     from clawdesk.skills import SkillContext, SkillOutcome
+    from clawdesk.storage.cache import LayeredCache
 
 STAGE = "reply"
 
@@ -157,7 +158,7 @@ def answer_key(result: SkillResult, settings: AppSettings) -> str | None:
 
     The key carries the KB version and the LLM model, so a re-ingest or a new model
     never serves an old answer."""
-    from clawdesk.cache import LayeredCache, question_digest
+    from clawdesk.storage.cache import LayeredCache, question_digest
 
     context = result.context
     if result.skill is not None or context.nlu.accepted.memory.turns:

@@ -11,11 +11,11 @@ import numpy as np
 from pydantic import ValidationError
 
 from agents import guard
-from clawdesk import tracing
 from clawdesk.app import app
-from clawdesk.cache import decode_vector, encode_vector, question_digest
 from clawdesk.kb.answerability import is_answerable
+from clawdesk.ops import tracing
 from clawdesk.services import current, ready
+from clawdesk.storage.cache import decode_vector, encode_vector, question_digest
 from schemas import KbHit, NluResult, RetrievalContext
 from topics.streams import context_topic, nlu_topic
 

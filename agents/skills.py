@@ -16,8 +16,8 @@ from typing import Any
 
 from agents import guard
 from agents.memory import dialogue, mark_seen, remember_slots, seen, with_dialogue
-from clawdesk import db, metrics, tracing
 from clawdesk.app import app
+from clawdesk.ops import metrics, tracing
 from clawdesk.services import current, ready
 from clawdesk.settings import AppSettings, app_settings
 from clawdesk.skills.dialogue import (
@@ -39,6 +39,7 @@ from clawdesk.skills.worker import (
     use_runtime,
     verified_email,
 )
+from clawdesk.storage import db
 from schemas import Handoff, Reply, RetrievalContext, SkillResult, SkillStatus
 from topics.streams import context_topic, handoff_topic, reply_topic, skill_result_topic
 

@@ -10,10 +10,12 @@ import time
 from datetime import datetime
 
 from agents import STAGES, stage
-from clawdesk import db, metrics, services, tracing
+from clawdesk import services
 from clawdesk.app import app
+from clawdesk.ops import metrics, tracing
+from clawdesk.runtime.supervisor import declare_topics
 from clawdesk.settings import app_settings, connection_settings
-from clawdesk.supervisor import declare_topics
+from clawdesk.storage import db
 
 log = logging.getLogger(__name__)
 _started = time.monotonic()

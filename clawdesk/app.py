@@ -15,7 +15,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from agents import modules_of
-from clawdesk.logs import json_handler
+from clawdesk.ops.logs import json_handler
 from clawdesk.runtime import faust_fixes
 from clawdesk.settings import AppSettings, app_settings, connection_settings
 

@@ -22,10 +22,10 @@ class Services:
 
     settings: AppSettings
     pool: AsyncConnectionPool
-    kb: Any  # clawdesk.kb.store.KnowledgeBase
-    nlu: Any  # clawdesk.nlu_runtime.TenantNlu
-    shop: Any  # clawdesk.shop.DemoShop
-    cache: Any  # clawdesk.cache.LayeredCache (embeddings and retrieval results)
+    kb: Any  # clawdesk.kb.index.KnowledgeBase
+    nlu: Any  # clawdesk.nlu.tenant_models.TenantNlu
+    shop: Any  # clawdesk.integrations.demo_shop.DemoShop
+    cache: Any  # clawdesk.storage.cache.LayeredCache (embeddings and retrieval results)
     llm: Any = None  # clawdesk.llm.LlmReplier in LLM mode; None: offline replies
     channels: Any = None  # connectors.config.ChannelSettings; None: the environment's
 
@@ -73,9 +73,9 @@ async def build(
     embedding model, Qdrant and the knowledge base with `kb`; without either, torch and
     sentence-transformers are not even imported, and the worker starts in about a second.
     """
-    from clawdesk import db
-    from clawdesk.cache import LayeredCache
-    from clawdesk.shop import DemoShop
+    from clawdesk.integrations.demo_shop import DemoShop
+    from clawdesk.storage import db
+    from clawdesk.storage.cache import LayeredCache
 
     loop = asyncio.get_running_loop()
     timings: dict[str, float] = {}  # seconds per step, logged: start-up time is an SLO
@@ -114,9 +114,9 @@ async def _load_models(
 ) -> tuple[Any, Any]:
     """The synced knowledge base (with `kb`) and the tenant intent models (with `nlu`)."""
     from clawdesk.kb.encoders import settings_encoder
+    from clawdesk.kb.index import KnowledgeBase, open_qdrant
     from clawdesk.kb.keywords import tokenize
-    from clawdesk.kb.store import KnowledgeBase, open_qdrant
-    from clawdesk.nlu_runtime import TenantNlu
+    from clawdesk.nlu.tenant_models import TenantNlu
 
     # Start-up time is the longest chain here, so nothing waits that need not: the
     # database, Qdrant, the embedding model and the intent model load side by side.

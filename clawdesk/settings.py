@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from clawdesk.ssrf import ForbiddenTarget, check_url
+from clawdesk.integrations.ssrf import ForbiddenTarget, check_url
 
 DEFAULT_DATA_DIR = Path(".data")
 # Tansu takes records of any size (60 MB measured), so the limit is the producers':
@@ -116,7 +116,7 @@ class AppSettings(BaseSettings):
     kb_min_score: float = Field(
         default=0.35, description="below this cosine score a KB hit is not an answer"
     )
-    # Intent confidences are calibrated (temperature scaling, clawdesk.nlu.calibration):
+    # Intent confidences are calibrated (temperature scaling, clawdesk.nlu.training.calibration):
     # act on an intent only when it is right about nine times in ten.  0.90 on calibrated
     # confidences was chosen on the demo tuning set to let no more wrong intents and oos
     # messages through than 0.45 did on the head's raw, under-confident probabilities.
@@ -144,7 +144,7 @@ class AppSettings(BaseSettings):
     max_attempts: int = Field(
         default=3, description="attempts within a stage before a transient failure parks"
     )
-    # The inbound log (clawdesk/inbound_log.py): acknowledged messages are re-driven
+    # The inbound log (clawdesk/storage/inbound_log.py): acknowledged messages are re-driven
     # until the pipeline settles them; a parked one waits for its dependency this way.
     startup_db_wait_s: float = Field(
         default=600.0, description="a starting worker waits this long for Postgres"

@@ -1,7 +1,7 @@
 """Send replies through their channels: once, with bounded concurrency, retried, and
 dead-lettered when the provider will not take them.
 
-- Never twice: a reply is claimed in Postgres (`clawdesk.deliveries`) before it is sent
+- Never twice: a reply is claimed in Postgres (`connectors.deliveries`) before it is sent
   and is never claimed again once it is recorded sent.
 - Never lost: a reply not confirmed sent goes back to `queued` and is tried again, here
   (backoff, or the provider's Retry-After) or by the redelivered event after a crash.
@@ -23,11 +23,13 @@ from enum import StrEnum
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, deliveries, inbound_log, metrics
-from clawdesk.deliveries import Claim
+from clawdesk.ops import metrics
 from clawdesk.retrying import RetryPolicy, retrying
 from clawdesk.settings import ChannelSettings
+from clawdesk.storage import db, inbound_log
+from connectors import deliveries
 from connectors.config import DeliveryError, NotSendable, ProviderUnavailable
+from connectors.deliveries import Claim
 from schemas import Channel, DeliveryReceipt, DeliveryStatus, Reply, utc_now
 
 log = logging.getLogger(__name__)

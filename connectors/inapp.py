@@ -8,7 +8,7 @@ one, pushed over the gateway's WebSocket like the web widget's), signed
 `X-Clawdesk-Signature: sha256=<hex HMAC of "<timestamp>.<body>">` with the timestamp in
 `X-Clawdesk-Timestamp`; the backend checks both (`signatures.verify_timestamped`).
 A callback URL may not reach private, loopback, link-local, multicast or reserved
-addresses (`clawdesk.ssrf`; checked when configured and, resolved, before each POST)
+addresses (`clawdesk.integrations.ssrf`; checked when configured and, resolved, before each POST)
 unless `CLAWDESK_INAPP_ALLOW_PRIVATE_CALLBACKS` is set.
 
 Message shape::
@@ -30,7 +30,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from clawdesk import ssrf
+from clawdesk.integrations import ssrf
 from connectors.base import ChannelModule, Intake
 from connectors.config import (
     ChannelSettings,

@@ -23,8 +23,6 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import inbound_log
-from clawdesk.db import open_pool
 from clawdesk.settings import (
     AppSettings,
     ChannelSettings,
@@ -32,6 +30,8 @@ from clawdesk.settings import (
     channel_settings,
     connection_settings,
 )
+from clawdesk.storage import inbound_log
+from clawdesk.storage.db import open_pool
 from connectors import email, telegram
 from schemas import InboundMessage
 from topics import inbound_spec
@@ -162,7 +162,7 @@ MaxMessages = Annotated[
 
 
 def _start(source: AsyncIterator[InboundMessage], max_messages: int) -> None:
-    from clawdesk.logs import configure_logging
+    from clawdesk.ops.logs import configure_logging
     from clawdesk.settings import connection_settings
 
     configure_logging(app_settings().log_level)

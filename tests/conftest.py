@@ -50,7 +50,7 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @contextmanager
 def fresh_database(pg_server: str) -> Iterator[str]:
     """A new, migrated database on the server, dropped on exit; its URL."""
-    from clawdesk.db import apply_migrations
+    from clawdesk.storage.db import apply_migrations
 
     name = f"clawdesk_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_server, autocommit=True) as conn:

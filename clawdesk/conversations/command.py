@@ -1,4 +1,4 @@
-"""`clawdesk eval conversations` (registered under `eval` by `clawdesk.cli`).
+"""`clawdesk eval conversations` (registered under `eval` by `clawdesk.cli.commands`).
 
 Against the running system when KAFKA_BOOTSTRAP_SERVERS is set (its workers answer);
 else a private embedded one, as `clawdesk bench` starts it: broker, Postgres and Redis
@@ -25,18 +25,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import clawdesk
+from clawdesk.bench.harness import Harness
 from clawdesk.conversations.report import print_summary, write_json, write_junit
 from clawdesk.conversations.runner import RunOptions, run_cases
 from clawdesk.conversations.scenarios import Case, ScenarioError, load_files
 from clawdesk.conversations.scoring import ScenarioRun, Summary, summarize
-from clawdesk.harness import Harness
 from clawdesk.llm.echo_server import EchoProcess
 from clawdesk.sandbox import Sandbox
 from clawdesk.settings import AppSettings, app_settings, connection_settings
 from schemas import new_id
 
 # What the demo intent model is trained from: a change to any of them trains it afresh.
-MODEL_INPUTS = ("data/intents/demo.yaml", "nlu_runtime.py", "nlu/**/*.py")
+MODEL_INPUTS = ("data/intents/demo.yaml", "nlu/**/*.py", "kb/packaged_models.py")
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,8 @@ def target(
     if conn.kafka_bootstrap_servers:
         yield Target(conn.kafka_bootstrap_servers, settings, lambda: True)
         return
-    from clawdesk.stack import Infrastructure, spawn_worker, stop_process, topic_partitions
-    from clawdesk.supervisor import create_topics
+    from clawdesk.runtime.stack import Infrastructure, spawn_worker, stop_process, topic_partitions
+    from clawdesk.runtime.supervisor import create_topics
 
     with ExitStack() as stack:
         console.print("no KAFKA_BOOTSTRAP_SERVERS: starting a private embedded system…")

@@ -17,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from clawdesk.bench.harness import Harness, Received
 from clawdesk.conversations.scenarios import Case, ScenarioTurn
 from clawdesk.conversations.scoring import ScenarioRun, TurnOutcome, TurnResult, score_turn
-from clawdesk.harness import Harness, Received
 from schemas import Channel, Handoff, InboundMessage, Reply, SkillResult, SkillStatus, new_id
 from topics import handoff_spec, inbound_spec, reply_spec, skill_result_spec
 

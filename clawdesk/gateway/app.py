@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.db import open_pool
 from clawdesk.gateway.fanout import ReplyConsumer, ReplyHub, pump_replies
 from clawdesk.gateway.inbox import router as inbox_router
 from clawdesk.gateway.intake import redrive_open_messages
@@ -27,6 +26,7 @@ from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
 from clawdesk.gateway.state import GatewayState, InboundProducer
 from clawdesk.gateway.webhooks import channel_routers
 from clawdesk.settings import AppSettings
+from clawdesk.storage.db import open_pool
 from topics import inbound_spec, outbound_spec
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,9 @@ from collections.abc import Awaitable
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from clawdesk.db import ready_workers
 from clawdesk.gateway.state import GatewayState, InboundProducer
 from clawdesk.settings import connection_settings
+from clawdesk.storage.db import ready_workers
 
 log = logging.getLogger(__name__)
 

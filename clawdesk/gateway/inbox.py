@@ -26,13 +26,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from clawdesk import apikeys, attachments
-from clawdesk.apikeys import TenantKey
 from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, SendableText
 from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError, channel_settings_of
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.gateway.tokens import conversation_tokens
 from clawdesk.handoff import inbox
+from clawdesk.storage import apikeys, attachments
+from clawdesk.storage.apikeys import TenantKey
 from connectors import registry
 from connectors.config import ChannelSettings
 from topics import control_spec, reply_spec

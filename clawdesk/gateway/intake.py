@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import psycopg
 from aiokafka.errors import KafkaError
 
-from clawdesk import db, inbound_log, metrics, tracing
 from clawdesk.gateway.state import GatewayState
+from clawdesk.ops import metrics, tracing
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db, inbound_log
 from schemas import InboundMessage
 
 log = logging.getLogger(__name__)

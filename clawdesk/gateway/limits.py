@@ -24,7 +24,7 @@ from redis.backoff import NoBackoff
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
-from clawdesk.metrics import RATE_LIMIT_CHECKS, RATE_LIMIT_FAILING_OPEN
+from clawdesk.ops.metrics import RATE_LIMIT_CHECKS, RATE_LIMIT_FAILING_OPEN
 from clawdesk.settings import DEFAULT_MAX_MESSAGE_BYTES, ChannelSettings
 from schemas import InboundMessage
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
-from clawdesk.db import StoredMessage
+from clawdesk.storage.db import StoredMessage
 from schemas import Reply
 
 MAX_TEXT_CHARS = 4000

@@ -12,7 +12,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.db import StoredMessage
+from clawdesk.storage.db import StoredMessage
 
 MAX_REPLAYED = 100
 

@@ -17,9 +17,6 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from clawdesk.db import fetch_history, tenant_exists
-from clawdesk.deliveries import Delivery, conversation_deliveries
-from clawdesk.feedback import record_feedback
 from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import Inbox
 from clawdesk.gateway.health import OPTIONAL_CHECKS, readiness
@@ -46,6 +43,9 @@ from clawdesk.gateway.tokens import (
     new_conversation_id,
 )
 from clawdesk.settings import ChannelSettings, channel_settings, connection_settings
+from clawdesk.storage.db import fetch_history, tenant_exists
+from clawdesk.storage.feedback import record_feedback
+from connectors.deliveries import Delivery, conversation_deliveries
 from schemas import Channel, InboundMessage
 
 log = logging.getLogger(__name__)

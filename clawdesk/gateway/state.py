@@ -10,8 +10,8 @@ from typing import Protocol
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import HTTPConnection
 
-from clawdesk import metrics
 from clawdesk.gateway.fanout import ReplyHub
+from clawdesk.ops import metrics
 from clawdesk.settings import AppSettings
 
 

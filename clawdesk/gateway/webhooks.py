@@ -26,8 +26,6 @@ from fastapi import APIRouter, Request
 from fastapi.encoders import jsonable_encoder
 from prometheus_client import Counter
 
-from clawdesk import deliveries, metrics, tracing
-from clawdesk.db import fetch_history, tenant_exists
 from clawdesk.gateway.fanout import ReplyHub
 from clawdesk.gateway.models import HistoryItem
 from clawdesk.gateway.routes import (
@@ -39,7 +37,9 @@ from clawdesk.gateway.routes import (
 )
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.gateway.tokens import conversation_tokens
-from connectors import registry
+from clawdesk.ops import metrics, tracing
+from clawdesk.storage.db import fetch_history, tenant_exists
+from connectors import deliveries, registry
 from connectors.config import ChannelSettings
 from connectors.signatures import PayloadError, SignatureError, StaleRequest, UnknownTenant
 from schemas import DeliveryReceipt, Event, InboundMessage, Reply

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import attachments, db, metrics
-from clawdesk.attachments import StoredAttachment
-from clawdesk.handoff import store
-from clawdesk.handoff.store import TicketRow, TicketStatus
+from clawdesk.handoff import records as store
+from clawdesk.handoff.records import TicketRow, TicketStatus
 from clawdesk.integrations.http import (
     AuthError,
     ProviderError,
@@ -29,6 +27,9 @@ from clawdesk.integrations.http import (
 )
 from clawdesk.integrations.providers import Integrations, NotConfigured, ProviderSettings
 from clawdesk.integrations.zendesk import Requester, Ticket, ZendeskClient
+from clawdesk.ops import metrics
+from clawdesk.storage import attachments, db
+from clawdesk.storage.attachments import StoredAttachment
 
 log = logging.getLogger(__name__)
 

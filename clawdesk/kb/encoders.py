@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from clawdesk.embeddings import shared_embedder
+from clawdesk.kb.embeddings import shared_embedder
 
 if TYPE_CHECKING:
     from clawdesk.settings import AppSettings

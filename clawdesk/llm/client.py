@@ -21,8 +21,8 @@ from typing import Any
 from openai import APITimeoutError, AsyncOpenAI, Timeout
 from openai.types.chat import ChatCompletion
 
-from clawdesk import metrics
 from clawdesk.llm.breaker import CircuitBreakerError, LlmBreaker
+from clawdesk.ops import metrics
 
 
 class BadResponse(Exception):

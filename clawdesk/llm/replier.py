@@ -25,12 +25,12 @@ from typing import Any
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionMessage
 
-from clawdesk import metrics
 from clawdesk.llm.breaker import CircuitBreakerError
 from clawdesk.llm.budget import Headroom, TokenBudget, Usage
 from clawdesk.llm.client import BadResponse, LlmClient
 from clawdesk.llm.prompt import build_messages, cited, strip_unknown_citations
 from clawdesk.llm.tools import NO_TOOLS, Offer, ToolBox, ToolCall, tool_message
+from clawdesk.ops import metrics
 from clawdesk.skills import OutcomeStatus, SkillContext, SkillOutcome
 from schemas import KbHit, SkillResult, SkillStatus
 

@@ -17,9 +17,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from clawdesk import metrics
+from clawdesk.ops import metrics
 from clawdesk.skills import OutcomeStatus, SkillContext, SkillOutcome
-from clawdesk.skills.runtime import SkillRuntime
+from clawdesk.skills.worker_skills import SkillRuntime
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from clawdesk.nlu.entities import Entity, extract_entities
 from clawdesk.nlu.language import detect_language
 
 if TYPE_CHECKING:
-    from clawdesk.nlu.evaluate import EvalReport, evaluate, run_intent_eval
     from clawdesk.nlu.model import (
         OOS,
         ClassifierConfig,
@@ -22,8 +21,9 @@ if TYPE_CHECKING:
         IntentExample,
         IntentPrediction,
     )
-    from clawdesk.nlu.store import list_versions, load_model, save_model
-    from clawdesk.nlu.train import load_examples
+    from clawdesk.nlu.training.evaluate import EvalReport, evaluate, run_intent_eval
+    from clawdesk.nlu.training.train import load_examples
+    from clawdesk.nlu.versions import list_versions, load_model, save_model
 
 __all__ = [
     "OOS",
@@ -49,13 +49,13 @@ _LAZY = {
     "IntentClassifier": "clawdesk.nlu.model",
     "IntentExample": "clawdesk.nlu.model",
     "IntentPrediction": "clawdesk.nlu.model",
-    "EvalReport": "clawdesk.nlu.evaluate",
-    "evaluate": "clawdesk.nlu.evaluate",
-    "run_intent_eval": "clawdesk.nlu.evaluate",
-    "list_versions": "clawdesk.nlu.store",
-    "load_model": "clawdesk.nlu.store",
-    "save_model": "clawdesk.nlu.store",
-    "load_examples": "clawdesk.nlu.train",
+    "EvalReport": "clawdesk.nlu.training.evaluate",
+    "evaluate": "clawdesk.nlu.training.evaluate",
+    "run_intent_eval": "clawdesk.nlu.training.evaluate",
+    "list_versions": "clawdesk.nlu.versions",
+    "load_model": "clawdesk.nlu.versions",
+    "save_model": "clawdesk.nlu.versions",
+    "load_examples": "clawdesk.nlu.training.train",
 }
 
 

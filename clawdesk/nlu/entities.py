@@ -407,3 +407,9 @@ def extract_entities(text: str, kinds: tuple[str, ...] | None = None) -> list[En
     if kinds is not None:
         taken = [e for e in taken if e.kind in kinds]
     return sorted(taken, key=lambda e: e.start)
+
+
+def order_number(reference: str) -> str | None:
+    """The digits of an order reference such as `#1001`, `ORD-1001` or `1001`."""
+    match = re.search(r"(\d{3,})", reference)
+    return match.group(1) if match else None

@@ -41,8 +41,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from clawdesk.nlu.calibration import fit_temperature, temper
-from clawdesk.nlu.features import (
+from clawdesk.kb.packaged_models import is_packaged
+from clawdesk.nlu.multilingual import AUTO, MultilingualEmbeddings, resolve_multilingual
+from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
+from clawdesk.nlu.training.calibration import fit_temperature, temper
+from clawdesk.nlu.training.features import (
     PACKAGED_MODEL,
     CharNgrams,
     FinetuneConfig,
@@ -51,9 +54,6 @@ from clawdesk.nlu.features import (
     combine,
     seed_everything,
 )
-from clawdesk.nlu.multilingual import AUTO, MultilingualEmbeddings, resolve_multilingual
-from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
-from clawdesk.packaged_models import is_packaged
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -103,7 +103,7 @@ class IntentPrediction:
 
     ``intent`` is ``"oos"`` when rejected (decided by the in-scope score, see the module
     docstring); ``confidence`` is the probability of the best in-scope intent, tempered to
-    be calibrated (:mod:`clawdesk.nlu.calibration`; also when rejected, so callers can log
+    be calibrated (:mod:`clawdesk.nlu.training.calibration`; also when rejected, so callers can log
     near misses); ``top`` is the best in-scope intents with their probabilities, best first.
     """
 
@@ -165,7 +165,7 @@ class ClassifierConfig:
     # Folds for scoring the training set's own oos rows with heads that did not see them,
     # so they can join the validation oos rows in calibration.
     oos_crossfit_folds: int = 5
-    # Report confidences tempered to be calibrated (clawdesk.nlu.calibration), fitted on
+    # Report confidences tempered to be calibrated (clawdesk.nlu.training.calibration), fitted on
     # valid or, without it, on the training file's cross-validated predictions.
     calibrate_confidence: bool = True
     top_k: int = 3

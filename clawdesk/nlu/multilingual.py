@@ -74,7 +74,7 @@ def _load_encoder(name: str) -> _QueryEncoder:
         from clawdesk.kb.encoders import MultilingualE5
 
         return MultilingualE5()
-    from clawdesk.nlu.features import TextEncoder
+    from clawdesk.nlu.training.features import TextEncoder
 
     return TextEncoder.load(name)  # any sentence-transformers name or directory, frozen
 

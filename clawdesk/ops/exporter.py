@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from clawdesk.metrics import (
+from clawdesk.ops.groups import GroupReader, GroupView
+from clawdesk.ops.metrics import (
     GROUP_COMMITTED,
     GROUP_LAG,
     GROUP_MEMBERS,
     LAG_EXPORT_ERRORS,
     TOPIC_HIGH_WATERMARK,
 )
-from clawdesk.ops.groups import GroupReader, GroupView
 from clawdesk.settings import AppSettings
 
 log = logging.getLogger(__name__)

@@ -31,9 +31,9 @@ from clawdesk.replay.candidate import Candidate
 from clawdesk.replay.runs import Run, RunError
 from clawdesk.replay.shadow import Attempt, Infra, is_shadow_worker, spawn_worker, stop_pid
 from clawdesk.replay.source import FileSource, Selection, messages
+from clawdesk.runtime.stack import stop_process
+from clawdesk.runtime.supervisor import create_topics
 from clawdesk.settings import AppSettings
-from clawdesk.stack import stop_process
-from clawdesk.supervisor import create_topics
 from schemas import InboundMessage
 from topics import inbound_spec
 

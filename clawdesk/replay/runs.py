@@ -19,7 +19,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from clawdesk.db import apply_migrations
+from clawdesk.storage.db import apply_migrations
 
 NAME = re.compile(r"^[a-z0-9_]{1,40}$")
 # Tenant configuration the stages read: copied into a run's schema when it is created.

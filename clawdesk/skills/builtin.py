@@ -22,7 +22,7 @@ from clawdesk.integrations.http import NotFound, ProviderError
 from clawdesk.integrations.providers import NotConfigured
 from clawdesk.integrations.shopify import Order
 from clawdesk.integrations.zendesk import Requester
-from clawdesk.shop import order_number
+from clawdesk.nlu.entities import order_number
 from clawdesk.skills.base import OutcomeStatus, Skill, SkillContext, SkillOutcome
 from clawdesk.skills.manifest import SkillManifest
 

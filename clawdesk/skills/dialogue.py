@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from clawdesk.kb.answerability import is_same_question
-from clawdesk.shop import order_number
+from clawdesk.nlu.entities import order_number
 from clawdesk.skills.answers import yes_or_no
 from clawdesk.skills.sentiment import is_negative
 from schemas import RetrievalContext, SkillStatus

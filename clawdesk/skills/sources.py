@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from clawdesk.cache import LayeredCache
 from clawdesk.integrations.dhl import Shipment
 from clawdesk.integrations.shopify import Order
-from clawdesk.shop import order_number
+from clawdesk.nlu.entities import order_number
+from clawdesk.storage.cache import LayeredCache
 
 
 class OrderSource(Protocol):

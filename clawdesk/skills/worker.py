@@ -7,7 +7,7 @@ from __future__ import annotations
 from clawdesk.services import Services, current
 from clawdesk.settings import connection_settings
 from clawdesk.skills.base import SkillContext
-from clawdesk.skills.runtime import SkillRuntime
+from clawdesk.skills.worker_skills import SkillRuntime
 from schemas import Channel, InboundMessage, RetrievalContext
 
 APP_EMAIL = "app.email"  # in-app metadata: the signed-in user's e-mail, from the app backend

@@ -24,11 +24,11 @@ if TYPE_CHECKING:  # the command module is imported by every `clawdesk` run: kee
 
     from rich.console import Console
 
+    from clawdesk.runtime.stack import Stack
     from clawdesk.soak.driver import Conversation, DriveResult
     from clawdesk.soak.faults import Durations, FaultRunner
     from clawdesk.soak.providers import FakeProviders
     from clawdesk.soak.verify import SoakReport
-    from clawdesk.stack import Stack
 
 DEFAULT_MODELS_DIR = Path.home() / ".cache" / "clawdesk" / "soak-models"
 HTTP_TIMEOUT_S = 2.0  # the senders' timeout: a held fake response passes it quickly
@@ -99,12 +99,12 @@ def run_soak(options: SoakOptions, console: Console) -> SoakReport:
     from rich.console import Console
 
     from clawdesk.runtime.ports import free_port, wait_for_port
+    from clawdesk.runtime.stack import Infrastructure, start_stack
     from clawdesk.settings import ConnectionSettings, app_settings
     from clawdesk.soak import driver as drv
     from clawdesk.soak.faults import Durations, FaultRunner
     from clawdesk.soak.providers import FakeProviders
     from clawdesk.soak.verify import render, verify
-    from clawdesk.stack import Infrastructure, start_stack
 
     faults = chosen_faults(options, lambda text: console.print(f"[yellow]{text}[/]"))
     tmp = Path(tempfile.mkdtemp(prefix="clawdesk-soak-"))

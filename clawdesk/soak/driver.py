@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from clawdesk.bench import FILL
+from clawdesk.bench.pipeline import FILL
 
 CHANNELS = ("web", "inapp", "telegram", "whatsapp")
 TELEGRAM_SECRET = "soak-telegram-secret"

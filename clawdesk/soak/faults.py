@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from clawdesk.runtime.supervisor import Supervisor
 from clawdesk.soak.providers import FakeProviders
-from clawdesk.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 

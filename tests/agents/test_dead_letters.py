@@ -12,9 +12,10 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, deadletters, services
+from clawdesk import services
 from clawdesk.runtime.ports import free_port
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db, deadletters
 
 
 class BrokerDown:

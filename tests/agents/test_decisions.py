@@ -11,8 +11,9 @@ from unittest.mock import patch
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, decisions, services
+from clawdesk import services
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db, decisions
 from schemas import Reply, SkillStatus
 from tests.llm.events import skill_result
 

@@ -12,10 +12,12 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from clawdesk import db, services
-from clawdesk.handoff import inbox, store
-from clawdesk.handoff.store import TicketStatus
+from clawdesk import services
+from clawdesk.handoff import inbox
+from clawdesk.handoff import records as store
+from clawdesk.handoff.records import TicketStatus
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db
 from schemas import (
     AcceptedMessage,
     Channel,

@@ -12,9 +12,8 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from clawdesk import db
-from clawdesk.handoff import store
-from clawdesk.handoff.store import TicketStatus
+from clawdesk.handoff import records as store
+from clawdesk.handoff.records import TicketStatus
 from clawdesk.handoff.tickets import Backoff, Failure, HandoffTickets, classify, zendesk_client
 from clawdesk.integrations.http import (
     AuthError,
@@ -24,6 +23,7 @@ from clawdesk.integrations.http import (
     ServerError,
 )
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db
 from schemas import Channel, Handoff, InboundMessage
 from tests.fakes import zendesk
 from tests.fakes.fixtures import Fakes, fake_servers, fakes

@@ -17,9 +17,11 @@ from psycopg.types.json import Jsonb
 
 from agents.memory import dialogue, snapshot, with_handoff
 from agents.nlu import understand
-from clawdesk import attachments, conventions, db, deliveries, inbound_log, services
+from clawdesk import services
 from clawdesk.nlu import IntentPrediction
 from clawdesk.settings import AppSettings
+from clawdesk.storage import attachments, db, inbound_log
+from connectors import conventions, deliveries
 from schemas import (
     AcceptedMessage,
     Attachment,

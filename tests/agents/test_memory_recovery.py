@@ -9,8 +9,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from agents.memory import restored, snapshot
-from clawdesk import db
-from clawdesk.db import StoredConversation, StoredMessage
+from clawdesk.storage import db
+from clawdesk.storage.db import StoredConversation, StoredMessage
 from schemas import Channel, InboundMessage
 
 NOW = datetime(2026, 11, 24, tzinfo=UTC)

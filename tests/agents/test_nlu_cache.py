@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clawdesk.cache import LayeredCache
 from clawdesk.nlu import IntentPrediction
+from clawdesk.storage.cache import LayeredCache
 
 
 class CountingNlu:

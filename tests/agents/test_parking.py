@@ -10,8 +10,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, inbound_log, services
+from clawdesk import services
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db, inbound_log
 from schemas import Channel, InboundMessage
 
 

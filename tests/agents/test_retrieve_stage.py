@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clawdesk.cache import LayeredCache
 from clawdesk.kb.encoders import MULTILINGUAL_E5, kb_encoder
-from clawdesk.kb.store import KnowledgeBase, open_qdrant
+from clawdesk.kb.index import KnowledgeBase, open_qdrant
+from clawdesk.storage.cache import LayeredCache
 from schemas import NluResult
 from tests.llm.events import skill_result
 

@@ -11,14 +11,14 @@ from unittest.mock import AsyncMock, patch
 
 import pytest
 
-from clawdesk.cache import LayeredCache
 from clawdesk.integrations import Integrations, ProviderSettings
+from clawdesk.integrations.demo_shop import DemoShop
 from clawdesk.nlu.entities import extract_entities
 from clawdesk.services import packaged_data
-from clawdesk.shop import DemoShop
 from clawdesk.skills import MemoryAudit
 from clawdesk.skills.registry import load_registry
-from clawdesk.skills.runtime import AllowLists, SkillRuntime
+from clawdesk.skills.worker_skills import AllowLists, SkillRuntime
+from clawdesk.storage.cache import LayeredCache
 from schemas import (
     AcceptedMessage,
     Channel,

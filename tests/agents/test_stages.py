@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from agents import STAGE_NAMES, STAGES, modules_of, parse_stages
+from clawdesk.runtime.stack import parse_workers
 from clawdesk.settings import AppSettings
-from clawdesk.stack import parse_workers
 from topics import ALL_TOPICS
 
 
@@ -78,7 +78,7 @@ def test_the_catalog_names_the_topics_each_stage_consumes(test_app: Any) -> None
 
 
 def test_up_gives_each_stage_worker_its_stage_dir_and_port(tmp_path: Any) -> None:
-    from clawdesk.stack import stage_workers
+    from clawdesk.runtime.stack import stage_workers
 
     settings = AppSettings(  # type: ignore[call-arg]
         _env_file=None, data_dir=tmp_path, metrics_port=9464, supervisor_metrics_port=9466

@@ -7,7 +7,7 @@ import shutil
 
 from typer.testing import CliRunner
 
-from clawdesk.cli import cli
+from clawdesk.cli.commands import cli
 
 runner = CliRunner()
 
@@ -91,7 +91,7 @@ def test_nlu_train_refuses_bad_settings(tmp_path, monkeypatch):
 
 
 def test_nlu_prune_removes_old_versions_but_not_the_pinned_one(tmp_path, monkeypatch):
-    from clawdesk.nlu import store
+    from clawdesk.nlu import versions as store
     from clawdesk.settings import app_settings
 
     class Saved:
@@ -121,7 +121,7 @@ def test_nlu_prune_removes_old_versions_but_not_the_pinned_one(tmp_path, monkeyp
 
 
 def test_nlu_prune_reports_a_version_that_vanished_meanwhile(tmp_path, monkeypatch):
-    from clawdesk.nlu import store
+    from clawdesk.nlu import versions as store
     from clawdesk.settings import app_settings
 
     class Saved:

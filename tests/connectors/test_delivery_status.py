@@ -11,10 +11,11 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, deliveries
 from clawdesk.gateway import create_app
 from clawdesk.gateway.limits import RateLimiter
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db
+from connectors import deliveries
 from schemas import Channel, DeliveryStatus, Reply, utc_now
 from tests.fakes.channels.whatsapp import (
     CUSTOMER,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, deliveries, inbound_log
-from clawdesk.deliveries import Claim
-from connectors import telegram
+from clawdesk.storage import db, inbound_log
+from connectors import deliveries, telegram
+from connectors.deliveries import Claim
 from connectors.dispatcher import Dispatcher, Outcome
 from schemas import (
     Channel,

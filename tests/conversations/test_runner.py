@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from clawdesk.bench.harness import Received
 from clawdesk.conversations.runner import (
     Outcomes,
     channel_identity,
@@ -13,7 +14,6 @@ from clawdesk.conversations.runner import (
     outcome_of,
     skill_args,
 )
-from clawdesk.harness import Received
 from schemas import (
     AcceptedMessage,
     Channel,

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
-from clawdesk import apikeys, db
 from clawdesk.gateway import create_app
 from clawdesk.handoff import inbox
 from clawdesk.settings import AppSettings, ChannelSettings, WhatsAppTemplate
+from clawdesk.storage import apikeys, db
 from schemas import ControlAction, ConversationControl, DeliveryStatus, Reply
 
 from .fakes import FakeConsumer, FakeProducer

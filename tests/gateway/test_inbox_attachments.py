@@ -12,9 +12,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from clawdesk import apikeys, attachments
 from clawdesk.gateway import create_app
 from clawdesk.settings import AppSettings
+from clawdesk.storage import apikeys, attachments
 from tests.fakes import media
 
 from .fakes import FakeConsumer, FakeProducer

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from clawdesk import apikeys, db
-from clawdesk.cli import cli
+from clawdesk.cli.commands import cli
+from clawdesk.storage import apikeys, db
 
 runner = CliRunner()
 

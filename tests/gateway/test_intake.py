@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db, inbound_log
 from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import ReplyHub
 from clawdesk.gateway.state import GatewayState
 from clawdesk.settings import AppSettings
+from clawdesk.storage import db, inbound_log
 from schemas import Channel, DeliveryStatus, InboundMessage, Reply
 
 from .fakes import FakeProducer

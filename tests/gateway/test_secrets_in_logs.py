@@ -19,7 +19,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 
 from clawdesk.gateway.limits import RateLimiter
-from clawdesk.logs import json_handler
+from clawdesk.ops.logs import json_handler
 from tests.connectors.conftest import (
     EMAIL_SECRET,
     INAPP_KEYS,

@@ -2,7 +2,7 @@
 
 No Docker engine is needed: compose.yaml is validated by `docker-compose config`, the
 alert rules by `promtool`, and the rest by loading the files and comparing them with
-`clawdesk.settings` and `clawdesk.metrics`.
+`clawdesk.settings` and `clawdesk.ops.metrics`.
 """
 
 from __future__ import annotations
@@ -442,7 +442,7 @@ def _is_declared(name: str, declared: set[str]) -> bool:
 def test_metric_names_used_in_alerts_and_dashboards_are_declared(
     alert_rules: dict[str, dict[str, Any]],
 ) -> None:
-    metrics = importlib.import_module("clawdesk.metrics")
+    metrics = importlib.import_module("clawdesk.ops.metrics")
     declared = set(metrics.METRIC_NAMES)
     used: dict[str, set[str]] = {}
     for name, rule in alert_rules.items():
@@ -453,7 +453,7 @@ def test_metric_names_used_in_alerts_and_dashboards_are_declared(
             used.setdefault(metric, set()).add(where)
     assert used, "no clawdesk_* metric found in alerts or dashboards"
     undeclared = {m: sorted(w) for m, w in used.items() if not _is_declared(m, declared)}
-    assert not undeclared, f"not in clawdesk.metrics.METRIC_NAMES: {undeclared}"
+    assert not undeclared, f"not in clawdesk.ops.metrics.METRIC_NAMES: {undeclared}"
 
 
 def test_promtool_checks_and_unit_tests_alert_rules() -> None:

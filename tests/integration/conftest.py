@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from clawdesk.harness import Harness
+from clawdesk.bench.harness import Harness
+from clawdesk.runtime.stack import stop_process
 from clawdesk.settings import AppSettings
-from clawdesk.stack import stop_process
 
 # Workers repeat their assignment this often; one silent for three times as long is gone.
 REPORT_INTERVAL_S = 2.0

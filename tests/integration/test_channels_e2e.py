@@ -33,12 +33,13 @@ import psycopg
 import pytest
 from websockets.asyncio.client import connect
 
-from clawdesk import apikeys, conventions
-from clawdesk.bench_webhooks import ensure_topic
+from clawdesk.bench.harness import Harness, Received
+from clawdesk.bench.webhooks import ensure_topic
 from clawdesk.gateway.tokens import ConversationTokens
-from clawdesk.harness import Harness, Received
 from clawdesk.runtime.ports import free_port, wait_for_port
-from clawdesk.stack import spawn_gateway, stop_process
+from clawdesk.runtime.stack import spawn_gateway, stop_process
+from clawdesk.storage import apikeys
+from connectors import conventions
 from connectors.signatures import sign_timestamped
 from schemas import Channel, InboundMessage, Reply
 from tests.conftest import fresh_database

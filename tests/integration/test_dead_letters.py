@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from psycopg.rows import dict_row
 
-from clawdesk.harness import Harness, wait_for
+from clawdesk.bench.harness import Harness, wait_for
 from tests.integration.conftest import Pipeline
 from topics import dead_letter_spec, inbound_spec, outbound_spec
 

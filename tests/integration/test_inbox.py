@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from clawdesk import apikeys
+from clawdesk.storage import apikeys
 from tests.fakes import zendesk
 from tests.fakes.fixtures import Fakes, fake_servers, fakes
 from tests.integration.conftest import Pipeline

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from clawdesk import apikeys
 from clawdesk.settings import AppSettings
+from clawdesk.storage import apikeys
 from tests.gateway.test_inbox import seed
 from tests.gateway.test_inbox_attachments import PHOTO, REFUSED, STORED, seed_files
 from tests.integration.conftest import Pipeline

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from clawdesk.harness import Harness, Received, wait_for
+from clawdesk.bench.harness import Harness, Received, wait_for
 from schemas import AcceptedMessage, ConversationSnapshot, NluResult, Reply, new_id
 from tests.integration.conftest import Pipeline
 from topics import dead_letter_spec, nlu_spec, outbound_spec

@@ -7,7 +7,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from clawdesk.harness import Harness, Received, wait_for
+from clawdesk.bench.harness import Harness, Received, wait_for
 from schemas import Reply, RetrievalContext, SkillResult
 from tests.fakes import shopify, stripe
 from tests.fakes.fixtures import Fakes, fake_servers, fakes

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from agents import STAGE_NAMES
-from clawdesk.harness import Harness, Received, wait_for
+from clawdesk.bench.harness import Harness, Received, wait_for
 from clawdesk.ops.groups import GroupReader, GroupView
 from schemas import AcceptedMessage, InboundMessage, Reply
 from tests.integration.conftest import Pipeline

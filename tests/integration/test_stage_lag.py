@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from clawdesk.harness import Harness
+from clawdesk.bench.harness import Harness
 from clawdesk.ops.groups import GroupReader, GroupView
 from clawdesk.ops.status import observe
 from tests.integration.conftest import Pipeline

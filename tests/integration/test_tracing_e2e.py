@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from clawdesk.harness import Harness, wait_for
+from clawdesk.bench.harness import Harness, wait_for
 from clawdesk.runtime.ports import free_port, wait_for_port
-from clawdesk.stack import stop_process
+from clawdesk.runtime.stack import stop_process
 from schemas import Reply
 from tests.fakes.base import Served
 from tests.fakes.otlp import FakeCollector, ReceivedSpan

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from clawdesk.runtime.ports import free_port, wait_for_port
-from clawdesk.stack import stop_process
+from clawdesk.runtime.stack import stop_process
 from tests.integration.conftest import Pipeline
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.harness import Harness
+from clawdesk.bench.harness import Harness
 from clawdesk.settings import ChannelSettings
 from connectors.dispatcher import Dispatcher, Outcome
 from schemas import DeliveryReceipt, Reply, TurnOutcome

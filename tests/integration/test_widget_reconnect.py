@@ -19,12 +19,12 @@ import httpx
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db
-from clawdesk.bench_webhooks import ensure_topic
-from clawdesk.harness import Harness, Received, wait_for
+from clawdesk.bench.harness import Harness, Received, wait_for
+from clawdesk.bench.webhooks import ensure_topic
 from clawdesk.runtime.ports import free_port, wait_for_port
+from clawdesk.runtime.stack import stop_process
 from clawdesk.settings import ChannelSettings
-from clawdesk.stack import stop_process
+from clawdesk.storage import db
 from connectors.dispatcher import Dispatcher, Outcome
 from schemas import Channel, DeliveryReceipt, InboundMessage, Reply
 from tests.integration import test_web_chat

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clawdesk.embeddings import shared_embedder
+from clawdesk.kb.embeddings import shared_embedder
 from clawdesk.kb.encoders import (
     MULTILINGUAL_E5,
     EncoderStack,

@@ -10,13 +10,13 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 
-from clawdesk import db
 from clawdesk.integrations import Integrations, ProviderSettings
 from clawdesk.llm import LlmReplier, ToolBox, build_replier
 from clawdesk.settings import AppSettings
 from clawdesk.skills import PostgresAudit, load_registry
 from clawdesk.skills.audit import allowed_skills
-from clawdesk.skills.runtime import AllowLists, SkillRuntime
+from clawdesk.skills.worker_skills import AllowLists, SkillRuntime
+from clawdesk.storage import db
 from tests.fakes.base import Served
 from tests.fakes.fixtures import fake_servers, fakes, provider_settings
 from tests.fakes.openai_server import API_KEY, FakeOpenAI

@@ -199,7 +199,7 @@ async def test_answer_resting_on_the_kb_alone_is_cached_per_kb_version(
     fake_llm: FakeOpenAI, make_replier: Callable[..., LlmReplier]
 ) -> None:
     from agents.reply import compose_any
-    from clawdesk.cache import LayeredCache
+    from clawdesk.storage.cache import LayeredCache
 
     cache = LayeredCache("answers-test", None, l1_ttl_s=60, l2_ttl_s=60)
     fake_llm.then(answer("5-8 business days [1]."))

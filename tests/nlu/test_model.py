@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from clawdesk.nlu.features import FinetuneConfig
 from clawdesk.nlu.model import (
     OOS,
     ClassifierConfig,
@@ -19,6 +18,7 @@ from clawdesk.nlu.model import (
     choose_threshold,
     wilson_lower_bound,
 )
+from clawdesk.nlu.training.features import FinetuneConfig
 
 QUERIES = ["I would like a refund", "我要退钱", "where is my parcel", "改一下收货地址"]
 EXPECTED = ["refund", "refund", "order_status", "change_address"]

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from clawdesk.nlu.cli import app
-from clawdesk.nlu.evaluate import by_language
+from clawdesk.cli.eval_intents import app
 from clawdesk.nlu.language import detect_language
 from clawdesk.nlu.model import OOS, ClassifierConfig, IntentClassifier
 from clawdesk.nlu.multilingual import (
@@ -20,7 +19,8 @@ from clawdesk.nlu.multilingual import (
     non_english_share,
     resolve_multilingual,
 )
-from clawdesk.nlu.train import load_examples
+from clawdesk.nlu.training.evaluate import by_language
+from clawdesk.nlu.training.train import load_examples
 from clawdesk.services import packaged_data
 
 DEMO = packaged_data("intents", "demo.yaml")

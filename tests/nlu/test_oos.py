@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from clawdesk.nlu.calibration import temper
 from clawdesk.nlu.model import (
     KNN_BANK_FILE,
     OOS,
@@ -18,6 +17,7 @@ from clawdesk.nlu.model import (
     msp_parts,
 )
 from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
+from clawdesk.nlu.training.calibration import temper
 
 TRAIN_OOS = [
     IntentExample(text="tell me a joke", intent=OOS),

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clawdesk import packaged_models as pm
-from clawdesk.nlu.features import TextEncoder
+from clawdesk.kb import packaged_models as pm
 from clawdesk.nlu.model import ClassifierConfig, IntentClassifier
+from clawdesk.nlu.training.features import TextEncoder
 
 
 def test_default_and_minilm_name_resolve_to_the_packaged_directory() -> None:

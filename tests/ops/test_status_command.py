@@ -13,10 +13,10 @@ import uuid
 from typer.testing import CliRunner
 
 from agents import STAGE_NAMES
-from clawdesk.cli import cli
-from clawdesk.harness import Harness
+from clawdesk.bench.harness import Harness
+from clawdesk.cli.commands import cli
+from clawdesk.runtime.supervisor import declare_topics
 from clawdesk.settings import AppSettings
-from clawdesk.supervisor import declare_topics
 from topics import inbound_spec
 
 

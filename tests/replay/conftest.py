@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from clawdesk.harness import Harness
+from clawdesk.bench.harness import Harness
 from clawdesk.replay.driver import Replay
 from clawdesk.replay.shadow import Infra
 from clawdesk.replay.source import Selection

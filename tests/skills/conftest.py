@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk import db
 from clawdesk.integrations import Integrations, ProviderSettings
 from clawdesk.skills import SkillContext
+from clawdesk.storage import db
 from tests.fakes.fixtures import fake_servers, fakes, provider_settings
 
 __all__ = ["fake_servers", "fakes", "provider_settings"]

@@ -11,9 +11,9 @@ import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from clawdesk import topics_cli as tools
+from clawdesk.cli import topics as tools
+from clawdesk.runtime.supervisor import create_topics
 from clawdesk.settings import AppSettings
-from clawdesk.supervisor import create_topics
 from schemas import Channel, InboundMessage
 from topics import inbound_spec
 
@@ -83,7 +83,7 @@ async def test_lag_is_what_a_group_has_not_committed(broker: str, prefix: str) -
 
 
 def test_the_commands_print_json(broker: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clawdesk.cli import cli
+    from clawdesk.cli.commands import cli
     from clawdesk.settings import connection_settings
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker)

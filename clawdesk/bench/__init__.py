@@ -1,0 +1,1 @@
+"""Benchmarks: every `clawdesk bench` command and the harness they drive."""

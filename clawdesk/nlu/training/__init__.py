@@ -1,0 +1,1 @@
+"""Fitting intent models: features, calibration, evaluation (not imported by the serving path)."""
