@@ -30,7 +30,7 @@ from clawdesk.replay import runs
 from clawdesk.replay.candidate import Candidate
 from clawdesk.replay.runs import Run, RunError
 from clawdesk.replay.shadow import Attempt, Infra, is_shadow_worker, spawn_worker, stop_pid
-from clawdesk.replay.source import FileSource, Selection, messages
+from clawdesk.replay.source import FileSource, Selection, TopicSource, messages
 from clawdesk.runtime.stack import stop_process
 from clawdesk.runtime.supervisor import create_topics
 from clawdesk.settings import AppSettings
@@ -70,7 +70,7 @@ class Replay:
 def start(
     replay: Replay,
     name: str,
-    source: Selection | FileSource,
+    source: Selection | FileSource | TopicSource,
     candidate: Candidate,
     on_progress: Progress | None = None,
 ) -> Run:

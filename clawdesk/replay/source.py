@@ -1,5 +1,6 @@
-"""Where a replay's messages come from: the customer messages Postgres stored, or a
-file of inbound events (JSON lines, e.g. what `clawdesk topics head cs.inbound` printed).
+"""Where a replay's messages come from: the customer messages Postgres stored, a topic
+of the broker (a time range or offset ranges of its partitions), or a file of inbound
+events (JSON lines, e.g. what `clawdesk topics head cs.inbound` printed).
 
 The embedded broker keeps topics in memory only, so Postgres is the durable record of
 traffic. Each stored customer message becomes the inbound event it was (same event id,
@@ -9,13 +10,16 @@ production's message by message.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from psycopg import sql
 from psycopg.rows import dict_row
 from pydantic import ValidationError
@@ -49,6 +53,10 @@ class Selection:
         )
 
 
+# Every event: what a file or topic source takes unless narrowed.
+EVERYTHING = Selection(datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+
+
 class BadSource(ValueError):
     """The source file holds something that is not an inbound event."""
 
@@ -60,11 +68,7 @@ class FileSource:
     time range and optionally one tenant/channel."""
 
     path: Path
-    selection: Selection = field(
-        default_factory=lambda: Selection(
-            datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
-        )
-    )
+    selection: Selection = field(default_factory=lambda: EVERYTHING)
 
     def dump(self) -> dict[str, Any]:
         """As JSON for the run's row."""
@@ -99,11 +103,128 @@ def _selected(msg: InboundMessage, selection: Selection) -> bool:
     )
 
 
+# Reads without a consumer group (no JoinGroup to wait for, on Tansu or Kafka).
+_READ_OPTIONS: dict[str, Any] = {
+    "group_id": None,
+    "enable_auto_commit": False,
+    "fetch_max_wait_ms": 100,
+    "metadata_max_age_ms": 5000,
+}
+_IDLE_MS = 2000  # a partition read ends after this long without a record
+
+
+@dataclass(frozen=True)
+class TopicSource:
+    """Inbound events still held by a topic of the broker: every partition between two
+    times (the records' timestamps), or the offset ranges given per partition
+    (`{0: (100, 200)}`: offsets 100 to 199 of partition 0). The selection narrows them
+    further by the events' own time, tenant and channel."""
+
+    bootstrap: str
+    topic: str
+    selection: Selection = EVERYTHING
+    offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+    def dump(self) -> dict[str, Any]:
+        """As JSON for the run's row."""
+        return {
+            **self.selection.dump(),
+            "from": "topic",
+            "bootstrap": self.bootstrap,
+            "topic": self.topic,
+            "offsets": {str(p): list(r) for p, r in self.offsets.items()},
+        }
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> TopicSource:
+        """From the run's row."""
+        offsets = {int(p): (int(r[0]), int(r[1])) for p, r in data.get("offsets", {}).items()}
+        return cls(data["bootstrap"], data["topic"], Selection.load(data), offsets)
+
+
+_OFFSETS_RE = re.compile(r"^(\d+)[:=](\d+)-(\d+)$")
+
+
+def parse_offsets(text: str) -> dict[int, tuple[int, int]]:
+    """`0:100-200,1:0-50` → {0: (100, 200), 1: (0, 50)}; end offsets are exclusive."""
+    out: dict[int, tuple[int, int]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        match = _OFFSETS_RE.match(part)
+        if not match or int(match[2]) > int(match[3]):
+            raise BadSource(f"--offsets: {part!r} is not PARTITION:START-END (START <= END)")
+        out[int(match[1])] = (int(match[2]), int(match[3]))
+    return out
+
+
+def topic_messages(source: TopicSource) -> list[InboundMessage]:
+    """The topic's events the source takes, oldest first."""
+    records = asyncio.run(_read_topic(source))
+    out = []
+    for record in records:
+        try:
+            msg = InboundMessage.model_validate_json(record.value or b"")
+        except ValidationError as err:
+            where = f"{record.topic}[{record.partition}]@{record.offset}"
+            raise BadSource(f"{where}: not an inbound event: {err}") from err
+        if _selected(msg, source.selection):
+            out.append(msg)
+    return sorted(out, key=lambda m: m.received_at)
+
+
+async def _read_topic(source: TopicSource) -> list[ConsumerRecord[bytes, bytes]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=source.bootstrap, **_READ_OPTIONS)
+    try:
+        await consumer.start()
+    except Exception as err:  # the broker is down or the address is wrong
+        raise BadSource(f"cannot reach the broker at {source.bootstrap}: {err}") from err
+    try:
+        bounds = await _bounds(consumer, source)
+        consumer.assign(list(bounds))
+        for tp, (start, _) in bounds.items():
+            consumer.seek(tp, start)
+        batch: list[ConsumerRecord[bytes, bytes]] = []
+        while any([await consumer.position(tp) < end for tp, (_, end) in bounds.items()]):
+            got = await consumer.getmany(timeout_ms=_IDLE_MS)
+            if not got:
+                break
+            for tp, records in got.items():
+                batch.extend(r for r in records if r.offset < bounds[tp][1])
+        return batch
+    finally:
+        await consumer.stop()
+
+
+async def _bounds(
+    consumer: AIOKafkaConsumer, source: TopicSource
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Each partition's first offset to read and the one to stop before."""
+    parts = consumer.partitions_for_topic(source.topic)
+    if not parts:
+        await consumer._client.force_metadata_update()  # a topic created just now
+        parts = consumer.partitions_for_topic(source.topic)
+    if not parts:
+        raise BadSource(f"no such topic: {source.topic}")
+    tps = [TopicPartition(source.topic, p) for p in sorted(parts)]
+    first, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+    if source.offsets:
+        unknown = sorted(set(source.offsets) - set(parts))
+        if unknown:
+            raise BadSource(f"{source.topic} has no partition {unknown[0]}")
+        return {
+            tp: (max(first[tp], source.offsets[tp.partition][0]), min(end[tp], r[1]))
+            for tp in tps
+            if (r := source.offsets.get(tp.partition))
+        }
+    return {tp: (first[tp], end[tp]) for tp in tps}
+
+
 def messages(url: str, source: dict[str, Any]) -> list[InboundMessage]:
     """The messages of a run's source, as stored in its row (`dump()`)."""
     selection = Selection.load(source)
     if source.get("from") == "file":
         return unique(file_messages(FileSource(Path(source["path"]), selection)))
+    if source.get("from") == "topic":
+        return unique(topic_messages(TopicSource.load(source)))
     return stored_messages(url, selection)
 
 

@@ -1,14 +1,28 @@
-"""A replay's source file: inbound events, plain or as `clawdesk topics` prints records."""
+"""A replay's sources: a file of inbound events (plain or as `clawdesk topics` prints
+records), and a topic of the real embedded broker read by time or offsets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
-from clawdesk.replay.source import BadSource, FileSource, Selection, file_messages, unique
+from clawdesk.replay.source import (
+    BadSource,
+    FileSource,
+    Selection,
+    TopicSource,
+    file_messages,
+    parse_offsets,
+    topic_messages,
+    unique,
+)
+from clawdesk.runtime.supervisor import create_topics
 from schemas import Channel, InboundMessage
 
 
@@ -55,3 +69,58 @@ def test_a_redelivered_message_is_replayed_once() -> None:
     first, other = event("a", 1), event("b", 2)
     again = first.model_copy(update={"event_id": "other-event"})
     assert unique([first, again, other]) == [first, other]
+
+
+def _produce(broker: str, topic: str, values: list[bytes]) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker)
+        await producer.start()
+        try:
+            for i, value in enumerate(values):
+                await producer.send_and_wait(topic, value, key=b"k", partition=i % 2)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+
+
+@pytest.fixture()
+def inbound_topic(broker: str) -> str:
+    topic = f"rs{uuid.uuid4().hex[:8]}.inbound"
+    create_topics(broker, {topic: 2})
+    return topic
+
+
+def test_a_topic_is_read_by_time_and_by_offsets(broker: str, inbound_topic: str) -> None:
+    days = [event("a", 1), event("b", 2), event("c", 3), event("d", 4), event("a", 1)]
+    _produce(broker, inbound_topic, [e.model_dump_json().encode() for e in days])
+    every = topic_messages(TopicSource(broker, inbound_topic))
+    assert [m.text for m in every] == ["a", "a", "b", "c", "d"], "oldest first"
+    assert [m.text for m in unique(every)] == ["a", "b", "c", "d"], "the redelivery once"
+
+    window = Selection(datetime(2026, 12, 2, tzinfo=UTC), datetime(2026, 12, 4, tzinfo=UTC))
+    assert [m.text for m in topic_messages(TopicSource(broker, inbound_topic, window))] == [
+        "b",
+        "c",
+    ]
+    # partition 0 holds a, c, a (offsets 0-2); partition 1 holds b, d
+    only = TopicSource(broker, inbound_topic, offsets=parse_offsets("0:1-2,1:1-5"))
+    assert [m.text for m in topic_messages(only)] == ["c", "d"]
+    again = TopicSource.load(json.loads(json.dumps(only.dump())))
+    assert again == only, "a run's row gives back the same source on resume"
+
+
+def test_a_topic_record_that_is_no_event_names_where_it_is(broker: str, inbound_topic: str) -> None:
+    _produce(broker, inbound_topic, [event("a", 1).model_dump_json().encode(), b"{}"])
+    with pytest.raises(BadSource, match=rf"{inbound_topic}\[1\]@0: not an inbound event"):
+        topic_messages(TopicSource(broker, inbound_topic))
+    with pytest.raises(BadSource, match="no such topic"):
+        topic_messages(TopicSource(broker, f"{inbound_topic}-missing"))
+    with pytest.raises(BadSource, match="has no partition 7"):
+        topic_messages(TopicSource(broker, inbound_topic, offsets={7: (0, 1)}))
+
+
+@pytest.mark.parametrize("text", ["0:5", "x:1-2", "0:3-1"])
+def test_bad_offsets_are_refused(text: str) -> None:
+    with pytest.raises(BadSource, match="PARTITION:START-END"):
+        parse_offsets(text)
