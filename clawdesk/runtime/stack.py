@@ -189,6 +189,14 @@ def gateway_argv() -> list[str]:
     return [sys.executable, "-m", "clawdesk.cli", "gateway"]
 
 
+def gateway_address_env(settings: AppSettings) -> dict[str, str]:
+    """The environment that makes the gateway listen where `settings` says it does."""
+    return {
+        "CLAWDESK_GATEWAY_HOST": settings.gateway_host,
+        "CLAWDESK_GATEWAY_PORT": str(settings.gateway_port),
+    }
+
+
 def topic_partitions(settings: AppSettings) -> dict[str, int]:
     """Every pipeline topic and its partition count."""
     from topics import ALL_TOPICS
@@ -250,6 +258,11 @@ def start_stack(
     def env() -> dict[str, str]:
         return {**infra.env(), **shared, **(extra_env or {})}
 
+    def gateway_env() -> dict[str, str]:
+        # Where `Stack.gateway_ready` probes: the gateway must listen there, whatever
+        # the environment says.
+        return {**env(), **gateway_address_env(settings)}
+
     def redrive_now() -> None:
         asyncio.run(_redrive_now(infra.database_url))
 
@@ -277,7 +290,9 @@ def start_stack(
     children = stage_workers(settings, layout, env, before_start)
     for child in children:
         supervisor.add(child)
-    gateway = ProcessChild("gateway", gateway_argv, env, logs / "gateway.log", stop_timeout_s=8.0)
+    gateway = ProcessChild(
+        "gateway", gateway_argv, gateway_env, logs / "gateway.log", stop_timeout_s=8.0
+    )
     supervisor.add(gateway)
     return Stack(settings, infra, supervisor, children, gateway)
 

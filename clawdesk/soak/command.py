@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the command module is imported by every `clawdesk` run: kee
     from rich.console import Console
 
     from clawdesk.runtime.stack import Stack
+    from clawdesk.settings import AppSettings
     from clawdesk.soak.driver import Conversation, DriveResult
     from clawdesk.soak.faults import Durations, FaultRunner
     from clawdesk.soak.providers import FakeProviders
@@ -94,6 +95,15 @@ def auto_rate(options: SoakOptions, faults: list[str], durations: Durations) -> 
     return options.conversations * options.messages / max(30.0, cycle + options.fault_every_s)
 
 
+def soak_settings(base: AppSettings, data_dir: Path, gateway_port: int) -> AppSettings:
+    """The settings of the soak's stack: its data dir, its gateway's port, and no
+    metrics ports. `start_stack` reads them, not the environment: it tells the gateway
+    where to listen, probes /ready there, and gives each worker its metrics port."""
+    return base.model_copy(
+        update={"data_dir": data_dir, "gateway_port": gateway_port, "metrics_port": 0}
+    )
+
+
 def run_soak(options: SoakOptions, console: Console) -> SoakReport:
     """Run the soak; its SoakReport (printed to `console`, a rich Console)."""
     from rich.console import Console
@@ -122,13 +132,11 @@ def run_soak(options: SoakOptions, console: Console) -> SoakReport:
         # Always embedded: the faults stop and kill these parts.
         conn = ConnectionSettings(kafka_bootstrap_servers="", database_url="", redis_url="")
         infra = Infrastructure(tmp, conn).start()
-        settings = app_settings().model_copy(update={"data_dir": tmp})
-        port = free_port()
+        settings = soak_settings(app_settings(), tmp, free_port())
+        port = settings.gateway_port
         env = {
             "CLAWDESK_DATA_DIR": str(tmp),  # the gateway's; each worker gets its own
-            "CLAWDESK_GATEWAY_PORT": str(port),
             "CLAWDESK_MODELS_DIR": str(options.models_dir),
-            "CLAWDESK_METRICS_PORT": "0",  # W workers on one host: no shared port
             "CLAWDESK_LOG_LEVEL": "INFO",
             "HF_HUB_OFFLINE": "1",
             "CLAWDESK_WEB_TOKEN_SECRET": secrets.token_urlsafe(36),

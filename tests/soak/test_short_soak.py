@@ -13,10 +13,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.skip(
-    reason="known failure since per-stage groups and worker heartbeats met: the soak's "
-    "gateway never reports /ready (workers not ready within 300 s); to fix, not to ignore"
-)
 def test_short_soak_loses_and_duplicates_nothing(models_dir: Path) -> None:
     options = SoakOptions(
         conversations=8,
