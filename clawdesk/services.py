@@ -121,7 +121,7 @@ Runner = Callable[..., "asyncio.Future[Any]"]  # runs a blocking call off the lo
 def _import_model_stack() -> None:
     # deferred: torch + sentence-transformers + scikit-learn, seconds; models-only workers
     import sentence_transformers  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
+    import sklearn.linear_model  # noqa: F401  # deferred: see above
 
 
 async def build(
