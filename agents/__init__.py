@@ -23,8 +23,9 @@ class Stage:
 
 
 # Modules every worker runs, whatever its stages: service start-up and lag metrics,
-# and the flush of the dead letters it spooled while Postgres was down.
-SHARED_MODULES = ("agents.startup", "agents.dead_letters")
+# the flush of the dead letters it spooled while Postgres was down, and the close of
+# its services when it stops.
+SHARED_MODULES = ("agents.startup", "agents.dead_letters", "agents.shutdown")
 
 STAGES: dict[str, Stage] = {
     s.name: s

@@ -30,8 +30,9 @@ from tenacity import (
 
 from clawdesk.ops import metrics, tracing
 from clawdesk.services import current
-from clawdesk.storage import inbound_log
+from clawdesk.storage import deadletters, inbound_log
 from schemas import DeadLetter
+from topics.streams import dead_letter_topic
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,6 @@ async def dead_letter(stage: str, raw: bytes, error: BaseException, attempts: in
     broker nor Postgres can refuse it. The topic is memory-only on the embedded broker,
     so the durable copy is written whether or not the publish worked.
     """
-    from clawdesk.storage import deadletters
-    from topics.streams import dead_letter_topic
-
     services = current()
     item = deadletters.make_letter(stage, raw, error, attempts, services.settings)
     letter: DeadLetter = item.letter

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable
 from agents import guard
 from clawdesk.app import app
 from clawdesk.handoff import records as store
-from clawdesk.handoff.tickets import Backoff, HandoffTickets, zendesk_client
+from clawdesk.handoff.tickets import HandoffTickets
 from clawdesk.ops import metrics
 from clawdesk.services import current, ready
 from clawdesk.settings import app_settings
@@ -26,24 +26,10 @@ from topics.streams import handoff_topic
 log = logging.getLogger(__name__)
 STAGE = "handoff"
 
-_tickets: HandoffTickets | None = None
-
 
 def tickets() -> HandoffTickets:
-    """This worker's ticket machinery, built from its services on first use."""
-    global _tickets
-    if _tickets is None:
-        svc = current()
-        settings = svc.settings
-        _tickets = HandoffTickets(
-            pool=svc.pool,
-            client_factory=lambda: zendesk_client(settings),
-            backoff=Backoff(settings.handoff_backoff_initial_s, settings.handoff_backoff_max_s),
-            timeout_s=settings.handoff_ticket_timeout_s,
-            lease_s=settings.handoff_claim_lease_s,
-            reopen_window_s=settings.handoff_reopen_window_s,
-        )
-    return _tickets
+    """This worker's ticket machinery: the installed services' (built with them)."""
+    return current().handoff_tickets()
 
 
 async def take_over(raw: bytes) -> None:
@@ -90,10 +76,3 @@ async def retry_pending() -> None:
 async def retry_tickets() -> None:
     """Retry the pending tickets that are due, every few seconds."""
     await retry_pending()
-
-
-@app.on_before_shutdown.connect  # type: ignore[arg-type]
-async def close_ticket_client(sender: object, **_: object) -> None:
-    """Close the Zendesk client when the worker stops."""
-    if _tickets is not None:
-        await _tickets.aclose()

@@ -96,7 +96,7 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
     from clawdesk.nlu import IntentPrediction
 
     services = current()
-    nlu, cache = services.nlu, services.cache
+    nlu, cache = services.intent_models(), services.cache
     version = nlu.version(tenant_id)
     # The exact text, not the normalised question: a prediction may depend on case or
     # punctuation, and a cached one must equal what the model would say.
@@ -186,7 +186,7 @@ async def classify_batch(raws: list[bytes], headers: list[Any] | None = None) ->
                 version, prediction, previous = (await predict_with_previous(acc.tenant_id, [acc]))[
                     0
                 ]
-            nlu = current().nlu
+            nlu = current().intent_models()
             floor = nlu.min_confidence_for(acc.tenant_id)
             result = understand(
                 acc,

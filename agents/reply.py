@@ -21,7 +21,9 @@ from clawdesk.kb.chat_text import chat_text
 from clawdesk.ops import metrics, tracing
 from clawdesk.services import current, ready
 from clawdesk.skills.render import render as render_skill
+from clawdesk.skills.worker import skill_context, skill_runtime
 from clawdesk.storage import db, decisions, inbound_log
+from clawdesk.storage.cache import LayeredCache, question_digest
 from schemas import Reply, SkillResult, SkillStatus, TurnOutcome
 from topics.streams import reply_topic, skill_result_topic
 
@@ -158,8 +160,6 @@ def answer_key(result: SkillResult, settings: AppSettings) -> str | None:
 
     The key carries the KB version and the LLM model, so a re-ingest or a new model
     never serves an old answer."""
-    from clawdesk.storage.cache import LayeredCache, question_digest
-
     context = result.context
     if result.skill is not None or context.nlu.accepted.memory.turns:
         return None
@@ -194,7 +194,7 @@ async def compose_any(
     offline = compose(result)
     if llm is None or offline.handoff or not for_llm(result):
         return offline
-    from clawdesk.llm import Fallback
+    from clawdesk.llm import Fallback  # deferred: openai, ~0.4-2 s; LLM mode only
 
     key = answer_key(result, settings) if cache is not None else None
     if cache is not None and key is not None:
@@ -280,8 +280,7 @@ async def respond(raw: bytes) -> None:
     reply_id = f"r-{msg.event_id}"
     tools = ctx = None
     if services.llm is not None:
-        from clawdesk.llm import ToolBox
-        from clawdesk.skills.worker import skill_context, skill_runtime
+        from clawdesk.llm import ToolBox  # deferred: openai, ~0.4-2 s; LLM mode only
 
         tools, ctx = ToolBox(skill_runtime()), skill_context(result.context)
     composed = await compose_any(

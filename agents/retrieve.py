@@ -27,7 +27,7 @@ BATCH = 32
 def search(nlu: NluResult, vector: list[float]) -> list[KbHit]:
     """Search the tenant's KB (blocking; run in a thread)."""
     services = current()
-    return services.kb.search(
+    return services.knowledge_base().search(
         nlu.tenant_id,
         question(nlu),
         vector,
@@ -46,7 +46,7 @@ async def cached_vectors(texts: list[str]) -> np.ndarray:
     """Embeddings of `texts`, from the cache where possible; misses are embedded in one
     batch in a thread so the loop keeps serving the consumer."""
     services = current()
-    cache, embedder = services.cache, services.kb.embedder
+    cache, embedder = services.cache, services.knowledge_base().embedder
     keys = [cache.key("emb", embedder.version, question_digest(t)) for t in texts]
     # One round trip each to L2, concurrently: a batch of 32 misses costs one latency.
     found = await asyncio.gather(*(cache.get(k) for k in keys))
@@ -69,7 +69,7 @@ async def build_context(nlu: NluResult, vector: np.ndarray) -> RetrievalContext:
     """Hits for one message (cached per KB version, encoder, k, language and question),
     and whether they answer it."""
     services = current()
-    cache, kb, settings = services.cache, services.kb, services.settings
+    cache, kb, settings = services.cache, services.knowledge_base(), services.settings
     kb_version = kb.version(nlu.tenant_id)
     key = cache.key(
         "retrieval",

@@ -1,33 +1,94 @@
-"""The long-lived resources a worker's stages share, built once when the worker starts."""
+"""The long-lived resources a worker's stages share, built once when the worker starts.
+
+`current()` is the one holder of a worker's state: its connections, models, skill
+runtime and handoff ticket machinery all hang off the installed `Services`, so a test
+swaps any of them by installing (or changing) the services, never a module global.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from clawdesk.data_paths import packaged_data
+from clawdesk.handoff.tickets import HandoffTickets
+from clawdesk.integrations.demo_shop import DemoShop
 from clawdesk.settings import AppSettings, ConnectionSettings
+from clawdesk.skills.worker_skills import SkillRuntime
+from clawdesk.storage import db
+from clawdesk.storage.cache import LayeredCache
+from connectors.config import ChannelSettings
+
+if TYPE_CHECKING:
+    # For the annotations only: at run time these import qdrant-client, scikit-learn
+    # (via the intent model) and openai, seconds of start-up that a worker whose stages
+    # use none of them (dispatch, handoff, ingest) must not pay. `build` imports them
+    # when they are needed.
+    from clawdesk.kb.index import KnowledgeBase
+    from clawdesk.llm import LlmReplier
+    from clawdesk.nlu.tenant_models import TenantNlu
+
+__all__ = ["Services", "build", "current", "install", "packaged_data", "ready"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Services:
-    """Connections and models. Tests build one with fakes for what leaves the process."""
+    """Connections, models and worker-scoped machinery. Tests build one with fakes for
+    what leaves the process (and leave out what their stage does not use)."""
 
     settings: AppSettings
     pool: AsyncConnectionPool
-    kb: Any  # clawdesk.kb.index.KnowledgeBase
-    nlu: Any  # clawdesk.nlu.tenant_models.TenantNlu
-    shop: Any  # clawdesk.integrations.demo_shop.DemoShop
-    cache: Any  # clawdesk.storage.cache.LayeredCache (embeddings and retrieval results)
-    llm: Any = None  # clawdesk.llm.LlmReplier in LLM mode; None: offline replies
-    channels: Any = None  # connectors.config.ChannelSettings; None: the environment's
+    kb: KnowledgeBase | None  # None: this worker's stages search no knowledge base
+    nlu: TenantNlu | None  # None: this worker's stages classify no intents
+    shop: DemoShop
+    cache: LayeredCache  # embeddings and retrieval results
+    llm: LlmReplier | None = None  # None: offline replies (no LLM endpoint and key set)
+    channels: ChannelSettings | None = None  # None: the environment's
+    skills: SkillRuntime | None = None  # the skills the skills and reply stages run
+    tickets: HandoffTickets | None = None  # the handoff stage's Zendesk tickets
+
+    def knowledge_base(self) -> KnowledgeBase:
+        """The knowledge base (raises in a worker whose stages load none)."""
+        if self.kb is None:
+            raise RuntimeError("this worker's services did not load the knowledge base")
+        return self.kb
+
+    def intent_models(self) -> TenantNlu:
+        """The tenants' intent models (raises in a worker whose stages load none)."""
+        if self.nlu is None:
+            raise RuntimeError("this worker's services did not load the intent models")
+        return self.nlu
+
+    def skill_runtime(self) -> SkillRuntime:
+        """The skill runtime (raises if these services were made without one)."""
+        if self.skills is None:
+            raise RuntimeError("these services have no skill runtime")
+        return self.skills
+
+    def handoff_tickets(self) -> HandoffTickets:
+        """The ticket machinery (raises if these services were made without it)."""
+        if self.tickets is None:
+            raise RuntimeError("these services have no handoff ticket machinery")
+        return self.tickets
+
+    async def aclose(self) -> None:
+        """Close the provider clients the worker's parts opened (the skills' providers
+        and cache, Zendesk, the LLM endpoint). The pool stays open: other shutdown hooks
+        (the readiness heartbeat's farewell) still write through it."""
+        if self.skills is not None:
+            await self.skills.aclose()
+        if self.tickets is not None:
+            await self.tickets.aclose()
+        if self.llm is not None:
+            await self.llm.client.aclose()
 
 
 _current: Services | None = None
@@ -54,14 +115,13 @@ async def ready(timeout: float = 120.0) -> Services:
     return current()
 
 
-def packaged_data(*parts: str) -> Path:
-    """A path inside the package's data folder."""
-    return Path(__file__).parent.joinpath("data", *parts)
+Runner = Callable[..., "asyncio.Future[Any]"]  # runs a blocking call off the loop, timed
 
 
 def _import_model_stack() -> None:
+    # deferred: torch + sentence-transformers + scikit-learn, seconds; models-only workers
     import sentence_transformers  # noqa: F401
-    import sklearn.linear_model  # noqa: F401
+    import sklearn.linear_model  # noqa: F401  # deferred: see above
 
 
 async def build(
@@ -73,14 +133,10 @@ async def build(
     embedding model, Qdrant and the knowledge base with `kb`; without either, torch and
     sentence-transformers are not even imported, and the worker starts in about a second.
     """
-    from clawdesk.integrations.demo_shop import DemoShop
-    from clawdesk.storage import db
-    from clawdesk.storage.cache import LayeredCache
-
     loop = asyncio.get_running_loop()
     timings: dict[str, float] = {}  # seconds per step, logged: start-up time is an SLO
 
-    def run(fn: Any, *args: Any) -> asyncio.Future[Any]:
+    def run(fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         name = getattr(fn, "__qualname__", repr(fn))
 
         def timed() -> Any:
@@ -101,22 +157,33 @@ async def build(
     log.info("services built", extra={"timings": timings})
     shop = DemoShop.from_file(packaged_data("shop", "orders.json"))
     cache = LayeredCache.from_settings("retrieval", connection=conn, app=settings)
+    # deferred: clawdesk.llm imports openai (~0.4 s); measured with -X importtime
     from clawdesk.llm import build_replier
 
     llm = build_replier(settings, pool)  # None unless an LLM endpoint and key are set
+    skills = SkillRuntime.from_settings(settings, pool, conn.redis_url)
     return Services(
-        settings=settings, pool=pool, kb=knowledge, nlu=intents, shop=shop, cache=cache, llm=llm
+        settings=settings,
+        pool=pool,
+        kb=knowledge,
+        nlu=intents,
+        shop=shop,
+        cache=cache,
+        llm=llm,
+        skills=skills,
+        tickets=HandoffTickets.from_settings(settings, pool),
     )
 
 
 async def _load_models(
-    settings: AppSettings, conn: ConnectionSettings, run: Any, *, nlu: bool, kb: bool
-) -> tuple[Any, Any]:
+    settings: AppSettings, conn: ConnectionSettings, run: Runner, *, nlu: bool, kb: bool
+) -> tuple[KnowledgeBase | None, TenantNlu | None]:
     """The synced knowledge base (with `kb`) and the tenant intent models (with `nlu`)."""
+    # deferred: qdrant-client, jieba, scikit-learn: ~2 s that dispatch/handoff workers skip
     from clawdesk.kb.encoders import settings_encoder
-    from clawdesk.kb.index import KnowledgeBase, open_qdrant
-    from clawdesk.kb.keywords import tokenize
-    from clawdesk.nlu.tenant_models import TenantNlu
+    from clawdesk.kb.index import KnowledgeBase, open_qdrant  # deferred: see above
+    from clawdesk.kb.keywords import tokenize  # deferred: see above
+    from clawdesk.nlu.tenant_models import TenantNlu  # deferred: see above
 
     # Start-up time is the longest chain here, so nothing waits that need not: the
     # database, Qdrant, the embedding model and the intent model load side by side.
@@ -127,7 +194,7 @@ async def _load_models(
     # once contend for the GIL and the import locks and made the whole take twice as long.
     await run(_import_model_stack)
 
-    async def load_kb() -> Any:
+    async def load_kb() -> KnowledgeBase:
         embedder_f = run(settings_encoder, settings)
         client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
         jieba_f = run(tokenize, "预热 warm up")  # builds jieba's dictionary once

@@ -31,6 +31,7 @@ from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from clawdesk.integrations import ssrf
+from connectors import web
 from connectors.base import ChannelModule, Intake
 from connectors.config import (
     ChannelSettings,
@@ -202,8 +203,6 @@ async def send(
     url = settings.inapp_callback_urls.get(reply.tenant_id)
     if not url:
         if publish is None:
-            from connectors import web
-
             publish = web.send
         return await publish(reply)
     secret = require(settings.inapp_webhook_secret, "inapp_webhook_secret")

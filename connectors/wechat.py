@@ -34,13 +34,14 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, fromstring
 
 import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from connectors import web
 from connectors.base import ChannelModule, Intake
 from connectors.choices import intent_of, text_of
 from connectors.config import (
@@ -149,7 +150,6 @@ def _safe_fromstring(body: bytes) -> Element:
         upper = text.upper()
         if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
             raise PayloadError("DTDs and entities are refused")
-        from xml.etree.ElementTree import fromstring
 
         return fromstring(text)
     except (ParseError, DefusedXmlException) as err:
@@ -380,8 +380,6 @@ async def send(
     settings = settings or channel_settings()
     if _webhook_may_wait(reply, settings):
         if publish is None:
-            from connectors import web
-
             publish = web.send
         return await publish(reply)
     return await send_custom(reply, settings=settings, client=client, tokens=tokens)

@@ -28,6 +28,7 @@ from clawdesk.integrations.http import (
 from clawdesk.integrations.providers import Integrations, NotConfigured, ProviderSettings
 from clawdesk.integrations.zendesk import Requester, Ticket, ZendeskClient
 from clawdesk.ops import metrics
+from clawdesk.settings import AppSettings
 from clawdesk.storage import attachments, db
 from clawdesk.storage.attachments import StoredAttachment
 
@@ -167,6 +168,18 @@ class HandoffTickets:
     _client: ZendeskClient | None = field(default=None, init=False)
     _not_configured: NotConfigured | None = field(default=None, init=False)
     _reopen_checked: bool = field(default=False, init=False)
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings, pool: AsyncConnectionPool) -> HandoffTickets:
+        """A worker's ticket machinery: Zendesk from the settings, made on first use."""
+        return cls(
+            pool=pool,
+            client_factory=lambda: zendesk_client(settings),
+            backoff=Backoff(settings.handoff_backoff_initial_s, settings.handoff_backoff_max_s),
+            timeout_s=settings.handoff_ticket_timeout_s,
+            lease_s=settings.handoff_claim_lease_s,
+            reopen_window_s=settings.handoff_reopen_window_s,
+        )
 
     def client(self) -> ZendeskClient:
         """The Zendesk client, made on first use (raises `NotConfigured`)."""

@@ -30,6 +30,7 @@ class Embedder:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        # deferred: torch + sentence-transformers, seconds; only workers that embed
         from sentence_transformers import SentenceTransformer
 
         self.model_path = resolve_model_path(model_name)

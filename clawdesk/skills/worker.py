@@ -4,40 +4,30 @@ the other's agents."""
 
 from __future__ import annotations
 
-from clawdesk.services import Services, current
-from clawdesk.settings import connection_settings
+from clawdesk.services import current
 from clawdesk.skills.base import SkillContext
 from clawdesk.skills.worker_skills import SkillRuntime
 from schemas import Channel, InboundMessage, RetrievalContext
 
 APP_EMAIL = "app.email"  # in-app metadata: the signed-in user's e-mail, from the app backend
 
-_runtime: tuple[Services, SkillRuntime] | None = None
-
 
 def skill_runtime() -> SkillRuntime:
-    """The worker's skill runtime, built on first use from the installed services."""
-    global _runtime
-    services = current()
-    if _runtime is None or _runtime[0] is not services:
-        redis_url = connection_settings().redis_url
-        _runtime = (
-            services,
-            SkillRuntime.from_settings(services.settings, services.pool, redis_url),
-        )
-    return _runtime[1]
+    """The worker's skill runtime: the installed services' (built with them)."""
+    return current().skill_runtime()
 
 
 def use_runtime(runtime: SkillRuntime) -> None:
-    """Run skills with `runtime` for the installed services (tests, embedding apps)."""
-    global _runtime
-    _runtime = (current(), runtime)
+    """Run skills with `runtime` in the installed services (tests, embedding apps)."""
+    current().skills = runtime
 
 
 async def close_runtime() -> None:
-    """Close the provider clients of the runtime, if one was built."""
-    if _runtime is not None:
-        await _runtime[1].aclose()
+    """Close the provider clients of the installed services' skill runtime, if any
+    (`Services.aclose` closes it too when the worker stops; closing twice is harmless)."""
+    runtime = current().skills
+    if runtime is not None:
+        await runtime.aclose()
 
 
 def verified_email(msg: InboundMessage) -> str | None:

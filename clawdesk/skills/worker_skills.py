@@ -20,6 +20,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
+from clawdesk.data_paths import packaged_data
 from clawdesk.integrations.demo_shop import DemoShop
 from clawdesk.integrations.providers import Integrations, NotConfigured
 from clawdesk.skills.audit import AuditEntry, AuditLog, PostgresAudit, allowed_skills
@@ -99,8 +100,6 @@ class SkillRuntime:
         cls, settings: Any, pool: AsyncConnectionPool, redis_url: str | None
     ) -> SkillRuntime:
         """The runtime a worker uses (settings: `clawdesk.settings.AppSettings`)."""
-        from clawdesk.services import packaged_data
-
         ttl = settings.skill_cache_ttl_s
         cache = LayeredCache(
             "skills", redis_url, l1_ttl_s=ttl, l2_ttl_s=ttl, namespace=settings.app_id

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import filetype
@@ -26,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from clawdesk.settings import AppSettings, ChannelSettings
 from clawdesk.storage import ObjectStore, open_store
+from connectors import registry
 from connectors.media import Fetched, MediaGone, MediaTooLarge
 from schemas import Attachment, Channel, InboundMessage
 
@@ -80,8 +82,6 @@ def object_key(msg: InboundMessage, att_id: str, content_type: str) -> str:
 
 @lru_cache(maxsize=4)
 def _store(url: str, data_dir: str, access_key: str, secret_key: str) -> ObjectStore:
-    from pathlib import Path
-
     return open_store(url, Path(data_dir), access_key=access_key, secret_key=secret_key)
 
 
@@ -99,8 +99,6 @@ def store_for(settings: AppSettings) -> ObjectStore:
 def channel_fetcher(channel: Channel, channels: ChannelSettings | None = None) -> Fetch | None:
     """The channel's file fetcher bound to its settings (None: the environment's), or
     None if the channel carries no files."""
-    from connectors import registry
-
     found = registry.channel(channel.value)
     if not getattr(found, "has_media", True):
         return None

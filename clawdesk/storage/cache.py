@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from clawdesk.ops.metrics import CACHE_REQUESTS
+from clawdesk.settings import app_settings, connection_settings
 
 if TYPE_CHECKING:
     from clawdesk.settings import AppSettings, ConnectionSettings
@@ -141,8 +142,6 @@ class LayeredCache:
         app: AppSettings | None = None,
     ) -> LayeredCache:
         """A cache with the configured Redis URL and TTLs, namespaced by `app_id`."""
-        from clawdesk.settings import app_settings, connection_settings
-
         conn, cfg = connection or connection_settings(), app or app_settings()
         return cls(
             name,

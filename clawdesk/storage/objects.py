@@ -101,7 +101,7 @@ class S3Store:
         region: str | None = None,
     ) -> None:
         try:
-            from minio import Minio
+            from minio import Minio  # deferred: optional extra (clawdesk[s3])
         except ImportError as err:  # pragma: no cover - depends on the optional extra
             raise RuntimeError("an s3:// object store needs `pip install clawdesk[s3]`") from err
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
@@ -140,7 +140,7 @@ class S3Store:
 
     async def get(self, key: str) -> bytes:
         """Download the object; KeyError if there is none."""
-        from minio.error import S3Error
+        from minio.error import S3Error  # deferred: optional extra (clawdesk[s3])
 
         def read() -> bytes:
             response = self.client.get_object(self.bucket, self._name(key))

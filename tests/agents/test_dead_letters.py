@@ -31,10 +31,11 @@ class BrokerDown:
 
 @pytest.fixture
 def topic(monkeypatch: pytest.MonkeyPatch) -> BrokerDown:
-    import topics.streams
+    import agents.guard
 
     down = BrokerDown()
-    monkeypatch.setattr(topics.streams, "dead_letter_topic", down)
+    # Where the guard looks it up (it imports the topic at its top).
+    monkeypatch.setattr(agents.guard, "dead_letter_topic", down)
     return down
 
 

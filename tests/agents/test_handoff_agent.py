@@ -16,6 +16,7 @@ from clawdesk import services
 from clawdesk.handoff import inbox
 from clawdesk.handoff import records as store
 from clawdesk.handoff.records import TicketStatus
+from clawdesk.handoff.tickets import HandoffTickets
 from clawdesk.settings import AppSettings
 from clawdesk.storage import db
 from schemas import (
@@ -43,18 +44,19 @@ async def pool(database_url: str) -> AsyncIterator[Any]:
 def memory(pool: Any, fakes: Fakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """Services on real Postgres and the fake Zendesk; a dict stands in for the table
     (the RocksDB table is exercised by the integration tests)."""
-    import agents.handoff
-
     settings = AppSettings(
         _env_file=None,  # type: ignore[call-arg]
         zendesk_url=fakes.zendesk.base_url,
         zendesk_email=zendesk.EMAIL,
         zendesk_api_token=SecretStr(zendesk.API_TOKEN),
     )
+    # A fresh ticket machinery per test, through the services (not a module global).
+    tickets = HandoffTickets.from_settings(settings, pool)
     services.install(
-        services.Services(settings=settings, pool=pool, kb=None, nlu=None, shop=None, cache=None)
+        services.Services(
+            settings=settings, pool=pool, kb=None, nlu=None, shop=None, cache=None, tickets=tickets
+        )
     )
-    monkeypatch.setattr(agents.handoff, "_tickets", None)
     table: dict[str, Any] = {}
     with (
         patch("agents.ingest.conversation_memory", table),

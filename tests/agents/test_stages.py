@@ -38,7 +38,12 @@ def test_each_stage_has_its_own_group_named_after_it() -> None:
 
 
 def test_a_stage_worker_imports_only_its_own_agents() -> None:
-    assert modules_of("nlu") == ["agents.startup", "agents.dead_letters", "agents.nlu"]
+    assert modules_of("nlu") == [
+        "agents.startup",
+        "agents.dead_letters",
+        "agents.shutdown",
+        "agents.nlu",
+    ]
     assert set(modules_of(None)) >= {m for s in STAGES.values() for m in s.modules}
 
 
