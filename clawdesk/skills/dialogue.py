@@ -260,10 +260,10 @@ def _plan(turn: Turn, state: DialogueState, routes: Routes) -> Decision | None:
     skill, route = main.skill, main.route
     named = _fill(route, turn.entities)
     filled = {**_fill(route, turn.slots, only=route.remembered), **named}
-    if not filled and turn.verified_email:
+    alternatives = routes.alternatives(turn.intent)
+    if not filled and turn.verified_email and alternatives:
         # "Where are my orders?" from a customer the channel vouches for.
-        for alternative in routes.alternatives(turn.intent):
-            return _run(state, alternative.skill, {})
+        return _run(state, alternatives[0].skill, {})
     for kind in route.decisive:
         if kind in turn.entities:
             return _run(state, skill, {route.entities.get(kind, kind): turn.entities[kind]})
