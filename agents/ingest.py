@@ -26,6 +26,7 @@ from clawdesk.ops import metrics, tracing
 from clawdesk.services import current, ready
 from clawdesk.settings import app_settings
 from clawdesk.storage import attachments, db, decisions, inbound_log
+from clawdesk.tenants import tenant_profile
 from connectors import conventions
 from schemas import AcceptedMessage, ConversationSnapshot, InboundMessage, MessageKind
 from topics.streams import accepted_topic, inbound_topic, reply_topic
@@ -96,7 +97,7 @@ async def welcome(
     services = current()
     language = conventions.language_of(msg, memory)
     tenant_welcome = await db.tenant_welcome(services.pool, msg.tenant_id)
-    text = conventions.welcome_text(language, tenant_welcome)
+    text = conventions.welcome_text(language, tenant_welcome, tenant_profile(msg.tenant_id))
     reply = conventions.direct_reply(msg, text, language, conventions.WELCOME_INTENT)
     conversation_memory[msg.conversation_id] = remember_turn(
         stored, "bot", text, reply.occurred_at, reply.reply_id, services.settings.memory_turns

@@ -24,6 +24,7 @@ from clawdesk.skills.render import render as render_skill
 from clawdesk.skills.worker import skill_context, skill_runtime
 from clawdesk.storage import db, decisions, inbound_log
 from clawdesk.storage.cache import LayeredCache, question_digest
+from clawdesk.tenants import tenant_profile
 from schemas import Reply, SkillResult, SkillStatus, TurnOutcome
 from topics.streams import reply_topic, skill_result_topic
 
@@ -37,18 +38,18 @@ STAGE = "reply"
 
 TEXT = {
     "en": {
-        "greeting": "Hello! I'm the ClawShop assistant. Ask me about orders, shipping, "
+        "greeting": "Hello! I'm {assistant}. Ask me about orders, shipping, "
         "returns, refunds, payment or your account.",
         "thanks": "You're welcome! Anything else I can help with?",
-        "goodbye": "Thanks for contacting ClawShop. Have a great day!",
+        "goodbye": "Thanks for contacting {name}. Have a great day!",
         "clarify": "I'm not sure I understood. Could you rephrase, or tell me whether it's "
         "about an order, shipping, returns, refunds, payment or your account?",
         "source": "Source",
     },
     "zh": {
-        "greeting": "您好!我是 ClawShop 智能客服,可以帮您查询订单、物流、退换货、退款、支付和账户问题。",
+        "greeting": "您好!我是{assistant},可以帮您查询订单、物流、退换货、退款、支付和账户问题。",
         "thanks": "不客气!还有其他可以帮您的吗?",
-        "goodbye": "感谢您联系 ClawShop,祝您生活愉快!",
+        "goodbye": "感谢您联系{name},祝您生活愉快!",
         "clarify": "抱歉,我没有完全理解。您能换个说法吗?或者告诉我是关于订单、物流、退换货、退款、支付还是账户的问题?",
         "source": "来源",
     },
@@ -92,7 +93,9 @@ def compose(result: SkillResult) -> Composed:
             return Composed(f"{kb.text}\n\n{rendered.text}", [*kb.sources, *rendered.sources])
         return Composed(rendered.text, rendered.sources, handoff=rendered.handoff)
     if nlu.intent in ("greeting", "thanks", "goodbye"):
-        return Composed(t[nlu.intent])
+        # The tenant's names come from its profile (configuration), not from code.
+        names = tenant_profile(result.tenant_id).names(nlu.language or "en")
+        return Composed(t[nlu.intent].format(**names))
     if result.context.answerable:
         return kb_answer(result, t)
     return Composed(t["clarify"])

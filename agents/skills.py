@@ -106,10 +106,11 @@ async def think(
     policy = policy_of(current().settings)
     msg = context.nlu.accepted.message
     turn = turn_of(context, memory.get("slots", {}), verified_email(msg))
-    decision = decide(turn, DialogueState.load(dialogue(memory)), policy)
+    runtime = skill_runtime()
+    decision = decide(turn, DialogueState.load(dialogue(memory)), policy, runtime.routes)
     if not decision.run or decision.skill is None:
         return turn, conclude(turn, decision, policy), dict(decision.args)
-    outcome = await skill_runtime().run(
+    outcome = await runtime.run(
         decision.skill,
         skill_context(context),
         decision.args,

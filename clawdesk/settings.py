@@ -79,6 +79,11 @@ class AppSettings(BaseSettings):
         default=100, ge=10, description="how long an idle fetch waits at the broker"
     )
     default_tenant: str = "demo"
+    tenants_dir: Path | None = Field(
+        default=None,
+        description="tenant profiles (<tenant id>.yaml: display name, welcome); the "
+        "packaged ones (the demo tenant) are read when a tenant has none here",
+    )
     max_message_bytes: int = Field(
         default=DEFAULT_MAX_MESSAGE_BYTES,
         ge=256 * 1024,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from clawdesk.tenants import TenantProfile
 from schemas import (
     Channel,
     ConversationSnapshot,
@@ -17,12 +18,6 @@ from schemas import (
     TurnOutcome,
 )
 
-WELCOME = {
-    "en": "Hello! I'm the ClawShop assistant. Ask me about orders, shipping, returns, "
-    'refunds, payment or your account — or write "agent" to talk to a person.',
-    "zh": "您好!我是 ClawShop 智能客服,可以帮您查询订单、物流、退换货、退款、支付和账户问题;"
-    "如需人工客服,请回复“人工”。",
-}
 WELCOMED = frozenset({MessageKind.FOLLOW, MessageKind.COMMAND})
 RECEIVED_INTENT = "file_received"
 REFUSED_INTENT = "file_refused"
@@ -72,9 +67,10 @@ def is_welcomed(msg: InboundMessage) -> bool:
     return msg.kind in WELCOMED
 
 
-def welcome_text(language: str, tenant_welcome: Mapping[str, str]) -> str:
-    """The tenant's welcome in the language, else the built-in one."""
-    return tenant_welcome.get(language) or WELCOME.get(language) or WELCOME["en"]
+def welcome_text(language: str, tenant_welcome: Mapping[str, str], profile: TenantProfile) -> str:
+    """The tenant's welcome in the language (as stored with the tenant), else its
+    profile's (configuration: names and welcome, neutral for an unknown tenant)."""
+    return tenant_welcome.get(language) or profile.welcome_in(language)
 
 
 def received_text(language: str, kinds: list[str]) -> str:

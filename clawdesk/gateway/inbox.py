@@ -23,16 +23,17 @@ import psycopg
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
 from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, SendableText
-from clawdesk.gateway.routes import PAGE_CSP, WEB_DIR, GatewayError, channel_settings_of
+from clawdesk.gateway.routes import GatewayError, channel_settings_of, page
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.gateway.tokens import conversation_tokens
 from clawdesk.handoff import inbox
 from clawdesk.storage import apikeys, attachments
 from clawdesk.storage.apikeys import TenantKey
+from clawdesk.tenants import tenant_profile
 from connectors import registry
 from connectors.config import ChannelSettings
 from topics import control_spec, reply_spec
@@ -243,13 +244,11 @@ def _require_human(conversation: inbox.Conversation) -> None:
 
 
 @router.get("/inbox", include_in_schema=False)
-async def inbox_page() -> FileResponse:
-    """The agent inbox page (it asks for the API key itself)."""
-    return FileResponse(
-        WEB_DIR / "inbox.html",
-        media_type="text/html",
-        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
-    )
+async def inbox_page(state: State) -> HTMLResponse:
+    """The agent inbox page (it asks for the API key itself), headed with the default
+    tenant's name from its profile."""
+    name = tenant_profile(state.settings.default_tenant).display_name or "clawdesk"
+    return page("inbox.html", {"name": name})
 
 
 @router.get("/api/inbox/me")

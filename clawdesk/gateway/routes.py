@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,7 +15,7 @@ import anyio
 import psycopg
 from fastapi import APIRouter, Depends, Header, Request, WebSocket, WebSocketDisconnect
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clawdesk.gateway import intake
@@ -45,6 +46,7 @@ from clawdesk.gateway.tokens import (
 from clawdesk.settings import ChannelSettings, channel_settings, connection_settings
 from clawdesk.storage.db import fetch_history, tenant_exists
 from clawdesk.storage.feedback import record_feedback
+from clawdesk.tenants import tenant_profile
 from connectors.deliveries import Delivery, conversation_deliveries
 from schemas import Channel, InboundMessage
 
@@ -431,14 +433,29 @@ async def _until_client_leaves(websocket: WebSocket) -> None:
         pass
 
 
-@router.get("/", include_in_schema=False)
-async def index() -> FileResponse:
-    """The web chat page."""
-    return FileResponse(
-        WEB_DIR / "index.html",
-        media_type="text/html",
-        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+def page(name: str, values: dict[str, str]) -> HTMLResponse:
+    """A page of `WEB_DIR` with its `{{key}}` marks replaced by the (escaped) values:
+    the tenant's names come from its profile, not from the page."""
+    text = (WEB_DIR / name).read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return HTMLResponse(
+        text, headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"}
     )
+
+
+@router.get("/", include_in_schema=False)
+async def index(state: State, tenant: str | None = None) -> HTMLResponse:
+    """The web chat page, titled for the tenant (`?tenant=`, else the default)."""
+    profile = tenant_profile(tenant or state.settings.default_tenant)
+    return page("index.html", {"title": profile.title_in("en")})
+
+
+@router.get("/api/web/profile")
+async def web_profile(state: State, tenant: str | None = None) -> dict[str, object]:
+    """The tenant's profile as the chat page shows it: title, assistant and welcome
+    per language (`?tenant=`, else the default tenant; neutral for an unknown one)."""
+    return tenant_profile(tenant or state.settings.default_tenant).page()
 
 
 @router.get("/health")

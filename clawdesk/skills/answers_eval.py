@@ -126,7 +126,7 @@ async def skill_result(
     msg = nlu.accepted.message
     slots = {e.kind: e.value for e in nlu.entities if e.kind in ("order_number", "email")}
     turn = turn_of(context, slots, None)
-    decision = decide(turn, DialogueState(), policy)
+    decision = decide(turn, DialogueState(), policy, runtime.routes)
     if decision.run and decision.skill:
         ctx = SkillContext(
             context.tenant_id, context.conversation_id, msg.customer_id, language=nlu.language

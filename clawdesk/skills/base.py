@@ -14,6 +14,7 @@ from clawdesk.integrations.providers import Integrations, NotConfigured
 from clawdesk.skills.manifest import SkillManifest
 
 if TYPE_CHECKING:
+    from clawdesk.skills.replies import SkillReply
     from clawdesk.skills.sources import OrderSource, TrackingSource
 
 
@@ -110,13 +111,15 @@ SkillPreview = Callable[[SkillContext, dict[str, Any]], Awaitable["str | SkillOu
 
 @dataclass(frozen=True)
 class Skill:
-    """A plugin: its manifest, `async run(ctx, args)`, and for side-effecting skills an
+    """A plugin: its manifest, `async run(ctx, args)`, for side-effecting skills an
     optional read-only `preview(ctx, args)` saying what `run` would do (for the
-    customer's confirmation)."""
+    customer's confirmation), and optionally its own `reply` for results its manifest's
+    templates cannot say by simple substitution (see `clawdesk.skills.render`)."""
 
     manifest: SkillManifest
     run: SkillRun
     preview: SkillPreview | None = None
+    reply: SkillReply | None = None
 
     @property
     def name(self) -> str:

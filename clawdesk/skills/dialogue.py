@@ -2,7 +2,9 @@
 the conversation's dialogue state (kept in conversation memory).
 
 The skill is chosen from the NLU intent — never from words in the message — and its
-arguments from the entities and remembered slots:
+arguments from the entities and remembered slots, as the skills' manifests declare
+(`SkillManifest.routes`, gathered into a `routing.Routes` table by the skills worker
+and passed in). For the built-in skills:
 
 | intent | skill | arguments |
 |---|---|---|
@@ -36,18 +38,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from clawdesk.kb.answerability import is_same_question
 from clawdesk.nlu.entities import order_number
 from clawdesk.skills.answers import yes_or_no
+from clawdesk.skills.manifest import Route
+from clawdesk.skills.routing import Routes
 from clawdesk.skills.sentiment import is_negative
 from schemas import RetrievalContext, SkillStatus
 
 OOS = "oos"
-SIDE_EFFECTS = frozenset({"refund", "cancel_order"})
-INTENT_SKILLS: dict[str, str] = {
-    "order_status": "order_status",
-    "track_shipment": "track_shipment",
-    "refund_request": "refund",
-    "cancel_order": "cancel_order",
-    "return_request": "create_ticket",
-}
+# NLU intents a bare order or parcel number continues when no earlier request does.
+ORDER_INTENT = "order_status"
+PARCEL_INTENT = "track_shipment"
+ORDER_ENTITY = "order_number"
+MAX_TEXT = 10_000  # a message quoted into an argument is cut here
 FAILURES = frozenset({SkillStatus.FAILED, SkillStatus.UNAVAILABLE, SkillStatus.REFUSED})
 LONE_NUMBER = re.compile(r"(?<![\w.])#?(\d{3,12})(?![\w.])")
 SHORT_MESSAGE = 6  # words
@@ -199,8 +200,9 @@ class Conclusion:
 # -- deciding ------------------------------------------------------------------------
 
 
-def decide(turn: Turn, state: DialogueState, policy: Policy) -> Decision:
-    """What to do with this message, given the conversation so far."""
+def decide(turn: Turn, state: DialogueState, policy: Policy, routes: Routes) -> Decision:
+    """What to do with this message, given the conversation so far and the skills'
+    routes."""
     done = state.last_action
     if done is not None and done.confirmed_by == turn.event_id:
         # This "yes" was handled before (a redelivery): the same key replays its result.
@@ -210,15 +212,15 @@ def decide(turn: Turn, state: DialogueState, policy: Policy) -> Decision:
         if answered is not None:
             return answered
         state = replace_state(state, pending=None)  # any other message: the question lapses
-    if turn.intent == "human_agent":
+    if routes.hands_off(turn.intent):
         return handoff(state, "customer_request")
     if is_negative(turn.text):
         return handoff(state, "negative_sentiment")
     awaiting, state = state.awaiting, replace_state(state, awaiting=None)
-    if awaiting is not None and (resumed := _resume(turn, awaiting, state)) is not None:
+    if awaiting is not None and (resumed := _resume(turn, awaiting, state, routes)) is not None:
         return resumed
-    turn = _continued(turn, state)
-    planned = _plan(turn, state)
+    turn = _continued(turn, state, routes)
+    planned = _plan(turn, state, routes)
     if planned is not None:
         return planned
     return _unplanned(turn, state, policy)
@@ -250,39 +252,66 @@ def _answer_pending(
     )
 
 
-def _plan(turn: Turn, state: DialogueState) -> Decision | None:
+def _plan(turn: Turn, state: DialogueState, routes: Routes) -> Decision | None:
     """The skill for the intent, with what the message and memory give as arguments."""
-    skill = INTENT_SKILLS.get(turn.intent)
-    named = _number(turn.entities.get("order_number"))
-    order = named or _number(turn.slots.get("order_number"))
-    if skill == "order_status" and not order and turn.verified_email:
-        return _run(state, "order_list", {})
-    if skill == "track_shipment" and "tracking_number" in turn.entities:
-        return _run(state, skill, {"tracking_number": turn.entities["tracking_number"]})
+    main = routes.main(turn.intent)
+    if main is None:
+        return None
+    skill, route = main.skill, main.route
+    named = _fill(route, turn.entities)
+    filled = {**_fill(route, turn.slots, only=route.remembered), **named}
+    alternatives = routes.alternatives(turn.intent)
+    if not filled and turn.verified_email and alternatives:
+        # "Where are my orders?" from a customer the channel vouches for.
+        return _run(state, alternatives[0].skill, {})
+    for kind in route.decisive:
+        if kind in turn.entities:
+            return _run(state, skill, {route.entities.get(kind, kind): turn.entities[kind]})
     if turn.kb_match and not turn.names_its_object:
         # "Is there a discount on my first order?" is an FAQ entry, not an order lookup.
         return None
-    if skill in SIDE_EFFECTS and not turn.names_its_object and turn.answerable:
+    if routes.has_side_effects(skill) and not turn.names_its_object and turn.answerable:
         # "How long does a refund take?" is a question for the knowledge base, even
         # when an order was mentioned earlier; naming the order makes it a request.
         return None
-    if skill == "create_ticket":
-        return _return_ticket(turn, state, named) if named else None
-    if skill is None:
-        return None
+    if route.named_only:
+        return _run(state, skill, _written(route, named, turn)) if named else None
     state = replace_state(state, topic=turn.intent)
-    return _complete(turn, state, skill, {"order": order} if order else {})
+    return _complete(turn, state, skill, route, filled)
 
 
-def _complete(turn: Turn, state: DialogueState, skill: str, args: dict[str, Any]) -> Decision:
+def _fill(route: Route, values: dict[str, str], *, only: list[str] | None = None) -> dict[str, Any]:
+    """The arguments the route's entities fill from `values` (entity kind -> value)."""
+    args: dict[str, Any] = {}
+    for kind, argument in route.entities.items():
+        if only is not None and kind not in only:
+            continue
+        value = _number(values.get(kind)) if kind == ORDER_ENTITY else values.get(kind)
+        if value:
+            args[argument] = value
+    return args
+
+
+def _written(route: Route, filled: dict[str, Any], turn: Turn) -> dict[str, Any]:
+    """The route's written arguments, or the filled ones when it writes none."""
+    if not route.arguments:
+        return filled
+    values = {**filled, "text": turn.text[:MAX_TEXT]}
+    return {name: template.format(**values) for name, template in route.arguments.items()}
+
+
+def _complete(
+    turn: Turn, state: DialogueState, skill: str, route: Route, args: dict[str, Any]
+) -> Decision:
     """Run the skill if it has what it needs, else ask for the first missing thing."""
-    if "order" not in args and "tracking_number" not in args:
-        return _ask(turn, state, skill, args, "order")
-    if skill in SIDE_EFFECTS and not turn.verified_email:
-        email = args.get("email") or turn.slots.get("email")
-        if not email:
-            return _ask(turn, state, skill, args, "email")
-        args = {**args, "email": email}
+    if route.ask and not any(a in args for a in route.entities.values()):
+        return _ask(turn, state, skill, args, route.ask)
+    verify = route.verify_with
+    if verify and not turn.verified_email:
+        value = args.get(verify) or turn.slots.get(verify)
+        if not value:
+            return _ask(turn, state, skill, args, verify)
+        args = {**args, verify: value}
     return _run(state, skill, args)
 
 
@@ -296,13 +325,17 @@ def _ask(
     )
 
 
-def _resume(turn: Turn, awaiting: Awaiting, state: DialogueState) -> Decision | None:
+def _resume(
+    turn: Turn, awaiting: Awaiting, state: DialogueState, routes: Routes
+) -> Decision | None:
     """The awaited skill, if this message gives what it was waiting for; the question
     again if it only says "yes"; nothing more if it says "no"."""
-    if awaiting.missing == "order":
-        value = _number(turn.entities.get("order_number")) or _bare_order(turn.text)
+    route = _route_of(routes, awaiting)
+    kind = next((k for k, a in route.entities.items() if a == awaiting.missing), awaiting.missing)
+    if kind == ORDER_ENTITY:
+        value = _number(turn.entities.get(kind)) or _bare_order(turn.text)
     else:
-        value = turn.entities.get(awaiting.missing)
+        value = turn.entities.get(kind)
     if not value:
         answer = yes_or_no(turn.text)
         if answer == "yes":  # "yes" to "which order?": say again what is needed
@@ -317,17 +350,26 @@ def _resume(turn: Turn, awaiting: Awaiting, state: DialogueState) -> Decision | 
             data = {"dialogue": "declined", **_order_fact(awaiting.args)}
             return Decision(state, awaiting.skill, data=data)
         return None
-    if _asks_another_action(turn, awaiting):
+    if _asks_another_action(turn, awaiting, routes):
         return None
     intent_turn = replace(turn, intent=awaiting.intent)
-    return _complete(intent_turn, state, awaiting.skill, {**awaiting.args, awaiting.missing: value})
+    args = {**awaiting.args, awaiting.missing: value}
+    return _complete(intent_turn, state, awaiting.skill, route, args)
 
 
-def _asks_another_action(turn: Turn, awaiting: Awaiting) -> bool:
+def _route_of(routes: Routes, awaiting: Awaiting) -> Route:
+    """The route the awaited skill was chosen by (a bare one if it is gone)."""
+    for candidate in routes.by_intent.get(awaiting.intent, ()):
+        if candidate.skill == awaiting.skill:
+            return candidate.route
+    return Route(intent=awaiting.intent)
+
+
+def _asks_another_action(turn: Turn, awaiting: Awaiting, routes: Routes) -> bool:
     # "cancel order 1005 instead" while a refund waits for its e-mail is a new request;
     # a bare answer, whatever the model made of it, is the one awaited.
     return (
-        turn.intent in INTENT_SKILLS
+        routes.routes(turn.intent)
         and turn.intent != awaiting.intent
         and turn.decided_by == "action"
     )
@@ -337,23 +379,23 @@ def _order_fact(args: dict[str, Any]) -> dict[str, Any]:
     return {"order": f"#{args['order']}"} if "order" in args else {}
 
 
-def _continued(turn: Turn, state: DialogueState) -> Turn:
+def _continued(turn: Turn, state: DialogueState, routes: Routes) -> Turn:
     """A message that names an order or parcel and nothing else the model could place
     ("sorry, I meant 1005", "SF1512345678901"): it continues the request the last skill
     was asked for, else it asks for that order's (or parcel's) status."""
     if turn.intent != OOS or turn.answerable:
         return turn
     if "tracking_number" in turn.entities:
-        return replace(turn, intent="track_shipment")
+        return replace(turn, intent=PARCEL_INTENT)
     entities = turn.entities
     if "order_number" not in entities:
         # "sorry, I meant 1005": a lone number in a short message, once an order skill
         # was asked for, is the order it meant.
-        number = _lone_number(turn.text) if state.topic in INTENT_SKILLS else None
+        number = _lone_number(turn.text) if routes.routes(state.topic) else None
         if number is None:
             return turn
         entities = {**entities, "order_number": number}
-    topic = state.topic if state.topic in INTENT_SKILLS else "order_status"
+    topic = state.topic if state.topic is not None and routes.routes(state.topic) else ORDER_INTENT
     return replace(turn, intent=topic, entities=entities)
 
 
@@ -371,11 +413,6 @@ def _bare_order(text: str) -> str | None:
     # Only a message that is nothing but a number, as an answer to "which order?".
     match = BARE_ORDER.match(text)
     return match.group(1) if match else None
-
-
-def _return_ticket(turn: Turn, state: DialogueState, order: str) -> Decision:
-    subject = f"Return request for order #{order.lstrip('#')}"
-    return _run(state, "create_ticket", {"subject": subject, "comment": turn.text[:10_000]})
 
 
 def _unplanned(turn: Turn, state: DialogueState, policy: Policy) -> Decision:

@@ -1,5 +1,7 @@
 """What a skill declares about itself: name, purpose, arguments (JSON Schema), whether it
-changes anything in the world, and the settings and secrets it needs.
+changes anything in the world, the settings and secrets it needs, which NLU intents
+choose it (and which entities fill which arguments), and what the bot says about it:
+the confirmation question and reply templates, per language.
 
 `load_skill_md` reads the same from an OpenClaw-style `SKILL.md` (YAML front matter),
 so a skill written for OpenClaw can be described to clawdesk without rewriting it.
@@ -26,6 +28,60 @@ def empty_parameters() -> dict[str, Any]:
     return {"type": "object", "properties": {}, "additionalProperties": False}
 
 
+#: Templates per language: {"en": {"done": "...", ...}, "zh": {...}}.
+Templates = dict[str, dict[str, str]]
+
+
+class Route(BaseModel):
+    """An NLU intent that chooses the skill, and how the message fills its arguments.
+
+    The dialogue (`clawdesk.skills.dialogue`) reads routes from the loaded registry
+    (`clawdesk.skills.routing.Routes`); the skill is chosen from the intent, never from
+    words in the message.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    intent: str = Field(min_length=1, max_length=64)
+    entities: dict[str, str] = Field(
+        default_factory=dict,
+        description="entity kind -> argument it fills (order_number -> order)",
+    )
+    remembered: list[str] = Field(
+        default_factory=list,
+        description="entity kinds also taken from the conversation's memory when the "
+        "message does not name them (the order talked about earlier)",
+    )
+    decisive: list[str] = Field(
+        default_factory=list,
+        description="entity kinds that, named in this very message, run the skill at once "
+        "with only that argument (a tracking number is unambiguous)",
+    )
+    ask: str | None = Field(
+        default=None,
+        description="the argument asked for when no entity filled one (e.g. order)",
+    )
+    verify_with: str | None = Field(
+        default=None,
+        description="the argument that identifies the customer when the channel does not "
+        "vouch for their e-mail (e.g. email): taken from memory, else asked for",
+    )
+    verified_only: bool = Field(
+        default=False,
+        description="an alternative for a customer whose e-mail the channel vouches for, "
+        "taken when the intent's main route finds nothing to fill (order_list)",
+    )
+    named_only: bool = Field(
+        default=False,
+        description="only when the message itself names one of the entities",
+    )
+    arguments: dict[str, str] = Field(
+        default_factory=dict,
+        description="arguments written from the filled ones and the message: str.format "
+        "templates over them and {text}; when given, these are all the arguments",
+    )
+
+
 class SkillManifest(BaseModel):
     """A skill's contract. `parameters` is the JSON Schema (2020-12) of its arguments."""
 
@@ -39,6 +95,21 @@ class SkillManifest(BaseModel):
     )
     settings: list[str] = Field(default_factory=list, description="settings fields it reads")
     secrets: list[str] = Field(default_factory=list, description="secret settings it reads")
+    keyed: bool = Field(
+        default=False,
+        description="writes outside without being a side effect to confirm (a ticket): "
+        "its run is keyed by the event, so a redelivery does not write twice",
+    )
+    routes: list[Route] = Field(default_factory=list, description="the intents that choose it")
+    confirmation: dict[str, str] = Field(
+        default_factory=dict,
+        description="per language, the question asked before a side effect runs: "
+        "str.format over the preview's facts and the arguments",
+    )
+    templates: Templates = Field(
+        default_factory=dict,
+        description="per language, the reply texts (done, declined, action, ...)",
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -50,6 +121,19 @@ class SkillManifest(BaseModel):
         if schema.get("type") != "object":
             raise ValueError('parameters must be a schema of "type": "object"')
         return schema
+
+    @property
+    def keyed_runs(self) -> bool:
+        """Whether a run is keyed by its event (side effects and other writes)."""
+        return self.side_effects or self.keyed
+
+    def texts(self, language: str) -> dict[str, str]:
+        """The reply templates in `language`, else in English, else none."""
+        return self.templates.get(language) or self.templates.get("en") or {}
+
+    def confirmation_text(self, language: str) -> str | None:
+        """The confirmation question in `language`, else in English, else None."""
+        return self.confirmation.get(language) or self.confirmation.get("en")
 
     def tool(self) -> dict[str, Any]:
         """The manifest as an OpenAI-compatible function tool (for an LLM planner)."""

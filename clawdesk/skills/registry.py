@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
@@ -85,6 +86,10 @@ class SkillRegistry:
         except KeyError:
             raise UnknownSkill(name) from None
 
+    def find(self, name: str) -> Skill | None:
+        """The skill of that name, or None."""
+        return self._skills.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._skills
 
@@ -120,6 +125,13 @@ def load_registry(*, include_builtins: bool = True) -> SkillRegistry:
             registry.register(skill)
     registry.discover()
     return registry
+
+
+@lru_cache(maxsize=1)
+def installed() -> SkillRegistry:
+    """The registry of the installed skills, loaded once per process (the reply
+    templates read it; `installed.cache_clear()` after installing a plugin)."""
+    return load_registry()
 
 
 #: The process-wide registry; `register` adds to it (tests, embedding apps).

@@ -1,20 +1,28 @@
 """Skill results as chat text, in English or Chinese, quoting only what the result holds.
 
 The reply stage calls `render(result)`; None means no skill spoke (the knowledge base or
-small talk answers). Status codes from the providers (Shopify's `financial_status`,
-`shipment_status`, ...) are translated when known and shown as they are otherwise:
-nothing is filled in that the provider did not say.
+small talk answers). What is said about one skill comes from that skill: its manifest's
+templates (`SkillManifest.templates`, `confirmation`) and, for results simple
+substitution cannot say, its own `reply` function. This module holds the rest: the
+texts every skill shares (asking for what is missing, failures, handoff, declined and
+expired questions) and the formatting helpers. Status codes from the providers
+(Shopify's `financial_status`, `shipment_status`, ...) are translated when known and
+shown as they are otherwise: nothing is filled in that the provider did not say.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
+from clawdesk.skills.replies import Data, Rendered
 from schemas import SkillResult, SkillStatus
 
-Data = dict[str, Any]
+if TYPE_CHECKING:
+    from clawdesk.skills.base import Skill
+    from clawdesk.skills.registry import SkillRegistry
+
+__all__ = ["CODES", "TEXT", "Data", "Rendered", "localise", "needs_input_text", "render"]
 
 TEXT: dict[str, dict[str, str]] = {
     "en": {
@@ -33,44 +41,10 @@ TEXT: dict[str, dict[str, str]] = {
         "no_order": "I couldn't find an order {order}. Please check the number "
         "(it looks like #1001) and send it again.",
         "no_parcel": "I couldn't find a parcel with tracking number {tracking_number}.",
-        "order": "Order {order}: payment {financial_status}, fulfilment {fulfillment_status}"
-        ", total {total}.",
-        "order.tracking": " Shipped with {carrier}, tracking number {tracking_number}"
-        " (status: {shipment_status}).",
-        "order.cancelled": " This order was cancelled.",
-        "orders": "Your recent orders: {orders}.",
-        "orders.more": " (the {shown} newest of {count})",
-        "orders.item": "{order} ({total}, {fulfillment_status})",
-        "orders.none": "I couldn't find any orders for your e-mail address.",
-        "track.unshipped": "Order {order} hasn't shipped yet (fulfilment: {fulfillment_status}).",
-        "track.shop": "Order {order} was shipped with {carrier}, tracking number "
-        "{tracking_number} (status: {status}).",
-        "track.carrier": "Parcel {tracking_number} ({carrier}): {summary}.",
-        "track.where": "{description} in {location}",
-        "track.eta": " Expected delivery: {estimated_delivery}.",
-        "confirm.refund": "Shall I refund {amount} {currency} for order {order} to the original "
-        "payment method? Reply yes to confirm, or no to cancel.",
-        "confirm.cancel_order": "Shall I cancel order {order} ({items}, {amount} {currency})? "
-        "Reply yes to confirm, or no to keep it.",
         "confirm.other": "Shall I go ahead: {message} Reply yes to confirm, or no to cancel.",
-        "done.refund": "Done: {amount} for order {order} is refunded to the original payment "
-        "method (refund {refund_id}, status: {status}).",
-        "done.cancel_order": "Done: order {order} is cancelled.",
-        "done.cancel_order.already": "Order {order} was already cancelled.",
-        "done.create_ticket": "I've opened ticket #{ticket_id} for this; our team will follow "
-        "up with you.",
-        "declined.refund": "OK, I won't refund order {order}.",
-        "declined.cancel_order": "OK, order {order} stays as it is.",
         "declined.other": "OK, I won't do that.",
         "expired": "That request has expired, so I haven't done anything. Please ask again if "
         "you still want it.",
-        "failed.not_refundable": "Order {order} can't be refunded (payment status: "
-        "{financial_status}).",
-        "failed.too_much": "That is more than can be refunded for order {order} "
-        "(at most {refundable}).",
-        "failed.already_refunded": "Order {order} has already been refunded.",
-        "failed.shipped": "Order {order} has already shipped, so it can't be cancelled; you "
-        "can return it instead.",
         "failed": "Sorry, I couldn't {action} just now. Please try again in a moment, or say "
         '"human" to talk to a person.',
         "unavailable": "Sorry, I can't {action} from here right now. Would you like a human "
@@ -78,12 +52,6 @@ TEXT: dict[str, dict[str, str]] = {
         "refused": 'Sorry, that isn\'t something I can do in this chat. Say "human" to talk '
         "to a person.",
         "in_progress": "That request is already being carried out. Please check again in a minute.",
-        "action.order_status": "look up orders",
-        "action.order_list": "look up orders",
-        "action.track_shipment": "track parcels",
-        "action.refund": "refund",
-        "action.cancel_order": "cancel",
-        "action.create_ticket": "open a support ticket",
         "action.other": "do that",
         # A shadow run (replay) holds side effects back; this text is never sent.
         "would_run": "[replay] I would {action} now ({arguments}).",
@@ -101,47 +69,13 @@ TEXT: dict[str, dict[str, str]] = {
         "也可以直接告诉我订单号。",
         "no_order": "没有找到订单 {order},请核对订单号(格式如 #1001)后再发一次。",
         "no_parcel": "没有找到运单号为 {tracking_number} 的包裹。",
-        "order": "订单 {order}:支付状态 {financial_status},履约状态 {fulfillment_status},"
-        "金额 {total}。",
-        "order.tracking": "已由 {carrier} 发货,运单号 {tracking_number}(状态:{shipment_status})。",
-        "order.cancelled": "该订单已取消。",
-        "orders": "您最近的订单:{orders}。",
-        "orders.more": "(共 {count} 个,显示最新 {shown} 个)",
-        "orders.item": "{order}({total},{fulfillment_status})",
-        "orders.none": "没有找到您邮箱下的订单。",
-        "track.unshipped": "订单 {order} 尚未发货(履约状态:{fulfillment_status})。",
-        "track.shop": "订单 {order} 已由 {carrier} 发货,运单号 {tracking_number}(状态:{status})。",
-        "track.carrier": "包裹 {tracking_number}({carrier}):{summary}。",
-        "track.where": "{description}(位置:{location})",
-        "track.eta": " 预计送达:{estimated_delivery}。",
-        "confirm.refund": "要为订单 {order} 退款 {amount} {currency}(原路退回)吗?"
-        "回复“确认”或“是的”继续,回复“不”取消。",
-        "confirm.cancel_order": "要取消订单 {order}({items},{amount} {currency})吗?"
-        "回复“确认”或“是的”继续,回复“不”保留订单。",
         "confirm.other": "要继续吗:{message} 回复“确认”继续,回复“不”取消。",
-        "done.refund": "已完成:订单 {order} 的 {amount} 已原路退回(退款单号 {refund_id},"
-        "状态:{status})。",
-        "done.cancel_order": "已完成:订单 {order} 已取消。",
-        "done.cancel_order.already": "订单 {order} 之前已经取消了。",
-        "done.create_ticket": "已为您创建工单 #{ticket_id},我们的团队会跟进处理。",
-        "declined.refund": "好的,不为订单 {order} 退款。",
-        "declined.cancel_order": "好的,订单 {order} 保持不变。",
         "declined.other": "好的,不做任何操作。",
         "expired": "该请求已过期,我没有做任何操作。如仍需要,请重新告诉我。",
-        "failed.not_refundable": "订单 {order} 无法退款(支付状态:{financial_status})。",
-        "failed.too_much": "超出订单 {order} 可退金额(最多 {refundable})。",
-        "failed.already_refunded": "订单 {order} 已经退过款了。",
-        "failed.shipped": "订单 {order} 已发货,无法取消;您可以申请退货。",
         "failed": "抱歉,暂时无法{action},请稍后再试,或回复“转人工”联系人工客服。",
         "unavailable": "抱歉,目前无法在这里{action}。需要人工客服帮忙吗?回复“转人工”即可。",
         "refused": "抱歉,这项操作无法在聊天中办理。回复“转人工”可联系人工客服。",
         "in_progress": "该请求正在处理中,请稍后再查看。",
-        "action.order_status": "查询订单",
-        "action.order_list": "查询订单",
-        "action.track_shipment": "查询物流",
-        "action.refund": "办理退款",
-        "action.cancel_order": "取消订单",
-        "action.create_ticket": "创建工单",
         "action.other": "办理此项",
         "would_run": "[回放] 此时将{action}({arguments})。",
     },
@@ -196,17 +130,6 @@ CODES: dict[str, dict[str, str]] = {
 STATUS_FIELDS = ("financial_status", "fulfillment_status", "shipment_status", "status")
 
 
-@dataclass(frozen=True)
-class Rendered:
-    """Chat text for a skill result. `with_kb`: put the knowledge-base answer first,
-    when there is one (a return ticket goes with the return policy)."""
-
-    text: str
-    sources: list[str] = field(default_factory=list)
-    handoff: bool = False
-    with_kb: bool = False
-
-
 def language_of(result: SkillResult) -> str:
     """The reply language: Chinese for Chinese-speaking customers, else English."""
     return "zh" if result.context.nlu.language == "zh" else "en"
@@ -223,20 +146,53 @@ def localise(data: Data, lang: str) -> Data:
     return out
 
 
-def render(result: SkillResult) -> Rendered | None:
-    """The text for this result, or None when no skill spoke."""
+def installed_skills() -> SkillRegistry:
+    """The skills whose templates the reply stage speaks with: the process's loaded
+    registry (`registry.installed`)."""
+    from clawdesk.skills.registry import installed
+
+    return installed()
+
+
+def render(result: SkillResult, skills: SkillRegistry | None = None) -> Rendered | None:
+    """The text for this result, or None when no skill spoke. `skills` gives the
+    skills' manifests and replies (default: the installed registry)."""
     lang = language_of(result)
-    t, data = TEXT[lang], localise(result.data, lang)
+    data = localise(result.data, lang)
     if result.skill == "handoff":
-        return _handoff(t, data)
+        return _handoff(TEXT[lang], data)
     if result.skill is None:
         return None
+    registry = skills if skills is not None else installed_skills()
+    skill = registry.find(result.skill)
+    t = texts(skill, lang)
     if "dialogue" in data:
-        return Rendered(_dialogue(t, result.skill, data))
+        return Rendered(_dialogue(t, data))
     if data.get("would_run"):
-        return Rendered(_would_run(t, result.skill, data))
+        return Rendered(_would_run(t, data))
+    if skill is not None and skill.reply is not None:
+        own = skill.reply(result.status, t, data, lang)
+        if own is not None:
+            return own
     render_status = BY_STATUS.get(result.status)
-    return render_status(t, result.skill, data, result) if render_status else None
+    return render_status(t, skill, data, result) if render_status else None
+
+
+def texts(skill: Skill | None, lang: str) -> dict[str, str]:
+    """The shared texts in `lang` overlaid with the skill's templates."""
+    if skill is None:
+        return TEXT[lang]
+    return {**TEXT[lang], **skill.manifest.texts(lang)}
+
+
+def fill(template: str | None, values: Data) -> str | None:
+    """The template filled from `values`, or None if it names a value they lack."""
+    if template is None:
+        return None
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError):
+        return None
 
 
 def _handoff(t: dict[str, str], data: Data) -> Rendered:
@@ -246,138 +202,86 @@ def _handoff(t: dict[str, str], data: Data) -> Rendered:
     return Rendered(t.get(key, "") + t["handoff"], handoff=True)
 
 
-def _action(t: dict[str, str], skill: str) -> str:
-    return t.get(f"action.{skill}", t["action.other"])
+def _action(t: dict[str, str]) -> str:
+    return t.get("action", t["action.other"])
 
 
-def _would_run(t: dict[str, str], skill: str, data: Data) -> str:
+def _would_run(t: dict[str, str], data: Data) -> str:
     args = data.get("arguments") or {}
     listed = ", ".join(f"{k}={v}" for k, v in sorted(args.items()))
-    return t["would_run"].format(action=_action(t, skill), arguments=listed)
+    return t["would_run"].format(action=_action(t), arguments=listed)
 
 
-def _dialogue(t: dict[str, str], skill: str, data: Data) -> str:
+def _dialogue(t: dict[str, str], data: Data) -> str:
     if data["dialogue"] == "expired":
         return t["expired"]
-    key = f"declined.{skill}" if "order" in data else "declined.other"
-    return t.get(key, t["declined.other"]).format(**data)
+    return fill(t.get("declined"), data) or t["declined.other"]
 
 
-def _ok(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered | None:
-    render_skill = BY_SKILL.get(skill)
-    return render_skill(t, data) if render_skill else None
+def _ok(t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult) -> Rendered | None:
+    # A skill without its own reply says its "done" template, if it has one.
+    text = fill(t.get("done"), data)
+    return Rendered(text) if text is not None else None
 
 
-def _order(t: dict[str, str], data: Data) -> Rendered:
-    text = t["order"].format(**data)
-    if data.get("tracking_number"):
-        text += t["order.tracking"].format(**data)
-    if data.get("cancelled"):
-        text += t["order.cancelled"]
-    return Rendered(text, [f"order:{data['order']}"])
+def _confirm(t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult) -> Rendered:
+    question = skill.manifest.confirmation_text(language_of(result)) if skill else None
+    arguments = data.get("arguments")
+    args: Data = arguments if isinstance(arguments, dict) else {}
+    items = ", ".join(data.get("items") or [])
+    text = fill(question, {**args, **data, "items": items})
+    return Rendered(text if text is not None else t["confirm.other"].format(message=result.message))
 
 
-def _orders(t: dict[str, str], data: Data) -> Rendered:
-    orders = data.get("orders") or []
-    if not orders:
-        return Rendered(t["orders.none"])
-    lang = "zh" if t is TEXT["zh"] else "en"
-    items = "; ".join(t["orders.item"].format(**localise(o, lang)) for o in orders)
-    text = t["orders"].format(orders=items)
-    if data.get("count", len(orders)) > len(orders):
-        text += t["orders.more"].format(shown=len(orders), count=data["count"])
-    return Rendered(text, [f"order:{o['order']}" for o in orders])
-
-
-def _tracking(t: dict[str, str], data: Data) -> Rendered:
-    if data.get("shipped") is False:
-        return Rendered(t["track.unshipped"].format(**data), [f"order:{data['order']}"])
-    source = [f"tracking:{data['tracking_number']}"]
-    if data.get("source") != "dhl":
-        return Rendered(t["track.shop"].format(**data), source)
-    summary = str(data.get("description") or data.get("status") or "")
-    if data.get("location"):
-        summary = t["track.where"].format(description=summary, location=data["location"])
-    text = t["track.carrier"].format(**{**data, "summary": summary})
-    if data.get("estimated_delivery"):
-        eta = str(data["estimated_delivery"])[:10]  # the date; the hour is the carrier's guess
-        text += t["track.eta"].format(estimated_delivery=eta)
-    return Rendered(text, source)
-
-
-def _refunded(t: dict[str, str], data: Data) -> Rendered:
-    return Rendered(t["done.refund"].format(**data), [f"refund:{data['refund_id']}"])
-
-
-def _cancelled(t: dict[str, str], data: Data) -> Rendered:
-    key = "done.cancel_order.already" if data.get("already") else "done.cancel_order"
-    return Rendered(t[key].format(**data), [f"order:{data['order']}"])
-
-
-def _ticket(t: dict[str, str], data: Data) -> Rendered:
-    return Rendered(
-        t["done.create_ticket"].format(**data), [f"ticket:{data['ticket_id']}"], with_kb=True
-    )
-
-
-def _confirm(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
-    key = f"confirm.{skill}"
-    if key in t and "order" in data:
-        items = ", ".join(data.get("items") or [])
-        return Rendered(t[key].format(**{**data, "items": items}))
-    return Rendered(t["confirm.other"].format(message=result.message))
-
-
-def _needs_input(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
+def needs_input_text(t: dict[str, str], data: Data) -> str:
+    """The question for what a skill is missing (e-mail, sign-in, order number)."""
     missing = data.get("missing")
     if missing == "email":
-        text = t["need_email"].format(action=_action(t, skill), order=data["order"])
-    elif missing == "sign_in":
-        text = t["need_sign_in"]
-    elif missing == "order" and data.get("order"):
-        text = t["bad_order"].format(**data)
-    else:
-        text = t["need_order"]
-    # Only a parcel problem gets the guidance first ("my parcel hasn't moved"): a plain
-    # "where is my order?" or "refund order 1002" wants the question, not a passage.
-    return Rendered(text, with_kb=skill == "track_shipment")
+        return t["need_email"].format(action=_action(t), order=data["order"])
+    if missing == "sign_in":
+        return t["need_sign_in"]
+    if missing == "order" and data.get("order"):
+        return t["bad_order"].format(**data)
+    return t["need_order"]
 
 
-def _not_found(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
+def _needs_input(
+    t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult
+) -> Rendered:
+    # The question, not a passage: "where is my order?" wants to be asked which one.
+    return Rendered(needs_input_text(t, data))
+
+
+def _not_found(t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult) -> Rendered:
     if "tracking_number" in data and "order" not in data:
         return Rendered(t["no_parcel"].format(**data))
     order = data.get("order") or data.get("reference")
     if order:
         return Rendered(t["no_order"].format(order=order))
-    return Rendered(t["unavailable"].format(action=_action(t, skill)))
+    return Rendered(t["unavailable"].format(action=_action(t)))
 
 
-def _failed(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
-    if "order" in data:
-        if data.get("code") == "charge_already_refunded":
-            return Rendered(t["failed.already_refunded"].format(**data))
-        if "refundable" in data:
-            return Rendered(t["failed.too_much"].format(**data))
-        if "financial_status" in data and skill == "refund":
-            return Rendered(t["failed.not_refundable"].format(**data))
-        if data.get("reason") == "fulfilled":
-            return Rendered(t["failed.shipped"].format(**data))
-    return Rendered(t["failed"].format(action=_action(t, skill)), with_kb=True)
+def _failed(t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult) -> Rendered:
+    return Rendered(t["failed"].format(action=_action(t)), with_kb=True)
 
 
-def _unavailable(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
-    return Rendered(t["unavailable"].format(action=_action(t, skill)), with_kb=True)
+def _unavailable(
+    t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult
+) -> Rendered:
+    return Rendered(t["unavailable"].format(action=_action(t)), with_kb=True)
 
 
-def _refused(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
+def _refused(t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult) -> Rendered:
     return Rendered(t["refused"], with_kb=True)
 
 
-def _in_progress(t: dict[str, str], skill: str, data: Data, result: SkillResult) -> Rendered:
+def _in_progress(
+    t: dict[str, str], skill: Skill | None, data: Data, result: SkillResult
+) -> Rendered:
     return Rendered(t["in_progress"])
 
 
-StatusRenderer = Callable[[dict[str, str], str, Data, SkillResult], "Rendered | None"]
+StatusRenderer = Callable[[dict[str, str], "Skill | None", Data, SkillResult], "Rendered | None"]
 BY_STATUS: dict[SkillStatus, StatusRenderer] = {
     SkillStatus.OK: _ok,
     SkillStatus.NEEDS_CONFIRMATION: _confirm,
@@ -387,12 +291,4 @@ BY_STATUS: dict[SkillStatus, StatusRenderer] = {
     SkillStatus.UNAVAILABLE: _unavailable,
     SkillStatus.REFUSED: _refused,
     SkillStatus.IN_PROGRESS: _in_progress,
-}
-BY_SKILL: dict[str, Callable[[dict[str, str], Data], Rendered]] = {
-    "order_status": _order,
-    "order_list": _orders,
-    "track_shipment": _tracking,
-    "refund": _refunded,
-    "cancel_order": _cancelled,
-    "create_ticket": _ticket,
 }

@@ -26,6 +26,7 @@ from clawdesk.integrations.providers import Integrations, NotConfigured
 from clawdesk.skills.audit import AuditEntry, AuditLog, PostgresAudit, allowed_skills
 from clawdesk.skills.base import OutcomeStatus, SkillContext, SkillOutcome
 from clawdesk.skills.registry import SkillRegistry, UnknownSkill, load_registry
+from clawdesk.skills.routing import Routes
 from clawdesk.skills.runner import RunPolicy, idempotency_key, run_skill
 from clawdesk.skills.sources import CachedOrders, CachedTracking, OrderSource
 from clawdesk.storage.cache import LayeredCache
@@ -33,10 +34,6 @@ from clawdesk.storage.decisions import WOULD_RUN
 
 log = logging.getLogger(__name__)
 
-# Skills that write without being side effects a customer confirms (a ticket): keyed by
-# the event too, so a redelivered event does not open a second one. (`handoff` writes
-# nothing: the handoff agent opens its ticket, idempotent per handoff event.)
-KEYED = frozenset({"create_ticket"})
 ALLOW_LIST_TTL_S = 30.0  # a change to tenant_skills takes effect within this long
 
 
@@ -69,7 +66,8 @@ class AllowLists:
 
 
 class SkillRuntime:
-    """Runs one skill for the pipeline through `runner.run_skill`."""
+    """Runs one skill for the pipeline through `runner.run_skill`. `routes` is the
+    dialogue's routing table, built once from the registry's manifests."""
 
     def __init__(
         self,
@@ -85,6 +83,7 @@ class SkillRuntime:
         dry_run: bool = False,
     ) -> None:
         self.registry = registry
+        self.routes = Routes.of(registry)
         self.integrations = integrations
         self.audit = audit
         self.allow_lists = allow_lists
@@ -165,7 +164,11 @@ class SkillRuntime:
         except UnknownSkill:
             log.warning("skill not registered", extra={"skill": name})
             return SkillOutcome(status=OutcomeStatus.REFUSED, skill=name, message="no such skill")
-        if self.dry_run and (name in KEYED or (skill.manifest.side_effects and confirmed)):
+        # A run is keyed by its event when it has side effects or writes otherwise (a
+        # ticket: a redelivered event must not open a second one); `handoff` writes
+        # nothing (the handoff agent opens its ticket, idempotent per handoff event).
+        manifest = skill.manifest
+        if self.dry_run and (manifest.keyed or (manifest.side_effects and confirmed)):
             return await self._would_run(name, ctx, args)
         orders = self.orders_for(ctx.tenant_id)
         ctx = replace(
@@ -175,7 +178,7 @@ class SkillRuntime:
             tracking=self.tracking_for(ctx.tenant_id),
         )
         key = None
-        if key_event_id and (skill.manifest.side_effects or name in KEYED):
+        if key_event_id and manifest.keyed_runs:
             key = idempotency_key(ctx.tenant_id, ctx.conversation_id, key_event_id, name)
         outcome = await run_skill(
             skill,

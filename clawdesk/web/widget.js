@@ -1,4 +1,4 @@
-/* ClawShop web chat widget for the clawdesk gateway. Vanilla JS, no build step.
+/* Web chat widget for the clawdesk gateway. Vanilla JS, no build step.
  *
  * Flow: get a conversation from the gateway (its id and the token that opens it, kept in
  * localStorage), open the reply WebSocket with the token, then read the history once; every
@@ -8,13 +8,15 @@
  * answers "resync" and the widget re-reads the history). Messages are de-duplicated by
  * id (bot messages use the reply id both in the history and on the socket). A token the
  * gateway no longer accepts (socket closed with 1008, or 401/403) starts a new conversation.
+ * The shop's name (page title) and welcome come from the tenant's profile
+ * (GET /api/web/profile); the texts below are the neutral ones until it answers.
  */
 (function () {
   "use strict";
 
   var TEXT = {
     en: {
-      title: "ClawShop Support",
+      title: "Customer support",
       connecting: "Connecting…",
       online: "Online 24/7",
       offline: "Reconnecting…",
@@ -23,7 +25,7 @@
       placeholder: "Type your message…",
       send: "Send",
       typing: "Assistant is typing",
-      welcome: "Hi! I'm the ClawShop assistant. Ask me about orders, shipping, returns, refunds or payments.",
+      welcome: "Hi! I'm the virtual assistant. Ask me about orders, shipping, returns, refunds or payments.",
       sources: "Sources",
       handoff: "A human agent will take over this conversation.",
       sending: "Sending…",
@@ -36,7 +38,7 @@
       helpfulFailed: "Feedback not sent. Try again.",
     },
     zh: {
-      title: "ClawShop 客服",
+      title: "在线客服",
       connecting: "连接中…",
       online: "7×24 小时在线",
       offline: "正在重新连接…",
@@ -45,7 +47,7 @@
       placeholder: "请输入您的问题…",
       send: "发送",
       typing: "客服正在输入",
-      welcome: "您好！我是 ClawShop 智能客服，订单、物流、退换货、退款、支付等问题都可以问我。",
+      welcome: "您好！我是智能客服，订单、物流、退换货、退款、支付等问题都可以问我。",
       sources: "参考资料",
       handoff: "人工客服将接手此对话。",
       sending: "发送中…",
@@ -566,7 +568,24 @@
     if (document.visibilityState === "visible") reconnectNowIfClosed();
   });
 
+  // The tenant's names and welcome, from its profile (configuration on the gateway).
+  function loadProfile() {
+    var url = "/api/web/profile" + (tenant ? "?tenant=" + encodeURIComponent(tenant) : "");
+    return fetch(url, { headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (profile) {
+        if (!profile) return;
+        Object.keys(TEXT).forEach(function (lang) {
+          if (profile.title && profile.title[lang]) TEXT[lang].title = profile.title[lang];
+          if (profile.welcome && profile.welcome[lang]) TEXT[lang].welcome = profile.welcome[lang];
+        });
+        applyLanguage();
+      })
+      .catch(function () { /* the neutral texts stay; the chat works without them */ });
+  }
+
   applyLanguage();
   showWelcome();
+  loadProfile();
   connect();
 })();

@@ -21,6 +21,7 @@ from clawdesk import services
 from clawdesk.nlu import IntentPrediction
 from clawdesk.settings import AppSettings
 from clawdesk.storage import attachments, db, inbound_log
+from clawdesk.tenants import tenant_profile
 from connectors import conventions, deliveries
 from schemas import (
     AcceptedMessage,
@@ -161,7 +162,8 @@ async def test_start_and_help_get_the_built_in_welcome_in_the_clients_language(
 
     (reply,) = (await ingest(start)).replies
 
-    assert reply.text == conventions.WELCOME["en"]
+    assert reply.text == tenant_profile(start.tenant_id).welcome_in("en")
+    assert "ClawShop" in reply.text  # the demo tenant's profile names it
     assert reply.metadata["telegram_chat_id"] == "4242"
 
 

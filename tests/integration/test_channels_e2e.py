@@ -39,7 +39,7 @@ from clawdesk.gateway.tokens import ConversationTokens
 from clawdesk.runtime.ports import free_port, wait_for_port
 from clawdesk.runtime.stack import spawn_gateway, stop_process
 from clawdesk.storage import apikeys
-from connectors import conventions
+from clawdesk.tenants import tenant_profile
 from connectors.signatures import sign_timestamped
 from schemas import Channel, InboundMessage, Reply
 from tests.conftest import fresh_database
@@ -676,7 +676,7 @@ async def test_a_new_wechat_follower_is_welcomed_not_misunderstood(system: Syste
 
     reply = await system.answer(Channel.WECHAT, f"{wx.OPENID}:{created}:subscribe")
     assert (reply.intent, reply.language) == ("welcome", "zh")
-    assert reply.text == conventions.WELCOME["zh"]
+    assert reply.text == tenant_profile("demo").welcome_in("zh")
     await recorded_sent(system, reply.reply_id)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from clawdesk.skills.builtin import BUILTIN_SKILLS
 from clawdesk.skills.dialogue import (
     DialogueState,
     Policy,
@@ -15,10 +16,12 @@ from clawdesk.skills.dialogue import (
     conclude,
     decide,
 )
+from clawdesk.skills.routing import Routes
 from schemas import SkillStatus
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POLICY = Policy(confirm_ttl_s=900, unclear_limit=2, failure_limit=2)
+ROUTES = Routes.of(BUILTIN_SKILLS)  # the built-in skills' manifests route the intents
 MIKE = "mike.turner@example.com"
 
 
@@ -57,7 +60,7 @@ def step(
     data: dict[str, Any] | None = None,
 ) -> tuple[Any, Any]:
     """Decide, pretend the skill ended with `status`/`data`, conclude."""
-    decision = decide(t, state, POLICY)
+    decision = decide(t, state, POLICY, ROUTES)
     return decision, conclude(t, decision, POLICY, status if decision.run else None, data)
 
 
@@ -112,7 +115,7 @@ def step(
 def test_intent_chooses_the_skill_and_entities_fill_the_arguments(
     t: Turn, skill: str, args: dict[str, Any]
 ) -> None:
-    decision = decide(t, DialogueState(), POLICY)
+    decision = decide(t, DialogueState(), POLICY, ROUTES)
     assert (decision.run, decision.skill, decision.args) == (True, skill, args)
     assert not decision.confirmed
 
@@ -124,7 +127,7 @@ def test_the_text_never_chooses_the_skill() -> None:
         order_number="1002",
         answerable=True,
     )
-    decision = decide(t, DialogueState(), POLICY)
+    decision = decide(t, DialogueState(), POLICY, ROUTES)
     assert not decision.run and decision.skill is None
 
 
@@ -157,7 +160,7 @@ def test_an_injected_message_does_not_confirm_the_pending_action(text: str) -> N
     state = _pending_refund()
     t = turn(text, "refund_request", "e-2", at=T0 + timedelta(seconds=30), order_number="1003")
 
-    decision = decide(t, state, POLICY)
+    decision = decide(t, state, POLICY, ROUTES)
 
     assert not decision.confirmed  # only a plain yes/no answers the question
     assert decision.state.last_action is None
@@ -165,7 +168,7 @@ def test_an_injected_message_does_not_confirm_the_pending_action(text: str) -> N
 
 def test_a_remembered_order_is_used_for_a_follow_up() -> None:
     t = remembered(turn("where is it now?", "track_shipment"), order_number="1002")
-    decision = decide(t, DialogueState(), POLICY)
+    decision = decide(t, DialogueState(), POLICY, ROUTES)
     assert (decision.skill, decision.args) == ("track_shipment", {"order": "1002"})
 
 
@@ -174,9 +177,9 @@ def test_refund_questions_go_to_the_knowledge_base_unless_an_order_is_named() ->
         turn("how long does a refund take?", "refund_request", answerable=True),
         order_number="1002",
     )
-    assert not decide(question, DialogueState(), POLICY).run
+    assert not decide(question, DialogueState(), POLICY, ROUTES).run
     unanswerable = remembered(turn("I want my money back", "refund_request"), order_number="1002")
-    assert decide(unanswerable, DialogueState(), POLICY).skill == "refund"
+    assert decide(unanswerable, DialogueState(), POLICY, ROUTES).skill == "refund"
 
 
 def test_refund_asks_confirmation_then_runs_with_the_asking_events_key() -> None:
@@ -209,10 +212,10 @@ def test_refund_asks_confirmation_then_runs_with_the_asking_events_key() -> None
     assert done.state.pending is None and done.state.last_action is not None
 
     # The same "yes" event again (a redelivery): the same action with the same key.
-    again = decide(yes, done.state, POLICY)
+    again = decide(yes, done.state, POLICY, ROUTES)
     assert again.run and again.confirmed and again.key_event_id == "e-ask"
     # A new "yes" later confirms nothing.
-    later = decide(turn("yes", "oos", "e-yes-2"), done.state, POLICY)
+    later = decide(turn("yes", "oos", "e-yes-2"), done.state, POLICY, ROUTES)
     assert not later.run
 
 
@@ -228,7 +231,7 @@ def test_no_cancels_the_pending_action(answer: str) -> None:
 @pytest.mark.parametrize("answer", ["yes", "确认", "是的", "好的,确认", "OK go ahead"])
 def test_yes_in_either_language_confirms(answer: str) -> None:
     decision = decide(
-        turn(answer, "oos", "e2", at=T0 + timedelta(seconds=30)), _pending_refund(), POLICY
+        turn(answer, "oos", "e2", at=T0 + timedelta(seconds=30)), _pending_refund(), POLICY, ROUTES
     )
     assert decision.run and decision.confirmed
 
@@ -243,7 +246,7 @@ def test_another_message_lets_the_question_lapse() -> None:
     other = turn("how much is shipping to Germany?", "shipping_info", "e2", answerable=True)
     decision, out = step(other, _pending_refund())
     assert not decision.run and out.state.pending is None
-    assert not decide(turn("yes", "oos", "e3"), out.state, POLICY).run
+    assert not decide(turn("yes", "oos", "e3"), out.state, POLICY, ROUTES).run
 
 
 def test_missing_email_is_asked_for_and_the_refund_resumes() -> None:
@@ -255,7 +258,7 @@ def test_missing_email_is_asked_for_and_the_refund_resumes() -> None:
         {"missing": "email", "order": "#1002"},
     )
     reply = remembered(turn(f"it's {MIKE}", "oos", "e2", email=MIKE), order_number="1002")
-    resumed = decide(reply, out.state, POLICY)
+    resumed = decide(reply, out.state, POLICY, ROUTES)
     assert (resumed.skill, resumed.args) == ("refund", {"order": "1002", "email": MIKE})
     assert resumed.run and not resumed.confirmed
 
@@ -263,7 +266,7 @@ def test_missing_email_is_asked_for_and_the_refund_resumes() -> None:
 def test_a_bare_number_answers_which_order() -> None:
     _, out = step(turn("where is my order?", "order_status"), DialogueState())
     assert out.data == {"missing": "order"}
-    resumed = decide(turn("1002", "order_status", "e2"), out.state, POLICY)
+    resumed = decide(turn("1002", "order_status", "e2"), out.state, POLICY, ROUTES)
     assert (resumed.skill, resumed.args) == ("order_status", {"order": "1002"})
 
 
@@ -342,11 +345,11 @@ def test_a_return_with_an_order_opens_a_ticket() -> None:
         order_number="1001",
         answerable=True,
     )
-    decision = decide(t, DialogueState(), POLICY)
+    decision = decide(t, DialogueState(), POLICY, ROUTES)
     assert decision.skill == "create_ticket"
     assert decision.args["subject"] == "Return request for order #1001"
     policy_question = turn("what is your return policy", "return_request", answerable=True)
-    assert not decide(policy_question, DialogueState(), POLICY).run
+    assert not decide(policy_question, DialogueState(), POLICY, ROUTES).run
 
 
 def test_state_survives_its_json_form() -> None:
@@ -376,21 +379,21 @@ def _awaiting_email() -> DialogueState:
 
 
 def test_a_plain_yes_to_a_question_for_the_email_asks_for_it_again() -> None:
-    decision = decide(turn("yes", "oos", "e2"), _awaiting_email(), POLICY)
+    decision = decide(turn("yes", "oos", "e2"), _awaiting_email(), POLICY, ROUTES)
     assert (decision.skill, decision.status) == ("refund", SkillStatus.NEEDS_INPUT)
     assert decision.data == {"missing": "email", "order": "#1002"}
     assert decision.state.awaiting is not None  # still waiting for it
 
 
 def test_a_plain_no_to_a_question_for_the_email_drops_the_request() -> None:
-    decision = decide(turn("no", "oos", "e2"), _awaiting_email(), POLICY)
+    decision = decide(turn("no", "oos", "e2"), _awaiting_email(), POLICY, ROUTES)
     assert decision.data == {"dialogue": "declined", "order": "#1002"} and not decision.run
     assert decision.state.awaiting is None
 
 
 def test_the_awaited_email_resumes_whatever_intent_the_model_gave_it() -> None:
     answer = turn("mike.turner@example.com", "account_help", "e2", email=MIKE)
-    decision = decide(answer, _awaiting_email(), POLICY)
+    decision = decide(answer, _awaiting_email(), POLICY, ROUTES)
     assert (decision.skill, decision.args) == ("refund", {"order": "1002", "email": MIKE})
 
 
@@ -399,7 +402,7 @@ def test_another_action_named_while_waiting_is_a_new_request() -> None:
         "e2", "cancel order 1005 instead", "cancel_order", T0, {"order_number": "1005"},
         {"order_number": "1005"}, decided_by="action",
     )  # fmt: skip
-    decision = decide(other, _awaiting_email(), POLICY)
+    decision = decide(other, _awaiting_email(), POLICY, ROUTES)
     assert decision.skill == "cancel_order" and decision.state.awaiting is not None
     assert decision.state.awaiting.args == {"order": "1005"}  # and now it asks for the e-mail
 
@@ -411,15 +414,18 @@ def test_a_lone_number_after_an_unknown_order_continues_the_request() -> None:
         SkillStatus.NOT_FOUND,
         {"order": "#9999"},
     )
-    decision = decide(turn("sorry, I meant 1005", "oos", "e2"), looked_up.state, POLICY)
+    decision = decide(turn("sorry, I meant 1005", "oos", "e2"), looked_up.state, POLICY, ROUTES)
     assert (decision.skill, decision.args) == ("order_status", {"order": "1005"})
     # Without an order skill asked for before, a number alone is not an order.
-    assert decide(turn("sorry, I meant 1005", "oos", "e2"), DialogueState(), POLICY).skill is None
+    assert (
+        decide(turn("sorry, I meant 1005", "oos", "e2"), DialogueState(), POLICY, ROUTES).skill
+        is None
+    )
 
 
 def test_a_tracking_number_alone_is_tracked() -> None:
     t = turn("YT2631100012345678", "oos", tracking_number="YT2631100012345678")
-    decision = decide(t, DialogueState(), POLICY)
+    decision = decide(t, DialogueState(), POLICY, ROUTES)
     assert (decision.skill, decision.args) == (
         "track_shipment",
         {"tracking_number": "YT2631100012345678"},
@@ -431,15 +437,15 @@ def test_an_action_on_the_remembered_order_is_a_request_not_a_kb_question() -> N
         "e2", "ok, I want a refund for it", "refund_request", T0, {}, {"order_number": "1001"},
         answerable=True, decided_by="action",
     )  # fmt: skip
-    decision = decide(t, DialogueState(), POLICY)
+    decision = decide(t, DialogueState(), POLICY, ROUTES)
     assert decision.skill == "refund" and decision.data["missing"] == "email"
 
 
 def test_a_question_the_kb_holds_word_for_word_is_answered_from_it() -> None:
     faq = Turn("e1", "Is there a discount on my first order?", "order_status", T0, kb_match=True)
-    assert decide(faq, DialogueState(), POLICY).skill is None
+    assert decide(faq, DialogueState(), POLICY, ROUTES).skill is None
     named = Turn(
         "e1", "is there a discount on order 1002?", "order_status", T0,
         {"order_number": "1002"}, {"order_number": "1002"}, kb_match=True,
     )  # fmt: skip
-    assert decide(named, DialogueState(), POLICY).skill == "order_status"
+    assert decide(named, DialogueState(), POLICY, ROUTES).skill == "order_status"

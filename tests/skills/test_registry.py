@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from clawdesk.skills import registry as registry_module
-from clawdesk.skills.builtin import BUILTIN_SKILLS, INTENT_SKILLS
+from clawdesk.skills.builtin import BUILTIN_SKILLS
 from clawdesk.skills.registry import (
     ENTRY_POINT_GROUP,
     InvalidArguments,
@@ -15,6 +15,7 @@ from clawdesk.skills.registry import (
     UnknownSkill,
     load_registry,
 )
+from clawdesk.skills.routing import Routes
 from tests.skills import plugin
 
 
@@ -90,4 +91,11 @@ def test_builtins_declare_their_side_effects_and_needs() -> None:
     assert by_name["create_ticket"].settings == ["zendesk_url", "zendesk_email"]
     # Handing off needs no ticket system: the inbox takes it, the handoff agent tickets it.
     assert (by_name["handoff"].settings, by_name["handoff"].secrets) == ([], [])
-    assert set(INTENT_SKILLS.values()) <= set(by_name)
+    routes = Routes.of(BUILTIN_SKILLS)
+    routed = {r.skill for rs in routes.by_intent.values() for r in rs}
+    assert routed == {"order_status", "order_list", "track_shipment", "refund"} | {
+        "cancel_order",
+        "create_ticket",
+    }
+    assert routes.side_effects == {"refund", "cancel_order"}
+    assert routes.hands_off("human_agent")
