@@ -180,6 +180,7 @@ async def _load_models(
 ) -> tuple[KnowledgeBase | None, TenantNlu | None]:
     """The synced knowledge base (with `kb`) and the tenant intent models (with `nlu`)."""
     # deferred: qdrant-client, jieba, scikit-learn: ~2 s that dispatch/handoff workers skip
+    from clawdesk.kb.embedding_cache import EmbeddingCache  # deferred: see above
     from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.index import KnowledgeBase, open_qdrant  # deferred: see above
     from clawdesk.kb.keywords import tokenize  # deferred: see above
@@ -198,7 +199,10 @@ async def _load_models(
         embedder_f = run(settings_encoder, settings)
         client_f = run(open_qdrant, conn.qdrant_url, settings.data_dir / "qdrant", api_key)
         jieba_f = run(tokenize, "预热 warm up")  # builds jieba's dictionary once
-        knowledge = KnowledgeBase(await client_f, await embedder_f)
+        cache = EmbeddingCache(settings.model_root / "kb-embeddings")
+        knowledge = KnowledgeBase(
+            await client_f, await embedder_f, cache if settings.kb_embedding_cache else None
+        )
         report, _ = await asyncio.gather(
             run(knowledge.sync, settings.default_tenant, [settings.kb_dir or packaged_data("kb")]),
             jieba_f,

@@ -52,6 +52,12 @@ class AppSettings(BaseSettings):
     models_dir: Path | None = Field(
         default=None, description="versioned NLU models; default <data_dir>/models"
     )
+    kb_embedding_cache: bool = Field(
+        default=True,
+        description="keep the KB's document embeddings under <models dir>/kb-embeddings, so "
+        "a worker with an empty Qdrant (a new replica, a fresh data dir) does not embed "
+        "the knowledge base again",
+    )
     packaged_models_dir: Path = Field(
         default_factory=lambda: Path.home() / ".cache" / "clawdesk" / "models",
         description="where a model shipped as split packages (packaged:all-mpnet-base-v2) "

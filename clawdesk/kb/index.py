@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from qdrant_client import QdrantClient, models
 
 from clawdesk.kb.documents import Document, discover, load_document
+from clawdesk.kb.embedding_cache import EmbeddingCache, embedding_key
 from clawdesk.kb.encoders import Encoder, Member, encode_passages, members
 from clawdesk.kb.keywords import KeywordIndex
 from schemas import KbHit
@@ -70,9 +72,12 @@ class SyncReport:
 class KnowledgeBase:
     """Dense search over per-tenant collections; `sync` makes them match source files."""
 
-    def __init__(self, client: QdrantClient, embedder: Encoder) -> None:
+    def __init__(
+        self, client: QdrantClient, embedder: Encoder, cache: EmbeddingCache | None = None
+    ) -> None:
         self.client = client
         self.embedder = embedder
+        self.cache = cache
         self._versions: dict[str, str] = {}
         self._keywords: dict[str, tuple[KeywordIndex, list[tuple[str, dict[str, Any]]]]] = {}
         self._lock = threading.Lock()
@@ -120,9 +125,7 @@ class KnowledgeBase:
         )
 
     def _upsert_doc(self, name: str, tenant_id: str, doc: Document) -> None:
-        # Headings are questions: embedded on the query side, like a customer's.
-        questions = self.embedder.encode([c.section for c in doc.chunks])
-        passages = encode_passages(self.embedder, [c.embed_text for c in doc.chunks])
+        questions, passages = self._embed(doc)
         points = [
             models.PointStruct(
                 id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant_id}/{doc.doc_id}#{i}")),
@@ -146,6 +149,20 @@ class KnowledgeBase:
         ]
         if points:
             self.client.upsert(name, points=points)
+
+    def _embed(self, doc: Document) -> tuple[Any, Any]:
+        """The document's question and passage vectors, from the cache when it has them."""
+        sections = [c.section for c in doc.chunks]
+        texts = [c.embed_text for c in doc.chunks]
+        key = embedding_key(self.embedder.version, sections, texts)
+        if self.cache and (cached := self.cache.get(key)) is not None:
+            return cached
+        # Headings are questions: embedded on the query side, like a customer's.
+        questions = self.embedder.encode(sections)
+        passages = encode_passages(self.embedder, texts)
+        if self.cache:
+            self.cache.put(key, np.asarray(questions), np.asarray(passages))
+        return questions, passages
 
     def sync(
         self, tenant_id: str, paths: list[Path], progress: Progress | None = None
