@@ -35,11 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clawdesk.kb.answerability import is_same_question
 from clawdesk.nlu.entities import order_number
+from clawdesk.nlu.labels import OOS
 from clawdesk.skills.answers import yes_or_no
 from clawdesk.skills.sentiment import is_negative
 from schemas import RetrievalContext, SkillStatus
 
-OOS = "oos"
 SIDE_EFFECTS = frozenset({"refund", "cancel_order"})
 INTENT_SKILLS: dict[str, str] = {
     "order_status": "order_status",
