@@ -7,14 +7,16 @@ import hashlib
 import logging
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
 from agents import guard
 from clawdesk.app import app
 from clawdesk.nlu.entities import extract_entities
+from clawdesk.nlu.labels import OOS
 from clawdesk.nlu.language import reply_language
+from clawdesk.nlu.prediction import IntentPrediction  # light: the model is the services'
 from clawdesk.nlu.resolve import resolve_intent
 from clawdesk.ops import tracing
 from clawdesk.services import current, ready
@@ -22,12 +24,8 @@ from clawdesk.storage import db
 from schemas import AcceptedMessage, ConversationSnapshot, Entity, NluResult
 from topics.streams import accepted_topic, nlu_topic
 
-if TYPE_CHECKING:  # the model module pulls in torch: loaded by the services, off the loop
-    from clawdesk.nlu import IntentPrediction
-
 log = logging.getLogger(__name__)
 STAGE = "nlu"
-OOS = "oos"
 BATCH = 32
 
 
@@ -93,8 +91,6 @@ async def predict(tenant_id: str, texts: list[str]) -> tuple[str, list[IntentPre
     """The tenant's model version and a prediction per text: from the cache where the
     same text was classified by the same model version, the rest in one batch in a
     thread (so the loop keeps serving the consumer)."""
-    from clawdesk.nlu import IntentPrediction
-
     services = current()
     nlu, cache = services.intent_models(), services.cache
     version = nlu.version(tenant_id)

@@ -310,7 +310,7 @@ def nlu_train(
     the latest, or CLAWDESK_NLU_MODEL_VERSION)."""
     from clawdesk.cli.eval_intents import apply_finetune_settings, multilingual_setting
     from clawdesk.kb.packaged_models import PackagedModelError
-    from clawdesk.nlu import ClassifierConfig, IntentClassifier, load_examples
+    from clawdesk.nlu import ClassifierConfig, fit_intent_model, load_examples
     from clawdesk.nlu.versions import save_model
 
     settings = app_settings()
@@ -327,7 +327,7 @@ def nlu_train(
     apply_finetune_settings(config, finetune_set, console)
     examples = load_examples(intents)
     try:
-        clf = IntentClassifier(config).fit(examples)
+        clf = fit_intent_model(examples, config)
     except PackagedModelError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc

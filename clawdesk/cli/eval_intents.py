@@ -18,7 +18,7 @@ from clawdesk.kb.packaged_models import MINILM, PackagedModelError, resolve_mode
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from clawdesk.nlu.model import ClassifierConfig
+    from clawdesk.nlu.config import ClassifierConfig
 
 __all__ = [
     "FinetuneSettings",
@@ -173,7 +173,7 @@ def intents(
     """Train on --train, choose the oos threshold on --valid, report figures on --test."""
     from rich.console import Console
 
-    from clawdesk.nlu.model import ClassifierConfig
+    from clawdesk.nlu.config import ClassifierConfig
     from clawdesk.nlu.training.evaluate import report_table, run_ablation, run_intent_eval
 
     if features not in ("combined", "embedding", "char"):

@@ -13,8 +13,9 @@ training texts' vectors and re-normalises (centring, the first step of whitening
 spreads the cosines over [-1, 1] like the English encoder's.
 
 With ``multilingual="auto"`` (the default) the block is added only when more than
-:data:`AUTO_MIN_SHARE` of the training texts are in a language other than English, so
-English-only training files (BANKING77, CLINC150) train exactly as before.
+:data:`~clawdesk.nlu.training.multilingual.AUTO_MIN_SHARE` of the training texts are in a
+language other than English, so English-only training files (BANKING77, CLINC150) train
+exactly as before; that decision is training's (:mod:`clawdesk.nlu.training.multilingual`).
 """
 
 from __future__ import annotations
@@ -26,45 +27,16 @@ from typing import Protocol, Self
 
 import numpy as np
 
-from clawdesk.nlu.language import detect_language
+__all__ = ["AUTO", "MEAN_FILE", "MULTILINGUAL_E5", "MultilingualEmbeddings"]
 
-__all__ = [
-    "AUTO",
-    "AUTO_MIN_SHARE",
-    "MULTILINGUAL_E5",
-    "MultilingualEmbeddings",
-    "non_english_share",
-    "resolve_multilingual",
-]
-
+# The config value that lets training decide whether to add the block.
 AUTO = "auto"
 MULTILINGUAL_E5 = "multilingual-e5-small"
-# Share of training texts not in English above which "auto" adds the multilingual block.
-# The English benchmark files hold 0–0.1 % (names and one-word texts the detector calls
-# Portuguese or Indonesian); a tenant with Chinese customers holds far more.
-AUTO_MIN_SHARE = 0.05
 MEAN_FILE = "multilingual_mean.npy"
 
 
 class _QueryEncoder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
-
-
-def non_english_share(texts: Sequence[str]) -> float:
-    """Share of ``texts`` detected as a language other than English (undetermined ones,
-    such as "ok" or an order number, count as English)."""
-    if not texts:
-        return 0.0
-    other = sum(1 for t in texts if detect_language(t) not in ("en", "und"))
-    return other / len(texts)
-
-
-def resolve_multilingual(setting: str, texts: Sequence[str]) -> str:
-    """The multilingual encoder to train with: ``setting`` itself, or for ``"auto"``
-    :data:`MULTILINGUAL_E5` when the training texts call for it, else ``""`` (none)."""
-    if setting != AUTO:
-        return setting
-    return MULTILINGUAL_E5 if non_english_share(texts) > AUTO_MIN_SHARE else ""
 
 
 @lru_cache(maxsize=2)
@@ -74,7 +46,7 @@ def _load_encoder(name: str) -> _QueryEncoder:
         from clawdesk.kb.encoders import MultilingualE5
 
         return MultilingualE5()
-    from clawdesk.nlu.training.features import TextEncoder
+    from clawdesk.nlu.encoder import TextEncoder
 
     return TextEncoder.load(name)  # any sentence-transformers name or directory, frozen
 

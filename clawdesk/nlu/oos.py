@@ -15,13 +15,14 @@ variants on CLINC150 validation data and held-out training oos rows, never on te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import expit
 
-__all__ = ["ScoreFusion", "nearest_cosine"]
+__all__ = ["ScoreFusion", "msp_parts", "nearest_cosine"]
 
 # Rows of queries compared with the bank at once: bounds the similarity matrix at
 # chunk × bank floats (1024 × 15 000 × 4 B ≈ 61 MB for CLINC150's training set).
@@ -85,3 +86,17 @@ class ScoreFusion:
     def from_dict(cls, data: dict[str, Any]) -> ScoreFusion:
         """Inverse of :meth:`to_dict`."""
         return cls(**{k: float(data[k]) for k in ("msp_mean", "msp_sd", "cos_mean", "cos_sd")})
+
+
+def msp_parts(
+    probs: np.ndarray, classes: Sequence[str] | np.ndarray, oos_label: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``probs`` (columns in ``classes`` order): the best in-scope probability
+    (MSP), the best in-scope intent, and whether the head ranks ``oos_label`` first."""
+    names = np.asarray(classes)
+    in_mask = names != oos_label
+    p_in = np.where(in_mask[None, :], probs, -1.0)
+    best_idx = p_in.argmax(axis=1)
+    scores = p_in[np.arange(len(probs)), best_idx]
+    head_oos = ~in_mask[probs.argmax(axis=1)]
+    return scores, names[best_idx], head_oos

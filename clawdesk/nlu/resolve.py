@@ -35,11 +35,11 @@ from clawdesk.nlu.cues import (
     is_follow_up,
     refers_back,
 )
-from clawdesk.nlu.model import IntentPrediction
+from clawdesk.nlu.labels import OOS
+from clawdesk.nlu.prediction import IntentPrediction
 
-__all__ = ["OOS", "Resolved", "resolve_intent"]
+__all__ = ["Resolved", "resolve_intent"]
 
-OOS = "oos"
 # Below this even a cue-backed best intent is not trusted.
 SOFT_FLOOR = 0.55
 # A follow-up keeps the previous intent if the model gives it at least this.

@@ -1,4 +1,13 @@
-"""Per-tenant intent models for the nlu stage: load the stored version or train one."""
+"""Per-tenant intent models for the nlu stage: load the stored version or train one.
+
+This is serving: it imports :mod:`clawdesk.nlu.training` only inside
+:func:`train_cold_start`, the one place the worker fits a model – when a tenant has no
+stored version yet (the demo tenant on a fresh install).  Moving all of :meth:`TenantNlu.ensure`
+into training would make the serving path depend on training; importing training at the
+top would load the whole fitting bench (sklearn's solvers, the fine-tuning code) into
+every worker whose tenants all have stored models, which is every worker but the first
+of a fresh install.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from clawdesk.nlu import ClassifierConfig, IntentClassifier, IntentPrediction, load_examples
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.prediction import IntentPrediction
 from clawdesk.nlu.versions import list_versions, load_model, save_model
 
 log = logging.getLogger(__name__)
@@ -41,11 +52,7 @@ class TenantNlu:
         with self._lock:
             if not list_versions(self.root, tenant_id):
                 log.info("training intent model", extra={"tenant": tenant_id})
-                # A few dozen examples per tenant: the head alone trains in seconds;
-                # contrastive fine-tuning is for `clawdesk nlu train` on real data.
-                clf = IntentClassifier(ClassifierConfig(finetune=False, encoder=self.encoder))
-                clf.fit(load_examples(intents_file))
-                save_model(self.root, tenant_id, clf)
+                save_model(self.root, tenant_id, train_cold_start(intents_file, self.encoder))
             clf = load_model(self.root, tenant_id, version)
             chosen = version or list_versions(self.root, tenant_id)[-1]
             if not calibrated(clf):
@@ -76,6 +83,22 @@ class TenantNlu:
         """The tenant's model version and one prediction per text."""
         model = self._models[tenant_id]
         return model.version, model.classifier.predict(texts)
+
+
+def train_cold_start(intents_file: Path, encoder: str) -> IntentClassifier:
+    """A first model for a tenant with none stored, from its intents file.
+
+    A few dozen examples per tenant: the head alone trains in seconds; contrastive
+    fine-tuning is for `clawdesk nlu train` on real data.
+    """
+    # Imported here, not at the top: training is only needed on a cold start (see the
+    # module docstring), and the serving path must not load it otherwise.
+    from clawdesk.nlu.training.examples import load_examples
+    from clawdesk.nlu.training.fit import fit_intent_model
+
+    return fit_intent_model(
+        load_examples(intents_file), ClassifierConfig(finetune=False, encoder=encoder)
+    )
 
 
 def calibrated(clf: IntentClassifier) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from clawdesk.kb.answerability import is_answerable
 from clawdesk.nlu import detect_language, extract_entities
+from clawdesk.nlu.labels import OOS
 from clawdesk.skills.base import SkillContext
 from clawdesk.skills.dialogue import DialogueState, Policy, conclude, decide, turn_of
 from clawdesk.skills.render import render
@@ -110,7 +111,7 @@ def nlu_result(
     return NluResult(
         **msg.lineage(),
         accepted=accepted,
-        intent=intent if confidence >= min_confidence else "oos",
+        intent=intent if confidence >= min_confidence else OOS,
         confidence=round(float(confidence), 4),
         entities=[Entity(kind=e.kind, value=e.value) for e in extract_entities(text)],
         language=detect_language(text),

@@ -37,13 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clawdesk.kb.answerability import is_same_question
 from clawdesk.nlu.entities import order_number
+from clawdesk.nlu.labels import OOS
 from clawdesk.skills.answers import yes_or_no
 from clawdesk.skills.manifest import Route
 from clawdesk.skills.routing import Routes
 from clawdesk.skills.sentiment import is_negative
 from schemas import RetrievalContext, SkillStatus
 
-OOS = "oos"
 # NLU intents a bare order or parcel number continues when no earlier request does.
 ORDER_INTENT = "order_status"
 PARCEL_INTENT = "track_shipment"

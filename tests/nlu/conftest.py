@@ -45,7 +45,7 @@ _DATA = {
 
 
 def _examples(rows: dict[str, list[str]]) -> list:
-    from clawdesk.nlu.model import IntentExample
+    from clawdesk.nlu.training.examples import IntentExample
 
     return [IntentExample(text=t, intent=i) for i, texts in rows.items() for t in texts]
 

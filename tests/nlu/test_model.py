@@ -1,24 +1,19 @@
-"""IntentClassifier: train/predict/save/load on tiny English+Chinese data, oos threshold."""
+"""IntentClassifier: predict/save/load on tiny English+Chinese data, oos threshold."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from clawdesk.nlu.model import (
-    OOS,
-    ClassifierConfig,
-    IntentClassifier,
-    IntentExample,
-    IntentPrediction,
-    choose_threshold,
-    wilson_lower_bound,
-)
-from clawdesk.nlu.training.features import FinetuneConfig
+from clawdesk.nlu.config import ClassifierConfig, FinetuneConfig
+from clawdesk.nlu.labels import OOS
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.prediction import IntentPrediction
+from clawdesk.nlu.training.examples import IntentExample
+from clawdesk.nlu.training.fit import fit_intent_model
 
 QUERIES = ["I would like a refund", "我要退钱", "where is my parcel", "改一下收货地址"]
 EXPECTED = ["refund", "refund", "order_status", "change_address"]
@@ -31,7 +26,7 @@ def tuned(tiny_train, tiny_valid) -> IntentClassifier:
         finetune=True,
         finetune_config=FinetuneConfig(epochs=1, max_steps=2, classes_per_batch=3, per_class=2),
     )
-    return IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
+    return fit_intent_model(tiny_train, cfg, valid=tiny_valid)
 
 
 def test_predict_english_and_chinese(tuned: IntentClassifier) -> None:
@@ -122,7 +117,7 @@ def test_char_only_classifier_with_oos_class(tiny_train, tmp_path) -> None:
         IntentExample(text="讲个笑话", intent=OOS),
         IntentExample(text="what is the weather", intent=OOS),
     ]
-    clf = IntentClassifier(ClassifierConfig(features="char", threshold=0.0)).fit(train)
+    clf = fit_intent_model(train, ClassifierConfig(features="char", threshold=0.0))
     assert clf.encoder is None
     assert OOS in clf.classes and OOS not in clf.intents
     preds = clf.predict(["讲个笑话", "我要退款"])
@@ -138,7 +133,7 @@ def test_char_only_classifier_with_oos_class(tiny_train, tmp_path) -> None:
 
 def test_char_and_word_ngrams_save_load(tiny_train, tmp_path) -> None:
     cfg = ClassifierConfig(features="char", char_weight=1.0, word_weight=0.5, threshold=0.0)
-    clf = IntentClassifier(cfg).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, cfg)
     assert clf.char_ngrams is not None and clf.word_ngrams is not None
     assert clf.coef is not None
     assert clf.coef.shape[1] == clf.char_ngrams.n_features + clf.word_ngrams.n_features
@@ -147,101 +142,3 @@ def test_char_and_word_ngrams_save_load(tiny_train, tmp_path) -> None:
     assert loaded.word_ngrams is not None
     texts = ["refund my order please", "我要改地址"]
     np.testing.assert_allclose(loaded.predict_proba(texts), clf.predict_proba(texts), atol=1e-6)
-
-
-def test_weight_selection_with_required_oos_recall(tiny_train, tiny_valid) -> None:
-    # Without an encoder fine-tune (fast): the grid is searched, and the threshold must
-    # reject enough validation oos rows for the Wilson bound; with 3 oos rows no
-    # threshold can show 0.5 with 95 % confidence, so every oos row is rejected.
-    cfg = ClassifierConfig(finetune=False, min_oos_recall=0.5)
-    clf = IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
-    assert len(clf.info["ngram_weight_selection"]["valid_objective"]) == len(cfg.ngram_weight_grid)
-    oos_texts = [e.text for e in tiny_valid if e.intent == OOS]
-    assert {p.intent for p in clf.predict(oos_texts)} == {OOS}
-
-
-def test_threshold_by_cross_validation_without_valid(tiny_train) -> None:
-    cfg = ClassifierConfig(features="char")
-    clf = IntentClassifier(cfg).fit(tiny_train)
-    assert clf.info["threshold_from"].endswith("cross-validation on train")
-    assert 0.0 < clf.threshold < 1.0
-
-
-def test_fit_rejects_single_intent() -> None:
-    with pytest.raises(ValueError):
-        IntentClassifier(ClassifierConfig(features="char")).fit(
-            [IntentExample(text="a", intent="x"), IntentExample(text="b", intent="x")]
-        )
-
-
-def test_example_validation() -> None:
-    with pytest.raises(ValueError):
-        IntentExample(text="  ", intent="x")
-
-
-def test_config_round_trip() -> None:
-    cfg = ClassifierConfig(features="embedding", C=3.0, ngram_range=(1, 3))
-    cfg.finetune_config = dataclasses.replace(cfg.finetune_config, epochs=2.5)
-    again = ClassifierConfig.from_dict({**cfg.to_dict(), "unknown_future_key": 1})
-    assert again == cfg
-
-
-class TestChooseThreshold:
-    def test_separable(self) -> None:
-        # in-scope correct rows score high, oos rows low: a threshold between them wins
-        scores = np.array([0.9, 0.8, 0.7, 0.3, 0.2])
-        correct = np.array([True, True, True, False, False])
-        is_oos = np.array([False, False, False, True, True])
-        t = choose_threshold(scores, correct, is_oos)
-        assert 0.3 < t <= 0.7
-
-    def test_trade_off_is_balanced(self) -> None:
-        # One oos row above every in-scope row: rejecting it would cost all in-scope.
-        scores = np.array([0.6, 0.6, 0.6, 0.99, 0.1])
-        correct = np.array([True, True, True, False, False])
-        is_oos = np.array([False, False, False, True, True])
-        t = choose_threshold(scores, correct, is_oos)
-        assert 0.1 < t <= 0.6
-
-    def test_without_oos_keeps_share(self) -> None:
-        scores = np.linspace(0.01, 1.0, 100)
-        t = choose_threshold(scores, np.ones(100, bool), np.zeros(100, bool), in_scope_keep=0.9)
-        assert np.mean(scores >= t) == pytest.approx(0.9, abs=0.011)
-
-    def test_target_oos_recall(self) -> None:
-        scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2])
-        correct = np.array([True, True, True, True, False, False, False, False])
-        is_oos = np.array([False, False, False, False, True, True, True, True])
-        scores[4] = 0.85  # one oos row scores high
-        t_bal = choose_threshold(scores, correct, is_oos)
-        t_all = choose_threshold(scores, correct, is_oos, target_oos_recall=1.0)
-        t_75 = choose_threshold(scores, correct, is_oos, target_oos_recall=0.75)
-        assert 0.4 < t_bal <= 0.6 and t_75 == t_bal  # 3 of 4 oos rows rejected
-        assert 0.85 < t_all <= 0.9  # catching the last oos row costs 3 in-scope rows
-
-    def test_min_oos_recall_asks_for_a_margin(self) -> None:
-        # 100 oos rows scoring 0.00..0.99, 100 correct in-scope rows at 1.0
-        scores = np.concatenate([np.arange(100) / 100, np.ones(100)])
-        correct = np.concatenate([np.zeros(100, bool), np.ones(100, bool)])
-        is_oos = np.concatenate([np.ones(100, bool), np.zeros(100, bool)])
-        t_obs = choose_threshold(scores, correct, is_oos, target_oos_recall=0.85)
-        t_conf = choose_threshold(scores, correct, is_oos, min_oos_recall=0.85)
-        assert np.mean(scores[:100] < t_obs) == pytest.approx(0.85)
-        recall = np.mean(scores[:100] < t_conf)
-        # 0.85 observed is not enough: the 95 % lower bound of 90/100 is still below 0.85
-        assert recall == pytest.approx(0.91)
-        assert wilson_lower_bound(np.array([91]), 100)[0] >= 0.85
-        assert wilson_lower_bound(np.array([90]), 100)[0] < 0.85
-
-    def test_wilson_bound_matches_known_value(self) -> None:
-        # 8 of 10 at z = 1.645: centre 0.7361, half-width 0.1953 (Wilson score interval)
-        assert wilson_lower_bound(np.array([8]), 10)[0] == pytest.approx(0.5408, abs=1e-3)
-
-    def test_keep_all_means_no_rejection(self) -> None:
-        scores = np.array([0.2, 0.5, 0.9])
-        t = choose_threshold(scores, np.ones(3, bool), np.zeros(3, bool), in_scope_keep=1.0)
-        assert t == 0.0
-
-    def test_needs_in_scope(self) -> None:
-        with pytest.raises(ValueError):
-            choose_threshold(np.array([0.5]), np.array([False]), np.array([True]))

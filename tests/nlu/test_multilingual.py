@@ -11,35 +11,18 @@ import pytest
 from typer.testing import CliRunner
 
 from clawdesk.cli.eval_intents import app
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.labels import OOS
 from clawdesk.nlu.language import detect_language
-from clawdesk.nlu.model import OOS, ClassifierConfig, IntentClassifier
-from clawdesk.nlu.multilingual import (
-    AUTO,
-    MULTILINGUAL_E5,
-    non_english_share,
-    resolve_multilingual,
-)
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.multilingual import AUTO, MULTILINGUAL_E5
 from clawdesk.nlu.training.evaluate import by_language
-from clawdesk.nlu.training.train import load_examples
+from clawdesk.nlu.training.examples import load_examples
+from clawdesk.nlu.training.fit import fit_intent_model
 from clawdesk.services import packaged_data
 
 DEMO = packaged_data("intents", "demo.yaml")
 HOLDOUT = packaged_data("intents", "demo_eval_holdout.jsonl")
-ENGLISH = [f"how do I top up my card number {i}" for i in range(97)]
-
-
-def test_auto_adds_the_block_only_when_the_training_texts_are_not_all_english() -> None:
-    assert resolve_multilingual(AUTO, ENGLISH) == ""
-    # Up to 5 % other-language texts (a name, a stray phrase) keep an English file English.
-    five_percent = [*ENGLISH[:95], "我要退款", "订单到哪了", "ok", "1001", "thanks"]
-    assert non_english_share(five_percent) == pytest.approx(0.02)
-    assert resolve_multilingual(AUTO, five_percent) == ""
-    mixed = ENGLISH[:90] + ["我要退款"] * 10
-    assert resolve_multilingual(AUTO, mixed) == MULTILINGUAL_E5
-    # An explicit setting is kept as it is, "" (off) included.
-    assert resolve_multilingual("", mixed) == ""
-    assert resolve_multilingual("some/model", ENGLISH) == "some/model"
-    assert non_english_share([]) == 0.0
 
 
 def test_models_saved_before_the_block_load_without_it() -> None:
@@ -73,7 +56,7 @@ def test_centring_spreads_the_cosines(
     clf = demo_models[AUTO]
     assert clf.encoder is not None
     np.testing.assert_allclose(
-        clf._embed(demo_texts[:3])[:, clf.encoder.dim :], centred[:3], atol=1e-5
+        clf.embed(demo_texts[:3])[:, clf.encoder.dim :], centred[:3], atol=1e-5
     )
 
 
@@ -83,7 +66,7 @@ def demo_models() -> dict[str, IntentClassifier]:
     as "auto" decides it and without it."""
     train = load_examples(DEMO)
     return {
-        ml: IntentClassifier(ClassifierConfig(finetune=False, multilingual=ml)).fit(train)
+        ml: fit_intent_model(train, ClassifierConfig(finetune=False, multilingual=ml))
         for ml in (AUTO, "")
     }
 
@@ -118,10 +101,10 @@ def test_nearest_cosine_is_the_mean_over_both_blocks(
     bank = clf.knn_bank
     assert bank is not None and bank.shape[1] == clf.encoder.dim + len(clf.multilingual.mean)
     texts = ["我想退货", "where is my parcel", "今天天气怎么样"]
-    emb = clf._embed(texts)
+    emb = clf.embed(texts)
     d = clf.encoder.dim
     want = ((emb[:, :d] @ bank[:, :d].T + emb[:, d:] @ bank[:, d:].T) / 2).max(axis=1)
-    nearest = clf._nearest(emb)
+    nearest = clf.nearest(emb)
     assert nearest is not None
     np.testing.assert_allclose(nearest, want, atol=1e-5)
     # The cross-validated calibration standardised cosines on that same scale (a sum of

@@ -8,16 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from clawdesk.nlu.model import (
-    KNN_BANK_FILE,
-    OOS,
-    ClassifierConfig,
-    IntentClassifier,
-    IntentExample,
-    msp_parts,
-)
-from clawdesk.nlu.oos import ScoreFusion, nearest_cosine
-from clawdesk.nlu.training.calibration import temper
+from clawdesk.nlu.confidence import temper
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.labels import OOS
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.oos import ScoreFusion, msp_parts, nearest_cosine
+from clawdesk.nlu.persistence import KNN_BANK_FILE
+from clawdesk.nlu.training.examples import IntentExample
+from clawdesk.nlu.training.fit import fit_intent_model
+from clawdesk.nlu.training.oos_calibration import score_train_oos
 
 TRAIN_OOS = [
     IntentExample(text="tell me a joke", intent=OOS),
@@ -76,7 +75,7 @@ def with_train_oos(tiny_train, tiny_valid) -> IntentClassifier:
     # Frozen encoder: the fusion and calibration are under test here, not fine-tuning
     # (nor the multilingual block, which test_multilingual covers).
     cfg = ClassifierConfig(finetune=False, oos_crossfit_folds=5, multilingual="")
-    return IntentClassifier(cfg).fit([*tiny_train, *TRAIN_OOS], valid=tiny_valid)
+    return fit_intent_model([*tiny_train, *TRAIN_OOS], cfg, valid=tiny_valid)
 
 
 def test_bank_holds_the_in_scope_training_examples(with_train_oos, tiny_train) -> None:
@@ -132,7 +131,7 @@ def test_training_oos_rows_join_calibration_scored_by_heads_that_never_saw_them(
     assert clf.encoder is not None
     embeddings = clf.encoder.encode(texts)
     coef = None if clf.coef is None else clf.coef.copy()
-    held = clf._score_train_oos(texts, labels, embeddings)
+    held = score_train_oos(clf, texts, labels, embeddings)
     assert held is not None
     probs, cos = held
     assert clf.coef is not None and coef is not None
@@ -183,7 +182,7 @@ def test_model_saved_before_the_fusion_still_scores_by_probability(
 
 def test_without_fusion_the_probability_decides(tiny_train, tiny_valid, tmp_path) -> None:
     cfg = ClassifierConfig(finetune=False, knn_fusion=False)
-    clf = IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
+    clf = fit_intent_model(tiny_train, cfg, valid=tiny_valid)
     assert clf.knn_bank is None and clf.fusion is None and clf.info["oos_score"] == "msp"
     assert clf.info["threshold_from"] == "valid"  # no oos rows in train to add
     np.testing.assert_allclose(clf.in_scope_scores(QUERIES), _untempered_msp(clf), atol=1e-6)
@@ -191,7 +190,7 @@ def test_without_fusion_the_probability_decides(tiny_train, tiny_valid, tmp_path
 
 
 def test_cross_validated_threshold_uses_the_fusion(tiny_train) -> None:
-    clf = IntentClassifier(ClassifierConfig(finetune=False)).fit([*tiny_train, *TRAIN_OOS])
+    clf = fit_intent_model([*tiny_train, *TRAIN_OOS], ClassifierConfig(finetune=False))
     assert clf.info["threshold_from"].endswith("cross-validation on train")
     assert clf.info["oos_score"] == "msp+nearest-cosine" and clf.fusion is not None
     # Standardised on held-out folds: had a row found itself in the bank, every
@@ -201,7 +200,7 @@ def test_cross_validated_threshold_uses_the_fusion(tiny_train) -> None:
 
 
 def test_a_fixed_threshold_keeps_no_bank(tiny_train, tmp_path) -> None:
-    clf = IntentClassifier(ClassifierConfig(finetune=False, threshold=0.3)).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(finetune=False, threshold=0.3))
     assert clf.fusion is None and clf.knn_bank is None
     assert not (clf.save(tmp_path / "m") / KNN_BANK_FILE).exists()
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from clawdesk.kb import packaged_models as pm
-from clawdesk.nlu.model import ClassifierConfig, IntentClassifier
-from clawdesk.nlu.training.features import TextEncoder
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.encoder import TextEncoder
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.training.fit import fit_intent_model
 
 
 def test_default_and_minilm_name_resolve_to_the_packaged_directory() -> None:
@@ -100,7 +102,7 @@ def test_missing_packages_name_the_extra(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_saved_classifier_refers_to_a_frozen_packaged_encoder(tiny_train, tmp_path: Path) -> None:
     # A frozen packaged encoder is found again by name: no 90 MB copy per model version.
-    clf = IntentClassifier(ClassifierConfig(finetune=False, features="embedding")).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(finetune=False, features="embedding"))
     clf.save(tmp_path / "m")
     assert not (tmp_path / "m" / "encoder").exists()
     loaded = IntentClassifier.load(tmp_path / "m")

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from clawdesk.nlu.model import ClassifierConfig, IntentClassifier
+from clawdesk.nlu.config import ClassifierConfig
 from clawdesk.nlu.tenant_models import LEGACY_MIN_CONFIDENCE, TenantNlu
+from clawdesk.nlu.training.fit import fit_intent_model
 from clawdesk.nlu.versions import save_model
 
 
 def test_a_model_stored_before_calibration_keeps_its_old_floor(
     tiny_train, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clf = IntentClassifier(ClassifierConfig(features="char")).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(features="char"))
     version = save_model(tmp_path, "acme", clf)
     nlu = TenantNlu(tmp_path, "", min_confidence=0.9)
     intents = tmp_path / "unused.yaml"  # a tenant with a stored model is not trained again
@@ -40,8 +41,8 @@ def test_each_tenant_is_classified_by_its_own_model(tiny_train, tmp_path: Path) 
     # Acme knows refunds and orders; Globex was trained on address changes and orders only.
     acme = [e for e in tiny_train if e.intent != "change_address"]
     globex = [e for e in tiny_train if e.intent != "refund"]
-    save_model(tmp_path, "acme", IntentClassifier(ClassifierConfig(features="char")).fit(acme))
-    save_model(tmp_path, "globex", IntentClassifier(ClassifierConfig(features="char")).fit(globex))
+    save_model(tmp_path, "acme", fit_intent_model(acme, ClassifierConfig(features="char")))
+    save_model(tmp_path, "globex", fit_intent_model(globex, ClassifierConfig(features="char")))
     nlu = TenantNlu(tmp_path, "", min_confidence=0.9)
     for tenant in ("acme", "globex"):
         nlu.ensure(tenant, tmp_path / "unused.yaml")

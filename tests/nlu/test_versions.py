@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from clawdesk.nlu import versions as store
-from clawdesk.nlu.model import ClassifierConfig, IntentClassifier
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.training.fit import fit_intent_model
 
 
 class _FakeClassifier:
@@ -84,7 +85,7 @@ def test_missing_model(tmp_path: Path) -> None:
 
 
 def test_real_classifier_round_trip(tmp_path: Path, tiny_train) -> None:
-    clf = IntentClassifier(ClassifierConfig(features="char", threshold=0.2)).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(features="char", threshold=0.2))
     v1 = store.save_model(tmp_path, "acme", clf)
     clf.threshold = 0.3
     v2 = store.save_model(tmp_path, "acme", clf)

@@ -1,4 +1,4 @@
-"""Confidence calibration of the intent head: temperature scaling and its measure.
+"""Fitting the confidence calibration of the intent head: temperature scaling and its measure.
 
 A logistic-regression head's probabilities are not calibrated as they come: with ten
 examples per intent and a mild L2 penalty it is under-confident on new messages, with
@@ -6,7 +6,8 @@ thousands of examples it can be over-confident.  The nlu stage compares a messag
 confidence with a fixed floor (``CLAWDESK_NLU_MIN_CONFIDENCE``), and an agent reading
 "0.8" should be able to take it as "right four times in five".  Temperature scaling (Guo
 et al. 2017, "On calibration of modern neural networks") divides the head's logits by one
-number fitted on held-out messages by their log-likelihood; it moves every probability
+number fitted on held-out messages by their log-likelihood (applied when serving by
+:func:`clawdesk.nlu.confidence.temper`); it moves every probability
 but never the ranking within a message, so the best intent stays the best.
 
 The oos decision does not use the tempered probabilities: its score and threshold are
@@ -18,28 +19,17 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-__all__ = ["expected_calibration_error", "fit_temperature", "temper"]
+from clawdesk.nlu.confidence import EPS, temper
+
+__all__ = ["expected_calibration_error", "fit_temperature"]
 
 # The search range of the temperature: far beyond what a linear head needs either way.
 _LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))
-_EPS = 1e-12
-
-
-def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(logits / T)`` from ``softmax(logits)``: the log-probabilities differ from
-    the logits by a per-row constant, which the softmax ignores."""
-    if temperature == 1.0 or len(probs) == 0:
-        return probs
-    z = np.log(np.maximum(np.asarray(probs, dtype=np.float64), _EPS)) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
 
 
 def _nll(probs: np.ndarray, gold: np.ndarray, temperature: float) -> float:
     p = temper(probs, temperature)[np.arange(len(gold)), gold]
-    return float(-np.mean(np.log(np.maximum(p, _EPS))))
+    return float(-np.mean(np.log(np.maximum(p, EPS))))
 
 
 def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:

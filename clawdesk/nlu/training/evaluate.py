@@ -22,19 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.encoder import TextEncoder
+from clawdesk.nlu.labels import OOS
 from clawdesk.nlu.language import detect_language
-from clawdesk.nlu.model import (
-    OOS,
-    ClassifierConfig,
-    IntentClassifier,
-    IntentExample,
-    IntentPrediction,
-    msp_parts,
-)
-from clawdesk.nlu.multilingual import resolve_multilingual
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.oos import msp_parts
+from clawdesk.nlu.prediction import IntentPrediction
 from clawdesk.nlu.training.calibration import expected_calibration_error
-from clawdesk.nlu.training.features import TextEncoder
-from clawdesk.nlu.training.train import load_examples, make_progress
+from clawdesk.nlu.training.examples import IntentExample, load_examples
+from clawdesk.nlu.training.fit import fit_intent_model
+from clawdesk.nlu.training.multilingual import resolve_multilingual
+from clawdesk.nlu.training.train import make_progress
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -218,9 +217,8 @@ def run_intent_eval(
     """
     train = load_examples(train_path)
     valid = load_examples(valid_path) if valid_path is not None else None
-    clf = IntentClassifier(config)
     with make_progress(progress) as prog:
-        clf.fit(train, valid=valid, progress=prog)
+        clf = fit_intent_model(train, config, valid=valid, progress=prog)
         if save_dir is not None:
             clf.save(save_dir)
         test = load_examples(test_path)
@@ -260,7 +258,7 @@ def run_ablation(
         )
         frozen_cfg = dataclasses.replace(base, finetune=False)
         tuned_cfg = dataclasses.replace(base, features="combined")
-        tuned = IntentClassifier(tuned_cfg).fit(train, valid=valid, progress=prog)
+        tuned = fit_intent_model(train, tuned_cfg, valid=valid, progress=prog)
         encoders = [("tuned", tuned.encoder)]
         if include_frozen:
             encoders.insert(0, ("frozen", TextEncoder.load(base.encoder)))
@@ -289,7 +287,7 @@ def run_ablation(
         reports["tuned emb+char+word"] = evaluate(tuned, test, name=name, progress=prog)
         for label, cfg, encoder in variants:
             t0 = time.perf_counter()
-            clf = IntentClassifier(cfg).fit(train, valid=valid, progress=prog, encoder=encoder)
+            clf = fit_intent_model(train, cfg, valid=valid, progress=prog, encoder=encoder)
             rep = evaluate(clf, test, name=name, progress=prog)
             rep.train_seconds = round(time.perf_counter() - t0, 1)
             if label.startswith("tuned"):
@@ -347,7 +345,3 @@ def report_table(reports: dict[str, EvalReport], *, title: str = "Intent evaluat
             f"{r.classifications_per_second:.0f}",
         )
     return table
-
-
-# Re-exported for callers that only import this module.
-OOS_LABEL = OOS

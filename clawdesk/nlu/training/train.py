@@ -1,79 +1,19 @@
-"""Loading labelled examples and training a classifier from files.
-
-Two input formats:
-
-* JSON Lines, one ``{"text": ..., "intent": ...}`` object per line (the format of the
-  benchmark datasets);
-* YAML, as a tenant would write it by hand::
-
-      intents:
-        refund:
-          - I want my money back
-          - 我要退款
-        order_status:
-          - where is my order
-"""
+"""Training a classifier from example files (:mod:`clawdesk.nlu.training.examples`)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from clawdesk.nlu.model import ClassifierConfig, IntentClassifier, IntentExample
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.training.examples import load_examples
+from clawdesk.nlu.training.fit import fit_intent_model
 
-__all__ = ["load_examples", "make_progress", "train_from_files"]
-
-
-def load_examples(path: str | Path) -> list[IntentExample]:
-    """Read labelled examples from a ``.jsonl``/``.json`` or ``.yaml``/``.yml`` file.
-
-    Raises ``ValueError`` with the line number (JSONL) or intent (YAML) of a bad entry.
-    """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        return _load_yaml(p)
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return _load_jsonl(p)
-    raise ValueError(f"unknown example file type {suffix!r} (use .jsonl or .yaml): {p}")
-
-
-def _load_jsonl(p: Path) -> list[IntentExample]:
-    out: list[IntentExample] = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                out.append(IntentExample(text=row["text"], intent=row["intent"]))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{p}:{lineno}: bad example: {exc}") from exc
-    return out
-
-
-def _load_yaml(p: Path) -> list[IntentExample]:
-    import yaml
-
-    data: Any = yaml.safe_load(p.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("intents"), dict):
-        raise ValueError(f"{p}: expected a mapping with an 'intents' mapping")
-    out: list[IntentExample] = []
-    for intent, texts in data["intents"].items():
-        if not isinstance(texts, list):
-            raise ValueError(f"{p}: intent {intent!r}: expected a list of texts")
-        for text in texts:
-            if not isinstance(text, str):
-                raise ValueError(f"{p}: intent {intent!r}: expected text, got {text!r}")
-            try:
-                out.append(IntentExample(text=text, intent=str(intent)))
-            except ValueError as exc:
-                raise ValueError(f"{p}: intent {intent!r}: {exc}") from exc
-    return out
+__all__ = ["make_progress", "train_from_files"]
 
 
 @contextlib.contextmanager
@@ -112,9 +52,8 @@ def train_from_files(
     """Train a classifier on a file, calibrating its oos threshold on ``valid_path``."""
     train = load_examples(train_path)
     valid = load_examples(valid_path) if valid_path is not None else None
-    clf = IntentClassifier(config)
     t0 = time.perf_counter()
     with make_progress(progress) as prog:
-        clf.fit(train, valid=valid, progress=prog)
+        clf = fit_intent_model(train, config, valid=valid, progress=prog)
     clf.info["wall_seconds"] = round(time.perf_counter() - t0, 1)
     return clf

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clawdesk.nlu.model import ClassifierConfig, IntentClassifier
-from clawdesk.nlu.training.calibration import expected_calibration_error, fit_temperature, temper
+from clawdesk.nlu.confidence import temper
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.model import IntentClassifier
+from clawdesk.nlu.training.calibration import expected_calibration_error, fit_temperature
+from clawdesk.nlu.training.fit import fit_intent_model
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -57,7 +60,7 @@ def test_classifier_tempers_what_it_reports_not_what_it_decides(
     tiny_train, tiny_valid, tmp_path: Path
 ) -> None:
     cfg = ClassifierConfig(features="char")
-    clf = IntentClassifier(cfg).fit(tiny_train, valid=tiny_valid)
+    clf = fit_intent_model(tiny_train, cfg, valid=tiny_valid)
     assert clf.info["temperature_from"] == "valid"
     assert clf.temperature == pytest.approx(clf.info["temperature"], abs=1e-4)
     assert clf.temperature != 1.0
@@ -80,12 +83,12 @@ def test_classifier_tempers_what_it_reports_not_what_it_decides(
     assert old.temperature == 1.0
     assert [p.confidence for p in old.predict(texts)] == pytest.approx(raw.max(axis=1))
 
-    untempered = IntentClassifier(ClassifierConfig(features="char", calibrate_confidence=False))
-    assert untempered.fit(tiny_train, valid=tiny_valid).temperature == 1.0
+    untempered = ClassifierConfig(features="char", calibrate_confidence=False)
+    assert fit_intent_model(tiny_train, untempered, valid=tiny_valid).temperature == 1.0
 
 
 def test_without_valid_the_temperature_comes_from_cross_validation(tiny_train) -> None:
-    clf = IntentClassifier(ClassifierConfig(features="char")).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(features="char"))
     assert clf.info["temperature_from"] == "3-fold cross-validation on train"
     # A char-n-gram head on eight examples per intent is far from sure of new messages;
     # its held-out fold predictions are right more often than their probability says.

@@ -11,8 +11,11 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from clawdesk.cli.eval_intents import app
-from clawdesk.nlu.model import OOS, ClassifierConfig, IntentClassifier, IntentExample
+from clawdesk.nlu.config import ClassifierConfig
+from clawdesk.nlu.labels import OOS
 from clawdesk.nlu.training.evaluate import evaluate, run_intent_eval
+from clawdesk.nlu.training.examples import IntentExample
+from clawdesk.nlu.training.fit import fit_intent_model
 
 
 def _write(path: Path, examples: list[IntentExample]) -> Path:
@@ -27,7 +30,7 @@ def _write(path: Path, examples: list[IntentExample]) -> Path:
 
 
 def test_metrics_match_hand_count(tiny_train) -> None:
-    clf = IntentClassifier(ClassifierConfig(features="char", threshold=0.0)).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(features="char", threshold=0.0))
     test = [
         IntentExample(text="我要退款", intent="refund"),
         IntentExample(text="where is my order", intent="order_status"),
@@ -60,7 +63,7 @@ def test_metrics_match_hand_count(tiny_train) -> None:
 
 
 def test_no_oos_rows_gives_none(tiny_train) -> None:
-    clf = IntentClassifier(ClassifierConfig(features="char", threshold=0.0)).fit(tiny_train)
+    clf = fit_intent_model(tiny_train, ClassifierConfig(features="char", threshold=0.0))
     rep = evaluate(clf, [IntentExample(text="我要退款", intent="refund")])
     assert rep.oos_precision is None and rep.oos_recall is None
 

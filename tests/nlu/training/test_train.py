@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from clawdesk.nlu.training.train import load_examples
+from clawdesk.nlu.training.examples import load_examples
 
 
 def test_jsonl(tmp_path: Path) -> None:
