@@ -16,12 +16,17 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from clawdesk.nlu.config import ClassifierConfig
 from clawdesk.nlu.model import IntentClassifier
 from clawdesk.nlu.prediction import IntentPrediction
 from clawdesk.nlu.versions import list_versions, load_model, save_model
 
 log = logging.getLogger(__name__)
+# A cold-start training takes about a minute on 2 loaded cores; waiting longer means the
+# process that holds the lock is stuck, and the error says so.
+TRAIN_LOCK_TIMEOUT_S = 900
 
 # The floor the nlu stage used before confidences were calibrated: a model stored then
 # reports the head's raw, under-confident probabilities, which the calibrated default
@@ -51,8 +56,7 @@ class TenantNlu:
         """Load `version` (default: latest) for the tenant, training from the file if none."""
         with self._lock:
             if not list_versions(self.root, tenant_id):
-                log.info("training intent model", extra={"tenant": tenant_id})
-                save_model(self.root, tenant_id, train_cold_start(intents_file, self.encoder))
+                self._train_once(tenant_id, intents_file)
             clf = load_model(self.root, tenant_id, version)
             chosen = version or list_versions(self.root, tenant_id)[-1]
             if not calibrated(clf):
@@ -64,6 +68,17 @@ class TenantNlu:
                 )
             self._models[tenant_id] = LoadedModel(chosen, clf)
             return chosen
+
+    def _train_once(self, tenant_id: str, intents_file: Path) -> None:
+        """Train the tenant's first model unless another process sharing the models
+        directory is doing it: workers started together waited for one training instead
+        of each training its own (two versions, twice the start-up CPU)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.root / f".{tenant_id}.training.lock", timeout=TRAIN_LOCK_TIMEOUT_S):
+            if list_versions(self.root, tenant_id):  # trained while this one waited
+                return
+            log.info("training intent model", extra={"tenant": tenant_id})
+            save_model(self.root, tenant_id, train_cold_start(intents_file, self.encoder))
 
     def min_confidence_for(self, tenant_id: str) -> float:
         """The confidence below which the tenant's intent is oos: the configured floor,

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from clawdesk.nlu import tenant_models
 from clawdesk.nlu.config import ClassifierConfig
 from clawdesk.nlu.tenant_models import LEGACY_MIN_CONFIDENCE, TenantNlu
 from clawdesk.nlu.training.fit import fit_intent_model
-from clawdesk.nlu.versions import save_model
+from clawdesk.nlu.versions import list_versions, save_model
 
 
 def test_a_model_stored_before_calibration_keeps_its_old_floor(
@@ -54,3 +57,23 @@ def test_each_tenant_is_classified_by_its_own_model(tiny_train, tmp_path: Path) 
     assert for_globex.intent != "refund"  # Globex's model has no such intent
     with pytest.raises(KeyError):
         nlu.predict("initech", ["I want a refund"])  # no model loaded: no one else's
+
+
+def test_workers_started_together_train_the_first_model_once(
+    tiny_train, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained = []
+    model = fit_intent_model(tiny_train, ClassifierConfig(features="char"))
+
+    def slow_training(intents_file: Path, encoder: str):
+        trained.append(intents_file)
+        time.sleep(0.5)  # long enough for the other worker to arrive meanwhile
+        return model
+
+    monkeypatch.setattr(tenant_models, "train_cold_start", slow_training)
+    workers = [TenantNlu(tmp_path, "", min_confidence=0.9) for _ in range(3)]
+    with ThreadPoolExecutor(len(workers)) as pool:
+        versions = list(pool.map(lambda w: w.ensure("acme", tmp_path / "intents.yaml"), workers))
+    assert len(trained) == 1, "one training for the shared models directory"
+    assert versions == ["v0001"] * 3
+    assert list_versions(tmp_path, "acme") == ["v0001"]
