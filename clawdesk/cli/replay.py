@@ -1,4 +1,4 @@
-"""`clawdesk replay start|resume|list|status|stop|delete|diff`."""
+"""`clawdesk replay start|resume|list|status|stop|delete|diff` (logic: `clawdesk.replay`)."""
 
 from __future__ import annotations
 
