@@ -60,6 +60,9 @@ def default_text(info: FieldInfo) -> str:
         return "true" if value else "false"
     if isinstance(value, list | tuple | set | dict) and not value:
         return "(empty)"
+    if isinstance(value, Path) and value.is_relative_to(Path.home()):
+        # The same on every machine: a home directory is not part of the default.
+        return f"`~/{value.relative_to(Path.home()).as_posix()}`"
     return f"`{value}`"
 
 
