@@ -45,6 +45,7 @@ def bench(
             console.print(f"[red]--workers: {err}[/]")
             raise typer.Exit(2) from None
         return
+    # deferred: the pipeline bench imports the encoders and the stack
     from clawdesk.bench.pipeline import run_bench
 
     run_bench(n=n, embed_n=embed_n, repeat=repeat, console=console)

@@ -43,8 +43,7 @@ def eval_retrieval(
     kb_path: Annotated[list[Path] | None, typer.Option("--kb", help="KB files/folders")] = None,
 ) -> None:
     """Recall@1/@5 and MRR of hybrid retrieval on a question set (default: the demo KB's)."""
-    import tempfile
-
+    # deferred: the KB imports Qdrant and sentence-transformers
     from clawdesk.kb.answerability import is_relevant
     from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.index import KnowledgeBase, open_qdrant
@@ -155,6 +154,7 @@ def intents(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train on --train, choose the oos threshold on --valid, report figures on --test."""
+    # deferred: the NLU imports torch and sentence-transformers
     from clawdesk.nlu.model import ClassifierConfig
     from clawdesk.nlu.training.evaluate import report_table, run_ablation, run_intent_eval
 
@@ -261,6 +261,7 @@ def eval_answers(
 
 
 def _answers_run(questions: Path, kb_path: list[Path] | None) -> tuple[AnswerReport, float, str]:
+    # deferred: the skills runtime, the NLU and the KB import the model stack
     from clawdesk.integrations import Integrations
     from clawdesk.integrations.demo_shop import DemoShop
     from clawdesk.kb.encoders import settings_encoder

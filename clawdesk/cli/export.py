@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from clawdesk.replay.export import Format, fetch, since_time, write
+from clawdesk.settings import connection_settings
 
 app = typer.Typer(help="Export conversations, decisions or a replay run's results.")
 console = Console(stderr=True)
@@ -25,8 +26,6 @@ def _run(
     run: str | None = None,
 ) -> None:
     """Fetch one dataset and write it, or exit 2 with the reason."""
-    from clawdesk.settings import connection_settings
-
     url = connection_settings().database_url
     if not url:
         console.print("[red]DATABASE_URL is not set[/]")

@@ -23,6 +23,7 @@ def kb_ingest(
     tenant: Annotated[str, typer.Option(help="tenant id")] = "",
 ) -> None:
     """Make the tenant's knowledge base match PATHS (adds, updates, removes documents)."""
+    # deferred: the KB imports Qdrant and sentence-transformers
     from clawdesk.kb.encoders import settings_encoder
     from clawdesk.kb.index import KnowledgeBase, open_qdrant
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from clawdesk.kb.packaged_models import PackagedModelError, resolve_model
+from clawdesk.nlu import versions
 from clawdesk.settings import app_settings
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ Multilingual = Annotated[
 def multilingual_setting(value: str, console: Console) -> str:
     """The :attr:`ClassifierConfig.multilingual` value of ``--multilingual``; one that
     names no model on this machine exits with status 2 before any data is read."""
+    # deferred: the multilingual encoder module imports numpy
     from clawdesk.nlu.multilingual import AUTO, MULTILINGUAL_E5
 
     if value == "off":
@@ -95,7 +97,7 @@ def nlu_train(
 ) -> None:
     """Train a new version of the tenant's intent model and store it (the nlu stage loads
     the latest, or CLAWDESK_NLU_MODEL_VERSION)."""
-    from clawdesk.kb.packaged_models import PackagedModelError
+    # deferred: the NLU imports torch and sentence-transformers
     from clawdesk.nlu import ClassifierConfig, IntentClassifier, load_examples
     from clawdesk.nlu.versions import save_model
 
@@ -127,10 +129,8 @@ def nlu_train(
 @app.command("versions")
 def nlu_versions(tenant: Annotated[str, typer.Option(help="tenant id")] = "") -> None:
     """List the stored versions of the tenant's intent model."""
-    from clawdesk.nlu.versions import list_versions
-
     settings = app_settings()
-    for version in list_versions(settings.model_root, tenant or settings.default_tenant):
+    for version in versions.list_versions(settings.model_root, tenant or settings.default_tenant):
         console.print(version)
 
 
@@ -143,20 +143,18 @@ def nlu_prune(
     """Remove old versions of the tenant's intent model, keeping the newest --keep and
     the one CLAWDESK_NLU_MODEL_VERSION pins (a fine-tuned version holds its own encoder,
     ~90 MB with MiniLM, ~420 MB with mpnet)."""
-    from clawdesk.nlu.versions import prune_plan, remove_versions, version_bytes
-
     settings = app_settings()
     tenant = tenant or settings.default_tenant
     pinned = settings.nlu_model_version or None
     try:
-        doomed = prune_plan(settings.model_root, tenant, keep=keep, pinned=pinned)
+        doomed = versions.prune_plan(settings.model_root, tenant, keep=keep, pinned=pinned)
     except ValueError as exc:  # a bad tenant id
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
     try:
-        sizes = {v: version_bytes(settings.model_root, tenant, v) for v in doomed}
+        sizes = {v: versions.version_bytes(settings.model_root, tenant, v) for v in doomed}
         if not dry_run:
-            doomed = remove_versions(settings.model_root, tenant, doomed)
+            doomed = versions.remove_versions(settings.model_root, tenant, doomed)
     except OSError as exc:  # e.g. a prune running at the same time, or no permission
         console.print(f"[red]could not prune {tenant!r}: {exc}[/]")
         raise typer.Exit(1) from exc

@@ -21,6 +21,7 @@ MaxMessages = Annotated[
 
 
 def _start(source: AsyncIterator[InboundMessage], max_messages: int) -> None:
+    # deferred: the connectors package loads every channel's client
     from clawdesk.ops.logs import configure_logging
     from connectors.poll import run
 

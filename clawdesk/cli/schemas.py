@@ -17,6 +17,7 @@ def schemas_export(
     out: Annotated[Path, typer.Argument(help="output folder")] = Path("schemas/json"),
 ) -> None:
     """Write each event's JSON Schema to OUT."""
+    # deferred: the event models are only needed to export them
     from schemas import export_json_schemas
 
     for path in export_json_schemas(out):

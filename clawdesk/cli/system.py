@@ -7,6 +7,7 @@ the running itself is `clawdesk.runtime` (stack, supervisor) and `clawdesk.ops`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from agents import parse_stages
 from clawdesk.ops.logs import configure_logging, redact
 from clawdesk.settings import app_settings, connection_settings
 
@@ -38,6 +40,7 @@ def up(
 
     Every part is supervised: a worker, the gateway or an embedded service that dies is
     started again with backoff, and the others keep running."""
+    # deferred: the stack imports the embedded services and the supervisor
     from prometheus_client import start_http_server
 
     from clawdesk.runtime.stack import Infrastructure, parse_workers, start_stack
@@ -129,8 +132,6 @@ def worker(
     each stage in its own consumer group (<app_id>-<stage>).
 
     One stage runs in this process; several run as one supervised process each."""
-    from agents import parse_stages
-
     faust_argv = [sys.executable, "-m", "faust", "-A", "clawdesk.app", "worker", "-l", "info"]
     if single_process:
         os.environ["CLAWDESK_STAGE"] = ""
@@ -149,6 +150,7 @@ def worker(
 
 def _supervise_stages(names: list[str]) -> None:
     """Run one worker process per stage until SIGINT/SIGTERM; restart any that dies."""
+    # deferred: the stack imports the embedded services and the supervisor
     from clawdesk.runtime.stack import stage_workers
     from clawdesk.runtime.supervisor import ProcessChild, Supervisor
 
@@ -180,8 +182,7 @@ def status(
     interval: Annotated[float, typer.Option(help="seconds between the two looks (rates)")] = 2.0,
 ) -> None:
     """Each stage's consumer group: members, assignments, lag and rates, from the broker."""
-    import json
-
+    # deferred: the group reader imports aiokafka's admin client
     from clawdesk.ops.status import observe, table
 
     conn = connection_settings()
@@ -202,6 +203,7 @@ def exporter(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
 ) -> None:
     """Export every stage group's lag and members (read from the broker) to Prometheus."""
+    # deferred: the exporter imports aiokafka's admin client
     from prometheus_client import start_http_server
 
     from clawdesk.ops.exporter import export_forever
@@ -222,6 +224,7 @@ def exporter(
 @app.command()
 def gateway() -> None:
     """Run the HTTP gateway (webhooks, web chat page, APIs)."""
+    # deferred: the gateway imports FastAPI, uvicorn and every channel
     from clawdesk.gateway.server import serve
     from clawdesk.ops import tracing
 
@@ -237,6 +240,7 @@ def gateway() -> None:
 @app.command()
 def migrate() -> None:
     """Apply pending Postgres migrations to DATABASE_URL."""
+    # deferred: the migrations import psycopg
     from clawdesk.storage.db import apply_migrations
 
     url = connection_settings().database_url
