@@ -1,0 +1,1 @@
+"""Shared code of the pipeline: settings, the Faust app, services and one subpackage per concern."""

@@ -38,7 +38,9 @@ class ConnectionSettings(BaseSettings):
     qdrant_url: str = Field(
         default="", description="Qdrant server URL; empty uses local mode on disk"
     )
-    qdrant_api_key: SecretStr | None = None
+    qdrant_api_key: SecretStr | None = Field(
+        default=None, description="Qdrant API key, when the server asks for one"
+    )
 
 
 class AppSettings(BaseSettings):
@@ -48,7 +50,10 @@ class AppSettings(BaseSettings):
         env_prefix="CLAWDESK_", env_file=".env", extra="ignore", frozen=True
     )
 
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="where embedded services, logs and models keep their files",
+    )
     models_dir: Path | None = Field(
         default=None, description="versioned NLU models; default <data_dir>/models"
     )
@@ -78,13 +83,22 @@ class AppSettings(BaseSettings):
         description="the replay run this worker serves (`clawdesk replay`): set, it runs "
         "only the deciding stages and every outward effect is off; empty: production",
     )
-    topic_partitions: int = Field(default=4, ge=1, le=1024)
-    topic_replicas: int = Field(default=1, ge=1)
-    dead_letter_partitions: int = Field(default=1, ge=1)
+    topic_partitions: int = Field(
+        default=4,
+        ge=1,
+        le=1024,
+        description="partitions of each pipeline topic (the most workers a stage can use)",
+    )
+    topic_replicas: int = Field(default=1, ge=1, description="replication factor of the topics")
+    dead_letter_partitions: int = Field(
+        default=1, ge=1, description="partitions of the dead-letter topic"
+    )
     consumer_fetch_max_wait_ms: int = Field(
         default=100, ge=10, description="how long an idle fetch waits at the broker"
     )
-    default_tenant: str = "demo"
+    default_tenant: str = Field(
+        default="demo", description="tenant of messages and commands that name none"
+    )
     tenants_dir: Path | None = Field(
         default=None,
         description="tenant profiles (<tenant id>.yaml: display name, welcome); the "
@@ -111,7 +125,7 @@ class AppSettings(BaseSettings):
         description="sentence-transformers name or path, or packaged:all-MiniLM-L6-v2 / "
         "packaged:all-mpnet-base-v2; empty = packaged MiniLM",
     )
-    embedding_batch_size: int = 64
+    embedding_batch_size: int = Field(default=64, description="sentences encoded per batch")
     kb_multilingual_model: str = Field(
         default="multilingual-e5-small",
         description="second KB encoder, beside embedding_model, that reads Chinese: "
@@ -123,7 +137,7 @@ class AppSettings(BaseSettings):
         description="knowledge-base folder synced for the default tenant; empty: the "
         "packaged demo KB",
     )
-    kb_top_k: int = 3
+    kb_top_k: int = Field(default=3, description="knowledge-base passages retrieved per question")
     kb_min_score: float = Field(
         default=0.35, description="below this cosine score a KB hit is not an answer"
     )
@@ -179,9 +193,13 @@ class AppSettings(BaseSettings):
     )
     overload_retry_after_s: int = Field(default=5, description="Retry-After when shedding")
 
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    web_port: int = 0  # 0: served by the gateway
+    gateway_host: str = Field(
+        default="127.0.0.1", description="address the HTTP gateway listens on"
+    )
+    gateway_port: int = Field(default=8080, description="port of the HTTP gateway")
+    web_port: int = Field(
+        default=0, description="port of a separate web chat server; 0: served by the gateway"
+    )
     web_token_secret: SecretStr | None = Field(
         default=None,
         description="HMAC key of the web conversation tokens (at least 32 characters); "
@@ -207,28 +225,44 @@ class AppSettings(BaseSettings):
         default=9469, description="`clawdesk up`'s supervisor metrics; 0 disables"
     )
 
-    l1_cache_ttl_s: int = 300
-    l2_cache_ttl_s: int = 3600
+    l1_cache_ttl_s: int = Field(
+        default=300, description="seconds an answer stays in the in-process cache"
+    )
+    l2_cache_ttl_s: int = Field(
+        default=3600, description="seconds an answer stays in the Redis cache"
+    )
 
     # Third-party integrations (skills). Secrets are SecretStr: never logged.
-    shopify_url: str = ""
-    shopify_token: SecretStr | None = None
-    shopify_api_version: str = "2024-07"
-    dhl_url: str = "https://api-eu.dhl.com"
-    dhl_api_key: SecretStr | None = None
-    stripe_url: str = "https://api.stripe.com"
-    stripe_secret_key: SecretStr | None = None
-    hubspot_url: str = "https://api.hubapi.com"
-    hubspot_token: SecretStr | None = None
-    zendesk_url: str = ""
-    zendesk_email: str = ""
-    zendesk_api_token: SecretStr | None = None
-    provider_timeout_s: float = 10.0
-    provider_max_attempts: int = 4
-    provider_max_retry_after_s: float = 5.0
-    skill_timeout_s: float = 8.0
-    skill_max_attempts: int = 2
-    skill_idempotency_lease_s: int = 300
+    shopify_url: str = Field(default="", description="Shopify shop URL")
+    shopify_token: SecretStr | None = Field(
+        default=None, description="Shopify Admin API access token"
+    )
+    shopify_api_version: str = Field(default="2024-07", description="Shopify Admin API version")
+    dhl_url: str = Field(default="https://api-eu.dhl.com", description="DHL tracking API base URL")
+    dhl_api_key: SecretStr | None = Field(default=None, description="DHL API key")
+    stripe_url: str = Field(default="https://api.stripe.com", description="Stripe API base URL")
+    stripe_secret_key: SecretStr | None = Field(default=None, description="Stripe secret key")
+    hubspot_url: str = Field(default="https://api.hubapi.com", description="HubSpot API base URL")
+    hubspot_token: SecretStr | None = Field(default=None, description="HubSpot private-app token")
+    zendesk_url: str = Field(default="", description="Zendesk URL (https://<sub>.zendesk.com)")
+    zendesk_email: str = Field(
+        default="", description="Zendesk agent e-mail the API token belongs to"
+    )
+    zendesk_api_token: SecretStr | None = Field(default=None, description="Zendesk API token")
+    provider_timeout_s: float = Field(
+        default=10.0, description="seconds one provider call may take"
+    )
+    provider_max_attempts: int = Field(
+        default=4, description="tries of one provider call (429/5xx are retried)"
+    )
+    provider_max_retry_after_s: float = Field(
+        default=5.0, description="longest Retry-After a provider call waits for"
+    )
+    skill_timeout_s: float = Field(default=8.0, description="seconds one skill run may take")
+    skill_max_attempts: int = Field(default=2, description="tries of one skill run")
+    skill_idempotency_lease_s: int = Field(
+        default=300, description="seconds a skill run holds its idempotency key"
+    )
     skill_cache_ttl_s: int = Field(
         default=60, ge=1, description="order and tracking reads are cached this long (L1+L2)"
     )
@@ -266,9 +300,14 @@ class AppSettings(BaseSettings):
 
     # LLM mode (clawdesk/llm): on only when both the URL and a key are set (a local
     # Ollama/vLLM takes any non-empty key); otherwise replies are composed offline.
-    llm_base_url: str = ""
-    llm_api_key: SecretStr | None = None
-    llm_model: str = "gpt-4o-mini"
+    llm_base_url: str = Field(
+        default="", description="OpenAI-compatible endpoint (…/v1); LLM mode needs it and a key"
+    )
+    llm_api_key: SecretStr | None = Field(
+        default=None,
+        description="API key of the LLM endpoint (any non-empty value for a local one)",
+    )
+    llm_model: str = Field(default="gpt-4o-mini", description="model name sent to the LLM endpoint")
     llm_timeout_s: float = Field(default=4.0, gt=0, description="one HTTP request to the LLM")
     llm_max_retries: int = Field(
         default=2, ge=0, le=5, description="retries of 408/409/429/5xx and connection errors"
@@ -279,7 +318,9 @@ class AppSettings(BaseSettings):
         description="the whole LLM reply (retries, tool rounds); kept below stage_timeout_s",
     )
     llm_max_tokens: int = Field(default=400, ge=16, description="completion tokens per call")
-    llm_temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    llm_temperature: float = Field(
+        default=0.2, ge=0.0, le=2.0, description="sampling temperature of LLM replies"
+    )
     llm_max_tool_rounds: int = Field(default=2, ge=0, le=5, description="tool-call rounds")
     llm_breaker_failures: int = Field(
         default=5, ge=1, description="consecutive failed calls that open the circuit"
@@ -300,7 +341,7 @@ class AppSettings(BaseSettings):
         key = self.llm_api_key.get_secret_value() if self.llm_api_key else ""
         return bool(self.llm_base_url.strip() and key.strip())
 
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="log level of workers and the gateway")
 
     # Readiness: the gateway is ready when a worker answers now
     worker_heartbeat_s: float = Field(
@@ -412,11 +453,21 @@ class ChannelSettings(BaseSettings):
     )
 
     # WhatsApp Cloud API
-    whatsapp_app_secret: SecretStr | None = None
-    whatsapp_verify_token: SecretStr | None = None
-    whatsapp_token: SecretStr | None = None
-    whatsapp_phone_number_id: str = ""
-    whatsapp_api_base: str = "https://graph.facebook.com/v21.0"
+    whatsapp_app_secret: SecretStr | None = Field(
+        default=None, description="WhatsApp app secret: checks the webhook signature"
+    )
+    whatsapp_verify_token: SecretStr | None = Field(
+        default=None, description="token of WhatsApp's webhook verification request"
+    )
+    whatsapp_token: SecretStr | None = Field(
+        default=None, description="WhatsApp Cloud API access token (sending)"
+    )
+    whatsapp_phone_number_id: str = Field(
+        default="", description="WhatsApp business phone number id (sending)"
+    )
+    whatsapp_api_base: str = Field(
+        default="https://graph.facebook.com/v21.0", description="WhatsApp Graph API base URL"
+    )
     whatsapp_tenants: dict[str, str] = Field(
         default_factory=dict, description="phone_number_id → tenant; empty: the default tenant"
     )
@@ -431,10 +482,16 @@ class ChannelSettings(BaseSettings):
     )
 
     # Telegram Bot API
-    telegram_bot_token: SecretStr | None = None
-    telegram_secret_token: SecretStr | None = None
-    telegram_api_base: str = "https://api.telegram.org"
-    telegram_tenant: str | None = None
+    telegram_bot_token: SecretStr | None = Field(
+        default=None, description="Telegram bot token (sending and polling)"
+    )
+    telegram_secret_token: SecretStr | None = Field(
+        default=None, description="secret Telegram sends with each webhook call"
+    )
+    telegram_api_base: str = Field(
+        default="https://api.telegram.org", description="Telegram Bot API base URL"
+    )
+    telegram_tenant: str | None = Field(default=None, description="tenant of Telegram messages")
     telegram_bot_username: str = Field(
         default="",
         description="the bot's @username without @: in groups it answers only when "
@@ -442,11 +499,15 @@ class ChannelSettings(BaseSettings):
     )
 
     # WeChat official account (plain-text mode)
-    wechat_token: SecretStr | None = None
-    wechat_appid: str = ""
-    wechat_secret: SecretStr | None = None
-    wechat_api_base: str = "https://api.weixin.qq.com"
-    wechat_tenant: str | None = None
+    wechat_token: SecretStr | None = Field(
+        default=None, description="WeChat token: checks the webhook signature"
+    )
+    wechat_appid: str = Field(default="", description="WeChat official account app id (sending)")
+    wechat_secret: SecretStr | None = Field(default=None, description="WeChat app secret (sending)")
+    wechat_api_base: str = Field(
+        default="https://api.weixin.qq.com", description="WeChat API base URL"
+    )
+    wechat_tenant: str | None = Field(default=None, description="tenant of WeChat messages")
     wechat_menu_intents: dict[str, str] = Field(
         default_factory=dict,
         description="menu CLICK EventKey → intent; a key `intent:<name>` needs no entry",
@@ -460,21 +521,27 @@ class ChannelSettings(BaseSettings):
     )
 
     # E-mail
-    smtp_host: str = ""
-    smtp_port: int = 587
-    smtp_username: str = ""
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = True
-    smtp_implicit_tls: bool = False
-    smtp_from: str = ""
-    imap_host: str = ""
-    imap_port: int = 993
-    imap_ssl: bool = True
-    imap_username: str = ""
-    imap_password: SecretStr | None = None
-    imap_mailbox: str = "INBOX"
-    imap_poll_s: float = 30.0
-    email_webhook_secret: SecretStr | None = None
+    smtp_host: str = Field(default="", description="SMTP server of e-mail replies")
+    smtp_port: int = Field(default=587, description="SMTP port")
+    smtp_username: str = Field(default="", description="SMTP user name")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password")
+    smtp_starttls: bool = Field(
+        default=True, description="upgrade the SMTP connection with STARTTLS"
+    )
+    smtp_implicit_tls: bool = Field(
+        default=False, description="connect to SMTP over TLS from the start (port 465)"
+    )
+    smtp_from: str = Field(default="", description="From address of e-mail replies")
+    imap_host: str = Field(default="", description="IMAP server `clawdesk poll email` reads")
+    imap_port: int = Field(default=993, description="IMAP port")
+    imap_ssl: bool = Field(default=True, description="connect to IMAP over TLS")
+    imap_username: str = Field(default="", description="IMAP user name")
+    imap_password: SecretStr | None = Field(default=None, description="IMAP password")
+    imap_mailbox: str = Field(default="INBOX", description="mailbox polled for new mail")
+    imap_poll_s: float = Field(default=30.0, description="seconds between IMAP polls")
+    email_webhook_secret: SecretStr | None = Field(
+        default=None, description="secret of the inbound e-mail webhook (a mail relay)"
+    )
     email_tenants: dict[str, str] = Field(
         default_factory=dict, description="recipient address → tenant; empty: the default tenant"
     )
@@ -492,7 +559,9 @@ class ChannelSettings(BaseSettings):
     inapp_callback_urls: dict[str, str] = Field(
         default_factory=dict, description="tenant → URL replies are POSTed to"
     )
-    inapp_webhook_secret: SecretStr | None = None
+    inapp_webhook_secret: SecretStr | None = Field(
+        default=None, description="secret of the in-app chat webhook"
+    )
 
     # Every webhook
     webhook_max_skew_s: float = Field(
@@ -502,8 +571,10 @@ class ChannelSettings(BaseSettings):
     email_max_body_bytes: int = Field(default=10 * 1024 * 1024, description="raw RFC 822")
 
     # Every outbound call (one HTTP/SMTP call of a send, retried inside the connector)
-    http_timeout_s: float = 5.0
-    send_attempts: int = Field(default=3, ge=1)
+    http_timeout_s: float = Field(
+        default=5.0, description="seconds one outbound send call may take"
+    )
+    send_attempts: int = Field(default=3, ge=1, description="tries of one outbound send")
     send_deadline_s: float = Field(
         default=8.0, description="no retry of one call starts later than this"
     )
@@ -531,18 +602,24 @@ class ChannelSettings(BaseSettings):
     )
 
     # Rate limits of inbound messages (Redis; fail open when Redis is down)
-    rate_limit_enabled: bool = True
+    rate_limit_enabled: bool = Field(
+        default=True, description="rate-limit inbound messages (Redis; open when Redis is down)"
+    )
     rate_limit_customer: str = Field(
         default="30/minute", description="per tenant + customer, `limits` notation"
     )
     rate_limit_tenant: str = Field(default="1200/minute", description="per tenant")
-    rate_limit_key_prefix: str = "clawdesk:rl"
+    rate_limit_key_prefix: str = Field(
+        default="clawdesk:rl", description="prefix of the rate limiter's Redis keys"
+    )
     rate_limit_redis_timeout_s: float = Field(
         default=0.25, description="a slower Redis counts as down (the request passes)"
     )
 
     # Poll loops (`clawdesk poll telegram|email`)
-    telegram_poll_timeout_s: int = Field(default=30, ge=0, le=50)
+    telegram_poll_timeout_s: int = Field(
+        default=30, ge=0, le=50, description="seconds one Telegram getUpdates long poll waits"
+    )
 
     @field_validator("inapp_callback_urls")
     @classmethod

@@ -1,4 +1,5 @@
-"""`clawdesk poll telegram|email`: channels read by polling instead of webhooks.
+"""Channels read by polling instead of webhooks (the `clawdesk poll telegram|email`
+commands are `clawdesk/cli/poll.py`).
 
 For a deployment without a public URL (development, or a mailbox with no relay), a
 poll loop reads the provider and puts each message on the inbound topic exactly as the
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
 
 import psycopg
 import typer
@@ -27,7 +27,6 @@ from clawdesk.settings import (
     AppSettings,
     ChannelSettings,
     app_settings,
-    channel_settings,
     connection_settings,
 )
 from clawdesk.storage import inbound_log
@@ -152,40 +151,3 @@ def logged_enqueue(pool: AsyncConnectionPool, enqueue: Enqueue, settings: AppSet
         await enqueue(message)
 
     return record_then_enqueue
-
-
-poll_cli = typer.Typer(help="Read a channel by polling (no public webhook URL needed).")
-
-MaxMessages = Annotated[
-    int, typer.Option("--max-messages", help="stop after this many messages; 0 = run forever")
-]
-
-
-def _start(source: AsyncIterator[InboundMessage], max_messages: int) -> None:
-    from clawdesk.ops.logs import configure_logging
-    from clawdesk.settings import connection_settings
-
-    configure_logging(app_settings().log_level)
-    bootstrap = connection_settings().kafka_bootstrap_servers
-    if not bootstrap:
-        raise typer.BadParameter("KAFKA_BOOTSTRAP_SERVERS is not set (or use `clawdesk up`)")
-    count = asyncio.run(run(source, bootstrap, max_messages or None))
-    typer.echo(f"enqueued {count} messages", err=True)
-
-
-@poll_cli.command("telegram")
-def poll_telegram(max_messages: MaxMessages = 0) -> None:
-    """Long-poll the Telegram Bot API (getUpdates) and enqueue each text message."""
-    _start(telegram_source(app_settings(), channel_settings()), max_messages)
-
-
-@poll_cli.command("email")
-def poll_email(
-    max_messages: MaxMessages = 0,
-    interval: Annotated[
-        float, typer.Option(help="seconds between polls; default CLAWDESK_IMAP_POLL_S")
-    ] = -1.0,
-) -> None:
-    """Poll the IMAP mailbox and enqueue each new mail's text."""
-    interval_s = None if interval < 0 else interval
-    _start(email_source(app_settings(), channel_settings(), interval_s), max_messages)

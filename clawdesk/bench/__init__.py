@@ -1,1 +1,1 @@
-"""Benchmarks: every `clawdesk bench` command and the harness they drive."""
+"""Benchmarks: what each `clawdesk bench` command measures, and the harness they drive."""

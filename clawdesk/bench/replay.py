@@ -18,9 +18,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -51,9 +49,7 @@ class ReplayBench:
     diff_html_bytes: int
 
 
-def bench_replay(
-    n: Annotated[int, typer.Option(help="questions, one conversation each")] = 1000,
-) -> None:
+def bench_replay(n: int = 1000) -> None:
     """Messages/s of a replay next to the live pipeline's, and the diff report's size."""
     result = run(n)
     table = Table(title="clawdesk bench replay")

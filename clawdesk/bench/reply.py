@@ -11,10 +11,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-import typer
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
@@ -168,15 +167,11 @@ def _table(results: list[ModeResult]) -> Table:
 
 
 def bench_reply(
-    n: Annotated[int, typer.Option(help="replies to compose per mode")] = 200,
-    llm_url: Annotated[
-        str, typer.Option(help="an OpenAI-compatible base URL (…/v1) to measure as well")
-    ] = "",
-    llm_key: Annotated[str, typer.Option(help="its API key (default: CLAWDESK_LLM_API_KEY)")] = "",
-    echo_llm: Annotated[
-        bool, typer.Option(help="also measure against the bundled echo endpoint (no model)")
-    ] = False,
-    echo_delay_ms: Annotated[float, typer.Option(help="the echo endpoint's wait")] = 0.0,
+    n: int = 200,
+    llm_url: str = "",
+    llm_key: str = "",
+    echo_llm: bool = False,
+    echo_delay_ms: float = 0.0,
 ) -> None:
     """Reply-stage composition latency p50/p95/p99, offline and (with --llm-url or
     --echo-llm) through an LLM endpoint, over the demo KB questions."""

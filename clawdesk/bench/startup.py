@@ -19,9 +19,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -113,14 +111,7 @@ async def _run(bench: StartupBench, runs: int, timeout: float, console: Console)
         await asyncio.sleep(1.0)  # let the broker see the stop before the next start
 
 
-def bench_startup(
-    runs: Annotated[int, typer.Option(min=1, help="samples per restart scenario")] = 3,
-    timeout: Annotated[float, typer.Option(help="give up on one start after this long")] = 180.0,
-    keep: Annotated[
-        Path | None,
-        typer.Option(help="run in this directory and keep the worker logs (default: temp dir)"),
-    ] = None,
-) -> None:
+def bench_startup(runs: int = 3, timeout: float = 180.0, keep: Path | None = None) -> None:
     """Time worker process start → first answered message, per start-up scenario.
 
     Uses KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / REDIS_URL when set, else starts a

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import httpx
 import typer
@@ -367,14 +366,12 @@ def configured_secrets() -> dict[str, str]:
 
 
 def bench_webhooks(
-    requests: Annotated[int, typer.Option(help="webhook calls, one message each")] = 5000,
-    concurrency: Annotated[int, typer.Option(help="open connections")] = 50,
-    channel: Annotated[str, typer.Option(help="telegram, whatsapp or mixed")] = "mixed",
-    customers: Annotated[int, typer.Option(help="distinct senders")] = 500,
-    threads: Annotated[int, typer.Option(help="wrk threads")] = 2,
-    url: Annotated[
-        str, typer.Option(help="a running gateway (its secrets from the environment)")
-    ] = "",
+    requests: int = 5000,
+    concurrency: int = 50,
+    channel: str = "mixed",
+    customers: int = 500,
+    threads: int = 2,
+    url: str = "",
 ) -> None:
     """Webhook ack latency (p50/p90/p99) and requests/s under load from wrk, then check
     that every acknowledged message reached the inbound topic."""

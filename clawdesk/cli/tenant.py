@@ -29,6 +29,7 @@ def _database_url() -> str:
 @key_app.command("create")
 def create(tenant: Tenant, name: Name = "inbox") -> None:
     """Create an API key and print it (it cannot be shown again: only its hash is kept)."""
+    # deferred: the key store imports psycopg
     from clawdesk.storage.apikeys import UnknownTenant, create_key
 
     try:
@@ -43,6 +44,7 @@ def create(tenant: Tenant, name: Name = "inbox") -> None:
 @key_app.command("revoke")
 def revoke(tenant: Tenant, name: Name) -> None:
     """Revoke the tenant's keys of this name."""
+    # deferred: the key store imports psycopg
     from clawdesk.storage.apikeys import revoke_keys
 
     count = revoke_keys(_database_url(), tenant, name)

@@ -1,4 +1,4 @@
-"""Where clawdesk keeps bytes that are not rows: the attachment object store."""
+"""Persistence: Postgres tables and migrations, the Redis cache, the attachment object store."""
 
 from clawdesk.storage.objects import FilesystemStore, ObjectStore, S3Store, open_store
 

@@ -7,7 +7,7 @@ import shutil
 
 from typer.testing import CliRunner
 
-from clawdesk.cli.commands import cli
+from clawdesk.cli import cli
 
 runner = CliRunner()
 

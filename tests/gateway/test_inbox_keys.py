@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from clawdesk.cli.commands import cli
+from clawdesk.cli import cli
 from clawdesk.storage import apikeys, db
 
 runner = CliRunner()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from clawdesk.cli.eval_intents import app
+from clawdesk.cli.eval import app
 from clawdesk.nlu.config import ClassifierConfig
 from clawdesk.nlu.labels import OOS
 from clawdesk.nlu.language import detect_language

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from agents import STAGE_NAMES
 from clawdesk.bench.harness import Harness
-from clawdesk.cli.commands import cli
+from clawdesk.cli import cli
 from clawdesk.runtime.supervisor import declare_topics
 from clawdesk.settings import AppSettings
 from topics import inbound_spec

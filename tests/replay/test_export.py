@@ -95,7 +95,7 @@ async def test_masked_conversations_hold_no_email_or_phone(
 def test_the_command_exports_since_a_time(
     stored: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clawdesk.cli.commands import cli
+    from clawdesk.cli import cli
     from clawdesk.settings import connection_settings
 
     monkeypatch.setenv("DATABASE_URL", stored)

@@ -131,7 +131,7 @@ def _decided(url: str, schema: str) -> int:
 def test_runs_are_shown_diffed_and_deleted_from_the_command_line(
     day: Day, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clawdesk.cli.commands import cli
+    from clawdesk.cli import cli
     from clawdesk.settings import app_settings, connection_settings
 
     monkeypatch.setenv("DATABASE_URL", day.database_url)

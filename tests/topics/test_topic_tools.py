@@ -83,7 +83,7 @@ async def test_lag_is_what_a_group_has_not_committed(broker: str, prefix: str) -
 
 
 def test_the_commands_print_json(broker: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clawdesk.cli.commands import cli
+    from clawdesk.cli import cli
     from clawdesk.settings import connection_settings
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", broker)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from clawdesk.cli.eval_intents import app
+from clawdesk.cli.eval import app
 from clawdesk.nlu.config import ClassifierConfig
 from clawdesk.nlu.labels import OOS
 from clawdesk.nlu.training.evaluate import evaluate, run_intent_eval

@@ -1,4 +1,4 @@
-"""`clawdesk replay start|resume|list|status|stop|delete|diff`."""
+"""`clawdesk replay start|resume|list|status|stop|delete|diff` (logic: `clawdesk.replay`)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def replay_context(stall_s: float = driver.DEFAULT_STALL_S) -> Iterator[driver.R
         raise typer.Exit(2)
     bootstrap, broker = conn.kafka_bootstrap_servers, None
     if not bootstrap:
+        # deferred: the embedded broker is only needed without KAFKA_BOOTSTRAP_SERVERS
         from clawdesk.runtime.broker import EmbeddedBroker
 
         log = settings.data_dir / "replay" / "tansu.log"
@@ -269,6 +270,7 @@ def diff(
 ) -> None:
     """What changed between the run and production (or another run): per message and
     conversation, by intent, language and channel, intent confusion, outcome rates."""
+    # deferred: the diff and its HTML report are only needed here
     from clawdesk.replay.diff import run_report
     from clawdesk.replay.report import print_report, render_html
 

@@ -1,4 +1,5 @@
-"""`clawdesk eval conversations` (registered under `eval` by `clawdesk.cli.commands`).
+"""The pipeline `clawdesk eval conversations` plays scenarios through (its command is
+`clawdesk/cli/eval.py`).
 
 Against the running system when KAFKA_BOOTSTRAP_SERVERS is set (its workers answer);
 else a private embedded one, as `clawdesk bench` starts it: broker, Postgres and Redis
@@ -18,18 +19,15 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import clawdesk
 from clawdesk.bench.harness import Harness
-from clawdesk.conversations.report import print_summary, write_json, write_junit
 from clawdesk.conversations.runner import RunOptions, run_cases
-from clawdesk.conversations.scenarios import Case, ScenarioError, load_files
-from clawdesk.conversations.scoring import ScenarioRun, Summary, summarize
+from clawdesk.conversations.scenarios import Case
+from clawdesk.conversations.scoring import ScenarioRun
 from clawdesk.llm.echo_server import EchoProcess
 from clawdesk.sandbox import Sandbox
 from clawdesk.settings import AppSettings, app_settings, connection_settings
@@ -46,58 +44,6 @@ class Target:
     bootstrap: str
     settings: AppSettings
     alive: Callable[[], bool]
-
-
-def conversations(
-    files: Annotated[list[Path], typer.Argument(help="scenario files (YAML)", exists=True)],
-    k: Annotated[int, typer.Option("--k", min=1, help="runs per scenario (pass^k)")] = 1,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write figures here")] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="write JUnit XML here")] = None,
-    fail_under: Annotated[
-        float | None, typer.Option(help="exit 1 if the scenario pass rate (%) is lower")
-    ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="conversations at once")] = 8,
-    turn_timeout: Annotated[float, typer.Option(help="seconds a turn waits for its reply")] = 30.0,
-    quiet: Annotated[float, typer.Option(help="seconds `no_reply: true` waits")] = 5.0,
-    show_failures: Annotated[
-        bool, typer.Option("--failures/--no-failures", help="print each failing turn")
-    ] = True,
-    retrain: Annotated[
-        bool, typer.Option(help="private system: train the NLU model afresh, not reuse it")
-    ] = False,
-    sandbox: Annotated[
-        bool,
-        typer.Option(
-            help="private system: serve the sandbox providers (Shopify, Stripe, Zendesk, "
-            "DHL, HubSpot with the demo orders) so refunds, cancellations and tickets run"
-        ),
-    ] = True,
-    echo_llm: Annotated[
-        bool,
-        typer.Option(
-            help="private system: LLM mode against the echo endpoint "
-            "(clawdesk.llm.echo_server: no model, it quotes the first passage it is given)"
-        ),
-    ] = False,
-) -> None:
-    """Play conversation scenarios through the real pipeline and score every turn:
-    scenarios and turns passed, pass^k, per language and tag, each failing turn."""
-    console = Console(stderr=True)
-    try:
-        cases = load_files(files)
-    except ScenarioError as err:
-        for problem in err.problems:
-            console.print(problem, markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from err
-    options = RunOptions(k=k, concurrency=concurrency, turn_timeout_s=turn_timeout, quiet_s=quiet)
-    with target(console, retrain, sandbox=sandbox, echo_llm=echo_llm) as where:
-        summary = summarize(evaluate(where, cases, options, console), k)
-    print_summary(Console(), summary, failures=show_failures)
-    if json_out:
-        write_json(summary, json_out)
-    if junit:
-        write_junit(summary, junit)
-    _exit_code(summary, fail_under)
 
 
 def evaluate(
@@ -124,11 +70,6 @@ async def _evaluate(
 ) -> list[ScenarioRun]:
     async with Harness(where.bootstrap, where.settings) as harness:
         return await run_cases(harness, cases, options, done, alive=where.alive)
-
-
-def _exit_code(summary: Summary, fail_under: float | None) -> None:
-    if fail_under is not None and summary.overall.runs.rate * 100 < fail_under:
-        raise typer.Exit(1)
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""The knowledge base: documents, chunking, encoders, the Qdrant index and hybrid retrieval."""
