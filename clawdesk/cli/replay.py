@@ -29,8 +29,16 @@ from clawdesk.replay import driver, runs
 from clawdesk.replay.candidate import BadCandidate, parse
 from clawdesk.replay.runs import Run, RunError
 from clawdesk.replay.shadow import Infra
-from clawdesk.replay.source import BadSource, FileSource, Selection
+from clawdesk.replay.source import (
+    EVERYTHING,
+    BadSource,
+    FileSource,
+    Selection,
+    TopicSource,
+    parse_offsets,
+)
 from clawdesk.settings import app_settings, connection_settings
+from topics import inbound_spec
 
 app = typer.Typer(help="Replay stored traffic through a candidate version, in shadow.")
 console = Console(stderr=True)
@@ -130,8 +138,18 @@ def start(
         str, typer.Option(help="what differs: key=value,… (AppSettings fields) or a YAML file")
     ] = "production",
     source: Annotated[
-        str, typer.Option("--from", help="postgres, or a JSON-lines file of inbound events")
+        str,
+        typer.Option(
+            "--from", help="postgres, topic (the broker's), or a JSON-lines file of inbound events"
+        ),
     ] = "postgres",
+    topic: Annotated[
+        str | None, typer.Option(help="with --from topic: the topic; default the inbound one")
+    ] = None,
+    offsets: Annotated[
+        str | None,
+        typer.Option(help="with --from topic: PARTITION:START-END,… (END exclusive)"),
+    ] = None,
     since: Annotated[str | None, typer.Option(help="ISO time; default 24 h ago")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time; default now")] = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
@@ -141,24 +159,14 @@ def start(
         float, typer.Option(help="give up after this long without a new decision (s)")
     ] = driver.DEFAULT_STALL_S,
 ) -> None:
-    """Replay stored customer messages through the candidate, in shadow: nothing is
-    sent, no side effect runs, results go to the run's own schema."""
+    """Replay customer messages (stored in Postgres, held by a topic, or in a file)
+    through the candidate, in shadow: nothing is sent, no side effect runs, results go
+    to the run's own schema."""
     now = datetime.now(UTC)
-    chosen: Selection | FileSource
-    if source == "postgres":
-        chosen = Selection(
-            _when(since, now - timedelta(days=1)), _when(until, now), tenant or None, channel
-        )
-    elif Path(source).is_file():  # a file: every event in it unless narrowed
-        everything = FileSource(Path(source)).selection
-        chosen = FileSource(
-            Path(source),
-            Selection(
-                _when(since, everything.since), _when(until, everything.until), tenant, channel
-            ),
-        )
-    else:
-        raise typer.BadParameter(f"--from: postgres or an existing file, not {source!r}")
+    try:
+        chosen = _source(source, topic, offsets, (since, until, tenant, channel), now)
+    except BadSource as err:
+        raise typer.BadParameter(str(err)) from err
     try:
         spec = parse(candidate)
         run_name = runs.check_name(name or now.strftime("r%Y%m%d_%H%M%S"))
@@ -175,6 +183,36 @@ def start(
     _report(run)
     if run.status != "finished":
         raise typer.Exit(1)
+
+
+def _source(
+    source: str,
+    topic: str | None,
+    offsets: str | None,
+    narrowing: tuple[str | None, str | None, str | None, str | None],
+    now: datetime,
+) -> Selection | FileSource | TopicSource:
+    """The source `--from` names, narrowed by time, tenant and channel."""
+    since, until, tenant, channel = narrowing
+    if source != "topic" and (topic or offsets):
+        raise BadSource("--topic and --offsets go with --from topic")
+    if source == "postgres":
+        return Selection(
+            _when(since, now - timedelta(days=1)), _when(until, now), tenant or None, channel
+        )
+    # A topic or a file: every event in it unless narrowed.
+    window = Selection(
+        _when(since, EVERYTHING.since), _when(until, EVERYTHING.until), tenant, channel
+    )
+    if source == "topic":
+        bootstrap = connection_settings().kafka_bootstrap_servers
+        if not bootstrap:
+            raise BadSource("--from topic: KAFKA_BOOTSTRAP_SERVERS is not set")
+        name = topic or inbound_spec.name(app_settings())
+        return TopicSource(bootstrap, name, window, parse_offsets(offsets or ""))
+    if Path(source).is_file():
+        return FileSource(Path(source), window)
+    raise BadSource(f"--from: postgres, topic or an existing file, not {source!r}")
 
 
 @app.command("resume")

@@ -19,7 +19,9 @@ from typer.testing import CliRunner
 from clawdesk.replay import driver, runs
 from clawdesk.replay.candidate import parse
 from clawdesk.replay.diff import run_report
+from clawdesk.replay.source import TopicSource
 from tests.replay.conftest import Day
+from topics import inbound_spec
 
 # A first worker start trains the demo model and indexes the KB: minutes on a busy machine.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -162,3 +164,16 @@ def test_runs_are_shown_diffed_and_deleted_from_the_command_line(
         ).fetchone()
     assert schemas == (0,)
     assert not (day.settings.data_dir / "replay" / "strict").exists()
+
+
+def test_a_replay_read_from_the_inbound_topic_matches_production(day: Day) -> None:
+    # The broker still holds the day's inbound events: replayed from there instead of
+    # Postgres, production's own version decides as production did.
+    source = TopicSource(day.bootstrap, inbound_spec.name(day.settings), day.selection)
+    run = driver.start(day.replay(), "fromtopic", source, parse("production"))
+
+    assert run.status == "finished", run.error
+    assert run.total == len(day.messages)
+    report = run_report(day.database_url, "fromtopic")
+    assert report.messages == len(day.messages)
+    assert [(d.text, d.changed) for d in report.changed] == []
