@@ -1,1 +1,1 @@
-"""Operating the pipeline: consumer groups, their lag read from the broker, and its export."""
+"""Operating the pipeline: logs, metrics, traces, consumer groups and their lag from the broker."""

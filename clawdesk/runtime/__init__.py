@@ -1,1 +1,1 @@
-"""Embedded infrastructure: the parts `make up` and the tests start on this machine."""
+"""The embedded system `make up` and the tests run: broker, Postgres, Redis, the supervised processes."""
