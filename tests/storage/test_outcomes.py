@@ -14,7 +14,12 @@ from clawdesk.storage import db
 from schemas import Channel, DeliveryStatus, Reply, TurnOutcome
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "outcomes.md"
-NOW = datetime.now(UTC)
+
+
+def _now() -> datetime:
+    """Now, at the call: the view compares with the database's clock, and a module-level
+    time goes stale when the module's tests run late in a long session."""
+    return datetime.now(UTC)
 
 
 def reply(conversation: str, reply_id: str, outcome: TurnOutcome | None, **fields) -> Reply:
@@ -29,7 +34,7 @@ def reply(conversation: str, reply_id: str, outcome: TurnOutcome | None, **field
         language="en",
         intent="shipping_info",
         confidence=0.9,
-        received_at=NOW,
+        received_at=_now(),
         outcome=outcome,
         **fields,
     )
@@ -43,7 +48,7 @@ def counted(outcome: str, language: str = "en") -> float:
 def conversation(
     conn: psycopg.Connection, conv: str, *, quiet_for: timedelta = timedelta()
 ) -> None:
-    at = NOW - quiet_for
+    at = _now() - quiet_for
     conn.execute(
         "INSERT INTO conversations (id, tenant_id, channel, customer_id, language, created_at,"
         " updated_at) VALUES (%s, 'demo', 'web', 'u1', 'en', %s, %s)",
@@ -99,7 +104,7 @@ def test_each_conversation_gets_its_outcome(database_url: str) -> None:
     with psycopg.connect(database_url) as conn:
         for conv, (outcomes, quiet) in cases.items():
             conversation(conn, conv, quiet_for=quiet)
-            turns(conn, conv, outcomes, at=NOW - quiet)
+            turns(conn, conv, outcomes, at=_now() - quiet)
         found = dict(
             conn.execute("SELECT conversation_id, outcome FROM conversation_outcomes").fetchall()
         )
@@ -138,7 +143,7 @@ def test_the_documented_rates_follow_fins_definition(database_url: str) -> None:
             ("human", []),
         ):
             conversation(conn, conv)
-            turns(conn, conv, outcomes, at=NOW)
+            turns(conn, conv, outcomes, at=_now())
         conn.execute(
             "INSERT INTO messages (id, conversation_id, tenant_id, user_id, direction, author,"
             " channel, text, \"timestamp\") VALUES ('a1', 'helped', 'demo', 'u1', 'out', 'agent',"
