@@ -53,7 +53,9 @@ class BodyTooLarge(Exception):
 # Routes that bound their body themselves and put only a bounded part of it on the
 # inbound topic: a raw e-mail may carry attachments far larger than any event, but its
 # text is cut to 20,000 characters (`email_max_body_bytes` limits the upload).
-OWN_LIMIT_PATHS = frozenset({"/webhooks/email"})
+# Images posted to the gateway are bounded by `attachment_max_bytes` in their routes
+# (clawdesk.gateway.uploads), and only their key goes on a topic.
+OWN_LIMIT_PATHS = frozenset({"/webhooks/email", "/api/web/images", "/api/inbox/images"})
 
 
 class BodySizeLimit:
