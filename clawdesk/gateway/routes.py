@@ -59,7 +59,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # The page loads only its own script and talks only to this origin (no CDN at run time).
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'self'"
+    "connect-src 'self' ws: wss:; img-src 'self' data: blob:; frame-ancestors 'self'"
 )
 _CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
 
