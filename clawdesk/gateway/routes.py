@@ -161,7 +161,7 @@ async def post_web_conversation(
     the reply socket with them before the first message, so no reply can come before
     the socket."""
     tenant_id = (body.tenant_id if body else None) or state.settings.default_tenant
-    if not await _known_tenant(state, tenant_id):
+    if not await known_tenant(state, tenant_id):
         raise GatewayError(404, "unknown tenant")
     conversation_id = new_conversation_id()
     return WebConversation(
@@ -199,7 +199,7 @@ async def post_web_message(
         MESSAGES.labels(outcome="forbidden").inc()
         raise
     tenant_id = owner.tenant_id
-    if not await _known_tenant(state, tenant_id):
+    if not await known_tenant(state, tenant_id):
         MESSAGES.labels(outcome="unknown_tenant").inc()
         raise GatewayError(404, "unknown tenant")
     msg = to_inbound(body, owner)
@@ -248,7 +248,8 @@ async def admit_or_refuse(state: GatewayState, messages: Sequence[InboundMessage
         raise GatewayError(503, "database unavailable; retry") from err
 
 
-async def _known_tenant(state: GatewayState, tenant_id: str) -> bool:
+async def known_tenant(state: GatewayState, tenant_id: str) -> bool:
+    """Whether the tenant exists (503 when Postgres does not answer)."""
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             return await tenant_exists(state.pool, tenant_id)
@@ -412,6 +413,7 @@ async def _replay(
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             missed = await replies_after(state.pool, conversation_id, after[:200])
+            images = await conversation_images(state, websocket, conversation_id)
     except (psycopg.Error, TimeoutError) as err:
         log.warning("replay lookup failed", extra={"error": repr(err)})
         missed = None  # the client re-reads the history once the database is back
@@ -427,6 +429,7 @@ async def _replay(
                 sources=[],
                 handoff=False,
                 author="agent" if message.author == "agent" else "bot",
+                images=images.get(message.id, []),
             )
             await websocket.send_text(push.model_dump_json())
             REPLIES.labels(outcome="replayed").inc()

@@ -17,6 +17,7 @@ from typing import Annotated
 
 import psycopg
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
+from pydantic import ValidationError
 
 from clawdesk.gateway.metrics import MESSAGES
 from clawdesk.gateway.models import Accepted, WebMessageIn
@@ -24,9 +25,9 @@ from clawdesk.gateway.routes import (
     GatewayError,
     State,
     Tokens,
-    _known_tenant,
     admit_or_refuse,
     check_rate,
+    known_tenant,
     message_owner,
     to_inbound,
 )
@@ -96,19 +97,23 @@ async def post_web_image(
     """A customer's image (the caption is the message's text), taken like a message:
     answered once it is recorded; 413 / 415 for a file that is not taken (nothing
     stored or enqueued)."""
-    fields = WebMessageIn(
-        conversation_id=conversation_id or None,
-        customer_id=customer_id or None,
-        tenant_id=tenant_id or None,
-        text=caption.strip() or "-",  # validated apart: an image needs no caption
-        client_message_id=client_message_id,
-    )
+    try:
+        fields = WebMessageIn(
+            conversation_id=conversation_id or None,
+            customer_id=customer_id or None,
+            tenant_id=tenant_id or None,
+            text=caption.strip() or "-",  # a placeholder: an image needs no caption
+            client_message_id=client_message_id,
+        )
+    except ValidationError as err:  # the form's fields, checked like a JSON message's
+        where = ", ".join(str(e["loc"][0]) for e in err.errors() if e.get("loc"))
+        raise GatewayError(422, f"invalid fields: {where}") from None
     try:
         owner = message_owner(fields, state.settings.default_tenant, tokens, bearer(authorization))
     except GatewayError:
         MESSAGES.labels(outcome="forbidden").inc()
         raise
-    if not await _known_tenant(state, owner.tenant_id):
+    if not await known_tenant(state, owner.tenant_id):
         MESSAGES.labels(outcome="unknown_tenant").inc()
         raise GatewayError(404, "unknown tenant")
     data, content_type = await read_image(request, file, state.settings, "web")

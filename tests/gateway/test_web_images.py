@@ -205,3 +205,15 @@ def test_an_image_the_log_cannot_take_is_not_kept(site: Site) -> None:
     assert json.loads(answer.text)["code"] == "overloaded"
     assert enqueued(site) == [] and site.stored_files() == []
     assert site.rows("attachments") == 0
+
+
+def test_invalid_form_fields_are_422_and_nothing_is_kept(site: Site) -> None:
+    answer = site.client.post(
+        URL,
+        data={"client_message_id": "cm-1", "tenant_id": "no spaces allowed"},
+        files={"file": ("p.png", PHOTO, "image/png")},
+    )
+
+    assert answer.status_code == 422
+    assert "tenant_id" in answer.json()["error"]
+    assert enqueued(site) == [] and site.stored_files() == []
