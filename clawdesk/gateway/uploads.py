@@ -106,8 +106,8 @@ async def post_web_image(
             client_message_id=client_message_id,
         )
     except ValidationError as err:  # the form's fields, checked like a JSON message's
-        where = ", ".join(str(e["loc"][0]) for e in err.errors() if e.get("loc"))
-        raise GatewayError(422, f"invalid fields: {where}") from None
+        fields_named = ", ".join(str(e["loc"][0]) for e in err.errors() if e.get("loc"))
+        raise GatewayError(422, f"invalid fields: {fields_named}") from None
     try:
         owner = message_owner(fields, state.settings.default_tenant, tokens, bearer(authorization))
     except GatewayError:
