@@ -10,10 +10,10 @@ no public address to link to).
 
 from __future__ import annotations
 
-from clawdesk.gateway.tokens import load_secret
 from clawdesk.settings import AppSettings, app_settings
 from clawdesk.storage import attachments
 from clawdesk.storage.objects import ObjectStore
+from clawdesk.web_secret import load_secret
 from connectors import registry
 from connectors.config import DeliveryError
 from connectors.media import OutgoingFile
@@ -23,7 +23,10 @@ from schemas import Reply
 async def load_files(reply: Reply, store: ObjectStore, settings: AppSettings) -> list[OutgoingFile]:
     """The reply's stored files; DeliveryError for one no longer stored (not retried)."""
     files: list[OutgoingFile] = []
-    secret = load_secret(settings)
+    # A link only opens at the gateway if it checks it with the same secret: configured
+    # for both (a worker's own data-dir secret would sign links no gateway accepts).
+    configured = settings.web_token_secret and settings.web_token_secret.get_secret_value()
+    secret = load_secret(settings) if configured and settings.public_url else b""
     ttl = settings.attachment_link_ttl_s
     for att in reply.attachments:
         if not att.object_key or not att.attachment_id:
@@ -33,7 +36,7 @@ async def load_files(reply: Reply, store: ObjectStore, settings: AppSettings) ->
         except KeyError as err:
             raise DeliveryError(f"the file {att.attachment_id} is no longer stored") from err
         link = ""
-        if settings.public_url:
+        if secret:
             path = attachments.signed_path(secret, att.attachment_id, ttl)
             link = settings.public_url.rstrip("/") + path
         content_type = att.content_type or "application/octet-stream"
