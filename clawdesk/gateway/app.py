@@ -25,6 +25,7 @@ from clawdesk.gateway.metrics import REJECTED_REQUESTS
 from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
 from clawdesk.gateway.state import GatewayState, InboundProducer
 from clawdesk.gateway.uploads import router as uploads_router
+from clawdesk.gateway.uploads import upload_limits
 from clawdesk.gateway.webhooks import channel_routers
 from clawdesk.settings import AppSettings
 from clawdesk.storage.db import open_pool
@@ -67,7 +68,7 @@ def create_app(
             redrive=redrive,
         ),
     )
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, path_limits=upload_limits(settings))
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)

@@ -391,7 +391,7 @@ async def post_image(
     conversation = await _owned(state, agent, conversation_id)
     _require_human(conversation)
     _require_reachable(conversation, channel_settings_of(request))
-    data, content_type = await read_image(request, file, state.settings, conversation.channel)
+    data, content_type = await read_image(file, state.settings, conversation.channel)
     async with _database(state):
         in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
     reply = inbox.agent_reply(conversation, caption.strip(), client_message_id, in_reply_to)

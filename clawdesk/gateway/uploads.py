@@ -2,9 +2,9 @@
 human agent's (`POST /api/inbox/images`, in `clawdesk.gateway.inbox`).
 
 Both are multipart forms (`file`, plus the message's fields). The body bounds itself
-(the global body limit is for JSON, well under an image's cap): a declared length past
-the cap is refused before anything is read, and the file is read to at most one byte
-past the cap. The image is checked like every channel's files
+(the global body limit is for JSON, well under an image's cap): the gateway's
+BodySizeLimit cuts off a body past the cap plus the form (`upload_limits`) while it
+streams, and the file itself must be within the cap. The image is checked like every channel's files
 (`clawdesk.storage.uploads.check_image`), stored, then its message is taken like any
 other web message (inbound log, then the topic); a message that is refused takes its
 image with it.
@@ -19,6 +19,7 @@ import psycopg
 from fastapi import APIRouter, File, Form, Header, Request, UploadFile
 from pydantic import ValidationError
 
+from clawdesk.gateway.limits import PathLimit
 from clawdesk.gateway.metrics import MESSAGES
 from clawdesk.gateway.models import Accepted, WebMessageIn
 from clawdesk.gateway.routes import (
@@ -42,6 +43,17 @@ router = APIRouter()
 
 # What a multipart form adds around the file (boundaries, headers, the small fields).
 FORM_OVERHEAD_BYTES = 16 * 1024
+UPLOAD_PATHS = ("/api/web/images", "/api/inbox/images")
+
+
+def upload_limits(settings: AppSettings) -> dict[str, PathLimit]:
+    """The body limits of the upload routes (their file cap plus the form), for the
+    gateway's BodySizeLimit: a larger body is cut off while it streams, never spooled."""
+    limit = PathLimit(
+        settings.attachment_max_bytes + FORM_OVERHEAD_BYTES,
+        uploads.too_large_message(settings),
+    )
+    return dict.fromkeys(UPLOAD_PATHS, limit)
 
 
 def refused(err: uploads.UploadRefused) -> GatewayError:
@@ -49,15 +61,9 @@ def refused(err: uploads.UploadRefused) -> GatewayError:
     return GatewayError(err.status, str(err), code=err.refusal.value)
 
 
-async def read_image(
-    request: Request, file: UploadFile, settings: AppSettings, channel: str
-) -> tuple[bytes, str]:
+async def read_image(file: UploadFile, settings: AppSettings, channel: str) -> tuple[bytes, str]:
     """The checked image's bytes and sniffed type (413 / 415 otherwise, counted)."""
-    limit = settings.attachment_max_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD_BYTES:
-        raise refused(uploads.too_large(settings, channel))  # known before reading
-    data = await file.read(limit + 1)
+    data = await file.read(settings.attachment_max_bytes + 1)
     try:
         return data, uploads.check_image(data, settings, channel=channel)
     except uploads.UploadRefused as err:
@@ -116,7 +122,7 @@ async def post_web_image(
     if not await known_tenant(state, owner.tenant_id):
         MESSAGES.labels(outcome="unknown_tenant").inc()
         raise GatewayError(404, "unknown tenant")
-    data, content_type = await read_image(request, file, state.settings, "web")
+    data, content_type = await read_image(file, state.settings, "web")
     text = caption.strip()
     msg = to_inbound(fields, owner).model_copy(
         update={"text": text, "kind": MessageKind.TEXT if text else MessageKind.MEDIA}

@@ -56,11 +56,15 @@ def check_image(data: bytes, settings: AppSettings, *, channel: str) -> str:
     return content_type
 
 
+def too_large_message(settings: AppSettings) -> str:
+    """What a customer or an agent is told about an image over the cap."""
+    return f"the image is too large (the limit is {_size(settings.attachment_max_bytes)})"
+
+
 def too_large(settings: AppSettings, channel: str) -> UploadRefused:
     """The refusal of an image over the cap (counted)."""
     ATTACHMENTS.labels(channel, "image", Refusal.TOO_LARGE.value).inc()
-    limit = _size(settings.attachment_max_bytes)
-    return UploadRefused(Refusal.TOO_LARGE, 413, f"the image is too large (the limit is {limit})")
+    return UploadRefused(Refusal.TOO_LARGE, 413, too_large_message(settings))
 
 
 def _size(n: int) -> str:
