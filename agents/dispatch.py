@@ -17,7 +17,7 @@ from clawdesk.app import app
 from clawdesk.ops import tracing
 from clawdesk.services import current, ready
 from clawdesk.settings import channel_settings
-from connectors import send_reply
+from clawdesk.storage.outgoing import send_reply
 from connectors.dispatcher import Dispatcher
 from schemas import DeliveryReceipt, Reply
 from topics.streams import receipt_topic, reply_topic

@@ -392,6 +392,16 @@ class AppSettings(BaseSettings):
     attachment_url_ttl_s: int = Field(
         default=300, ge=10, le=86_400, description="how long an inbox link to a file works"
     )
+    public_url: str = Field(
+        default="",
+        description="the gateway's public address (https://chat.example.com): links to an "
+        "agent's image on channels that cannot send images (empty: no link)",
+    )
+    attachment_link_ttl_s: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="how long the link to an agent's image sent as text works",
+    )
 
     tracing: bool = Field(
         default=False,

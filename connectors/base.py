@@ -3,9 +3,10 @@
 A channel module builds one `ChannelModule` (named `CHANNEL`) saying how to read its
 settings, which webhook routes it serves (a router the gateway mounts, built on the
 `Intake` the gateway lends it), how it sends a reply, and, where the channel has them,
-how it fetches a customer's file, polls its provider, or refuses a reply the channel
-would not take now. `connectors.registry` lists the channels; the gateway, the
-dispatcher and ingest ask the registry, never a channel by name.
+how it fetches a customer's file, sends one (an agent's image), polls its provider, or
+refuses a reply the channel would not take now. `connectors.registry` lists the
+channels; the gateway, the dispatcher and ingest ask the registry, never a channel by
+name.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class Intake(Protocol):
 
 
 Send = Callable[[Reply], Awaitable[str]]
+# (reply, its files read from the store) -> the provider's message id of the first part
+SendMedia = Callable[[Reply, Sequence[Any]], Awaitable[str]]
 Routes = Callable[[Intake], APIRouter]
 FetchMedia = Callable[..., Awaitable[Any]]  # (attachment, *, max_bytes, settings) -> Fetched
 Poll = Callable[[Any, Any], AsyncIterator[InboundMessage]]  # (app settings, own settings)
@@ -109,6 +112,16 @@ class Channel(Protocol):
         """Why a reply to this customer cannot go now (None: it can)."""
         ...
 
+    @property
+    def sends_media(self) -> bool:
+        """Whether the channel can send files (else a reply's files go as links)."""
+        ...
+
+    async def send_media(self, reply: Reply, files: Sequence[Any]) -> str:
+        """Deliver a reply with its files (`connectors.media.OutgoingFile`), the text as
+        their caption; raises if the channel sends none."""
+        ...
+
 
 @dataclass(frozen=True)
 class ChannelModule:
@@ -121,11 +134,23 @@ class ChannelModule:
     media_fetcher: FetchMedia | None = None
     poller: Poll | None = None
     reply_refusal: ReplyRefusal | None = None
+    media_sender: SendMedia | None = None
 
     @property
     def has_media(self) -> bool:
         """Whether customers can send files on the channel."""
         return self.media_fetcher is not None
+
+    @property
+    def sends_media(self) -> bool:
+        """Whether the channel can send files."""
+        return self.media_sender is not None
+
+    async def send_media(self, reply: Reply, files: Sequence[Any]) -> str:
+        """Deliver a reply with its files through the channel."""
+        if self.media_sender is None:
+            raise LookupError(f"the {self.name} channel sends no files")
+        return await self.media_sender(reply, files)
 
     def load_settings(self) -> Any:
         """The channel's settings section, read from the environment."""

@@ -73,3 +73,13 @@ async def download(
                 chunks.append(chunk)
             content_type = response.headers.get("content-type", "").split(";")[0].strip()
     return Fetched(b"".join(chunks), content_type)
+
+
+@dataclass(frozen=True)
+class OutgoingFile:
+    """A file sent with a reply (an agent's image), read back from the object store."""
+
+    data: bytes
+    content_type: str
+    filename: str
+    link: str = ""  # a public link to it ("" when the gateway has no public address)

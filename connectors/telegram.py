@@ -25,9 +25,10 @@ Update shape (trimmed)::
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -48,7 +49,14 @@ from connectors.config import (
     transport_errors,
     using_client,
 )
-from connectors.media import Fetched, MediaGone, MediaTooLarge, check_size, download
+from connectors.media import (
+    Fetched,
+    MediaGone,
+    MediaTooLarge,
+    OutgoingFile,
+    check_size,
+    download,
+)
 from connectors.signatures import PayloadError, SignatureError, secrets_equal
 from schemas import Attachment, Channel, InboundMessage, MessageKind, Reply
 
@@ -60,6 +68,7 @@ META_REPLY_TO = "telegram_reply_to"  # in a group, the member's message the bot 
 META_CALLBACK_ID = "telegram_callback_query_id"
 WELCOME_COMMANDS = frozenset({"start", "help"})
 MAX_TEXT = 4096  # sendMessage's limit
+MAX_CAPTION = 1024  # sendPhoto's caption limit
 POLL_TIMEOUT_S = 30
 POLL_RETRY_S = 1.0
 ALLOWED_UPDATES = '["message", "edited_message", "callback_query"]'
@@ -400,6 +409,40 @@ async def send(
     return ids[0]
 
 
+async def send_media(
+    reply: Reply,
+    files: Sequence[OutgoingFile],
+    *,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> str:
+    """Send each image by `sendPhoto` (uploaded as multipart, so the Bot API needs no
+    link to our store), the text as the first one's caption; a text past the caption
+    limit follows as a message of its own. Returns the first photo's id."""
+    settings = settings or channel_settings()
+    url = _method_url(settings, "sendPhoto")
+    chat_id = _chat_id(reply)
+    caption = reply.text if len(reply.text) <= MAX_CAPTION else ""
+    fields: dict[str, str] = {"chat_id": chat_id}
+    if reply.metadata.get(META_REPLY_TO, "").isdigit():
+        thread = {"message_id": int(reply.metadata[META_REPLY_TO])}
+        fields["reply_parameters"] = json.dumps({**thread, "allow_sending_without_reply": True})
+    ids: list[str] = []
+    async with using_client(settings, client) as http:
+        for index, file in enumerate(files):
+            form = {**fields, "caption": caption} if index == 0 and caption else fields
+            photo = {"photo": (file.filename or "image", file.data, file.content_type)}
+            result = await _call(http, url, form, settings, files=photo)
+            if not isinstance(result, dict) or "message_id" not in result:
+                raise DeliveryError("telegram answered without a message id")
+            ids.append(f"{chat_id}:{result['message_id']}")
+        if reply.text and not caption:
+            await send(reply, settings=settings, client=http)
+    if not ids:
+        return await send(reply, settings=settings, client=client)
+    return ids[0]
+
+
 async def answer_callback(
     http: httpx.AsyncClient, settings: ChannelSettings, callback_query_id: str
 ) -> bool:
@@ -416,12 +459,20 @@ async def answer_callback(
 
 
 async def _call(
-    http: httpx.AsyncClient, url: str, body: dict[str, Any], settings: ChannelSettings
+    http: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    settings: ChannelSettings,
+    *,
+    files: dict[str, tuple[str, bytes, str]] | None = None,
 ) -> Any:
     async for attempt in send_retrying(settings):
         with attempt:
             with transport_errors("telegram send"):
-                response = await http.post(url, json=body)
+                if files is None:
+                    response = await http.post(url, json=body)
+                else:  # a file upload is multipart/form-data, its fields strings
+                    response = await http.post(url, data=body, files=files)
             return _result(response, url.rsplit("/", 1)[-1])
     raise AssertionError("unreachable: the retry loop returns or raises")
 
@@ -578,4 +629,5 @@ CHANNEL = ChannelModule(
     routes=routes,
     media_fetcher=fetch_media,
     poller=poll,
+    media_sender=send_media,
 )

@@ -22,7 +22,7 @@ Payload shape (trimmed)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -47,7 +47,7 @@ from connectors.config import (
     transport_errors,
     using_client,
 )
-from connectors.media import Fetched, MediaGone, check_size, download
+from connectors.media import Fetched, MediaGone, OutgoingFile, check_size, download
 from connectors.signatures import (
     PayloadError,
     SignatureError,
@@ -467,6 +467,75 @@ async def send(
     return ids[0]
 
 
+MAX_CAPTION = 1024  # an image message's caption limit
+
+
+async def send_media(
+    reply: Reply,
+    files: Sequence[OutgoingFile],
+    *,
+    settings: ChannelSettings | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> str:
+    """Send each image as an image message: uploaded first (`POST /{phone-number-id}/
+    media`, multipart), then sent by the media id it got, the text as the first one's
+    caption (a longer text follows as a text message). Only inside the customer-service
+    window: a template carries no agent's image (OutsideWindow otherwise)."""
+    settings = settings or channel_settings()
+    token = require(settings.whatsapp_token, "whatsapp_token")
+    phone_number_id = reply.metadata.get(META_PHONE_NUMBER_ID) or settings.whatsapp_phone_number_id
+    if not phone_number_id:
+        raise DeliveryError("no WhatsApp phone number id for the reply")
+    if not window_open(reply.metadata, settings, now=utc_now()):
+        raise OutsideWindow(WINDOW_CLOSED)
+    base_url = f"{settings.whatsapp_api_base.rstrip('/')}/{phone_number_id}"
+    caption = reply.text if len(reply.text) <= MAX_CAPTION else ""
+    ids: list[str] = []
+    async with using_client(settings, client) as http:
+        for index, file in enumerate(files):
+            media_id = await _upload(http, f"{base_url}/media", token, file, settings)
+            image: dict[str, str] = {"id": media_id}
+            if index == 0 and caption:
+                image["caption"] = caption
+            body = {
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": reply.metadata.get(META_WA_ID) or reply.customer_id,
+                "biz_opaque_callback_data": reply.reply_id[:512],
+                "type": "image",
+                "image": image,
+            }
+            ids.append(await _post(http, f"{base_url}/messages", token, body, settings))
+        if (reply.text and not caption) or not ids:
+            ids.append(await send(reply, settings=settings, client=http))
+    return ids[0]
+
+
+async def _upload(
+    http: httpx.AsyncClient, url: str, token: str, file: OutgoingFile, settings: ChannelSettings
+) -> str:
+    """Upload a file to Meta; its media id."""
+    async for attempt in send_retrying(settings):
+        with attempt:
+            with transport_errors("whatsapp media upload"):
+                response = await http.post(
+                    url,
+                    data={"messaging_product": "whatsapp", "type": file.content_type},
+                    files={"file": (file.filename or "image", file.data, file.content_type)},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            raise_for_retry(response, "whatsapp media upload")
+            try:
+                payload = response.json()
+            except ValueError:
+                payload = {}
+            media_id = payload.get("id") if isinstance(payload, dict) else None
+            if not response.is_success or not isinstance(media_id, str):
+                raise DeliveryError(f"whatsapp media upload failed: HTTP {response.status_code}")
+            return media_id
+    raise AssertionError("unreachable: the retry loop returns or raises")
+
+
 WINDOW_CLOSED = (
     "not sent: the customer last wrote over 24 hours ago, and WhatsApp then takes only an "
     "approved template message (configure CLAWDESK_WHATSAPP_TEMPLATE)"
@@ -598,4 +667,5 @@ CHANNEL = ChannelModule(
     routes=routes,
     media_fetcher=fetch_media,
     reply_refusal=refuses_reply,
+    media_sender=send_media,
 )

@@ -217,6 +217,11 @@ class Reply(Event):
         description="a side effect the LLM asked the customer to confirm, as "
         "{skill, args, facts}: the skills stage keeps it as the pending question",
     )
+    attachments: list[Attachment] = Field(
+        default_factory=list,
+        description="files sent with the reply (an agent's image), already in the object "
+        "store: `object_key` and `attachment_id` set",
+    )
 
 
 class DeliveryStatus(StrEnum):

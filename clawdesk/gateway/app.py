@@ -24,6 +24,8 @@ from clawdesk.gateway.limits import MAX_BODY_BYTES, BodySizeLimit
 from clawdesk.gateway.metrics import REJECTED_REQUESTS
 from clawdesk.gateway.routes import WEB_DIR, GatewayError, router
 from clawdesk.gateway.state import GatewayState, InboundProducer
+from clawdesk.gateway.uploads import router as uploads_router
+from clawdesk.gateway.uploads import upload_limits
 from clawdesk.gateway.webhooks import channel_routers
 from clawdesk.settings import AppSettings
 from clawdesk.storage.db import open_pool
@@ -66,13 +68,14 @@ def create_app(
             redrive=redrive,
         ),
     )
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, path_limits=upload_limits(settings))
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(router)
     for channel_router in channel_routers():  # each registered channel's webhooks
         app.include_router(channel_router)
     app.include_router(inbox_router)
+    app.include_router(uploads_router)
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app
 

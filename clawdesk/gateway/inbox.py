@@ -21,21 +21,23 @@ from typing import Annotated
 
 import psycopg
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, SendableText
+from clawdesk.gateway.models import CONVERSATION_ID_PATTERN, MAX_TEXT_CHARS, SendableText
 from clawdesk.gateway.routes import GatewayError, channel_settings_of, page
 from clawdesk.gateway.state import GatewayState, gateway_state
 from clawdesk.gateway.tokens import conversation_tokens
+from clawdesk.gateway.uploads import image_attachment, read_image
 from clawdesk.handoff import inbox
-from clawdesk.storage import apikeys, attachments
+from clawdesk.storage import apikeys, attachments, uploads
 from clawdesk.storage.apikeys import TenantKey
 from clawdesk.tenants import tenant_profile
 from connectors import registry
 from connectors.config import ChannelSettings
+from schemas import Reply
 from topics import control_spec, reply_spec
 
 log = logging.getLogger(__name__)
@@ -346,23 +348,71 @@ async def post_reply(
     async with _database(state):
         in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
         reply = inbox.agent_reply(conversation, body.text, body.client_message_id, in_reply_to)
-        turn = inbox.agent_turn(reply, agent.name)
-        # Stored and published together: if the broker refuses, nothing is stored and
-        # the agent sees an error instead of a message that was never sent. The reply
-        # goes first: memory must not hold a turn the customer was never sent; a retry
-        # after a refused turn sends the reply again, which dispatch drops by reply id.
-        async with state.pool.connection() as conn, conn.transaction():
-            await inbox.store_agent_message(conn, reply)
-            await _publish(
-                state, reply_spec.name(state.settings), conversation_id, reply.to_bytes()
-            )
-            await _publish(
-                state, control_spec.name(state.settings), conversation_id, turn.to_bytes()
-            )
+        await _send_agent_reply(state, reply, agent)
+    return AgentReplyAccepted(reply_id=reply.reply_id)
+
+
+async def _send_agent_reply(state: GatewayState, reply: Reply, agent: TenantKey) -> None:
+    """Store the agent's message and publish it (reply, then the memory's turn)."""
+    conversation_id = reply.conversation_id
+    turn = inbox.agent_turn(reply, agent.name)
+    # Stored and published together: if the broker refuses, nothing is stored and
+    # the agent sees an error instead of a message that was never sent. The reply
+    # goes first: memory must not hold a turn the customer was never sent; a retry
+    # after a refused turn sends the reply again, which dispatch drops by reply id.
+    async with state.pool.connection() as conn, conn.transaction():
+        await inbox.store_agent_message(conn, reply)
+        await _publish(state, reply_spec.name(state.settings), conversation_id, reply.to_bytes())
+        await _publish(state, control_spec.name(state.settings), conversation_id, turn.to_bytes())
     log.info(
         "agent reply queued",
-        extra={"conversation_id": conversation_id, "reply_id": reply.reply_id, "agent": agent.name},
+        extra={
+            "conversation_id": conversation_id,
+            "reply_id": reply.reply_id,
+            "agent": agent.name,
+            "files": len(reply.attachments),
+        },
     )
+
+
+@router.post("/api/inbox/images", status_code=202)
+async def post_image(
+    agent: Agent,
+    state: State,
+    request: Request,
+    file: Annotated[UploadFile, File()],
+    conversation_id: Annotated[str, Form(pattern=CONVERSATION_ID_PATTERN)],
+    client_message_id: Annotated[str, Form(min_length=1, max_length=200)],
+    caption: Annotated[str, Form(max_length=MAX_TEXT_CHARS)] = "",
+) -> AgentReplyAccepted:
+    """Send an image (with an optional caption) to the customer: checked like any
+    channel's files (413 / 415, nothing stored), stored, then sent like a reply, by the
+    channel's media send (or as a link where the channel sends no files)."""
+    conversation = await _owned(state, agent, conversation_id)
+    _require_human(conversation)
+    _require_reachable(conversation, channel_settings_of(request))
+    data, content_type = await read_image(file, state.settings, conversation.channel)
+    async with _database(state):
+        in_reply_to = await inbox.last_customer_message_id(state.pool, conversation_id)
+    reply = inbox.agent_reply(conversation, caption.strip(), client_message_id, in_reply_to)
+    att_id = uploads.upload_id(reply.reply_id, "image")
+    key = uploads.upload_key(reply.tenant_id, reply.occurred_at, att_id, content_type)
+    attachment = image_attachment(
+        att_id, key, content_type, len(data), file.filename or "", f"upload:{att_id}"
+    )
+    reply = reply.model_copy(update={"attachments": [attachment]})
+    store = attachments.store_for(state.settings)
+    owner = uploads.Owner(reply.reply_id, conversation_id, reply.tenant_id, conversation.channel)
+    async with _database(state):
+        fresh = await uploads.store_image(state.pool, store, owner, attachment, data)
+    try:
+        async with _database(state):
+            await _send_agent_reply(state, reply, agent)
+    except GatewayError:
+        if fresh:  # not sent, so not kept
+            async with _database(state):
+                await uploads.discard(state.pool, store, attachment)
+        raise
     return AgentReplyAccepted(reply_id=reply.reply_id)
 
 

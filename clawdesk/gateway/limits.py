@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -46,6 +46,15 @@ def max_body_bytes(max_message_bytes: int) -> int:
 MAX_BODY_BYTES = max_body_bytes(DEFAULT_MAX_MESSAGE_BYTES)
 
 
+@dataclass(frozen=True)
+class PathLimit:
+    """A route's own body limit (an image upload's is its file cap plus the form), and
+    the error its 413 says."""
+
+    max_bytes: int
+    message: str
+
+
 class BodyTooLarge(Exception):
     """Raised into the app from `receive` once the streamed body passes the limit."""
 
@@ -71,21 +80,29 @@ class BodySizeLimit:
         app: ASGIApp,
         max_bytes: int = MAX_BODY_BYTES,
         own_limit_paths: frozenset[str] = OWN_LIMIT_PATHS,
+        path_limits: Mapping[str, PathLimit] | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.own_limit_paths = own_limit_paths
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.own_limit_paths:
             await self.app(scope, receive, send)
             return
-        if _declared_length(scope) > self.max_bytes:
-            await self._refuse(scope, send)
+        limit = self.path_limits.get(
+            scope.get("path", ""),
+            PathLimit(self.max_bytes, f"request body over {self.max_bytes} bytes"),
+        )
+        if _declared_length(scope) > limit.max_bytes:
+            await self._refuse(scope, send, limit)
             return
-        await self._stream_with_limit(scope, receive, send)
+        await self._stream_with_limit(scope, receive, send, limit)
 
-    async def _stream_with_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _stream_with_limit(
+        self, scope: Scope, receive: Receive, send: Send, limit: PathLimit
+    ) -> None:
         received = 0
         exceeded = False
         started = False
@@ -95,7 +112,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit.max_bytes:
                     exceeded = True
                     raise BodyTooLarge
             return message
@@ -114,15 +131,15 @@ class BodySizeLimit:
         except BodyTooLarge:
             pass
         if exceeded and not started:
-            await self._refuse(scope, send)
+            await self._refuse(scope, send, limit)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
+    async def _refuse(self, scope: Scope, send: Send, limit: PathLimit) -> None:
         REJECTED_REQUESTS.labels(reason="too_large").inc()
         log.warning(
             "request body too large",
-            extra={"path": scope.get("path"), "max_bytes": self.max_bytes},
+            extra={"path": scope.get("path"), "max_bytes": limit.max_bytes},
         )
-        body = json.dumps({"error": f"request body over {self.max_bytes} bytes"}).encode()
+        body = json.dumps({"error": limit.message}).encode()
         await send(
             {
                 "type": "http.response.start",

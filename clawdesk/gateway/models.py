@@ -60,6 +60,13 @@ class Accepted(BaseModel):
     token: str
 
 
+class WebImage(BaseModel):
+    """An image of a message as the widget shows it: `url` opens it for a few minutes."""
+
+    url: str
+    content_type: str | None = None
+
+
 class HistoryItem(BaseModel):
     """One stored message of a conversation."""
 
@@ -67,11 +74,18 @@ class HistoryItem(BaseModel):
     author: str
     text: str
     timestamp: datetime
+    images: list[WebImage] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, stored: StoredMessage) -> HistoryItem:
-        """The API view of a stored message."""
-        return cls(id=stored.id, author=stored.author, text=stored.text, timestamp=stored.timestamp)
+    def of(cls, stored: StoredMessage, images: list[WebImage] | None = None) -> HistoryItem:
+        """The API view of a stored message (with its images' links)."""
+        return cls(
+            id=stored.id,
+            author=stored.author,
+            text=stored.text,
+            timestamp=stored.timestamp,
+            images=images or [],
+        )
 
 
 class ReplyPush(BaseModel):
@@ -83,16 +97,21 @@ class ReplyPush(BaseModel):
     sources: list[str]
     handoff: bool
     author: Literal["bot", "agent"] = "bot"
+    # The customer's message this answers: the widget marks it (and those before) answered.
+    in_reply_to: str = ""
+    images: list[WebImage] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, reply: Reply) -> ReplyPush:
-        """The push message for a reply."""
+    def of(cls, reply: Reply, images: list[WebImage] | None = None) -> ReplyPush:
+        """The push message for a reply (with links to its images)."""
         return cls(
             reply_id=reply.reply_id,
             text=reply.text,
             sources=reply.sources,
             handoff=reply.handoff,
             author=reply.author,
+            in_reply_to=reply.in_reply_to,
+            images=images or [],
         )
 
 

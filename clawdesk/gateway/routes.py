@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Header, Request, WebSocket, WebSocketDis
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import HTTPConnection
 
 from clawdesk.gateway import intake
 from clawdesk.gateway.fanout import Inbox
@@ -32,6 +33,7 @@ from clawdesk.gateway.models import (
     ReplyPush,
     WebConversation,
     WebConversationIn,
+    WebImage,
     WebMessageIn,
 )
 from clawdesk.gateway.replay import replies_after
@@ -44,11 +46,12 @@ from clawdesk.gateway.tokens import (
     new_conversation_id,
 )
 from clawdesk.settings import ChannelSettings, channel_settings, connection_settings
+from clawdesk.storage import attachments
 from clawdesk.storage.db import fetch_history, tenant_exists
 from clawdesk.storage.feedback import record_feedback
 from clawdesk.tenants import tenant_profile
 from connectors.deliveries import Delivery, conversation_deliveries
-from schemas import Channel, InboundMessage
+from schemas import Channel, InboundMessage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # The page loads only its own script and talks only to this origin (no CDN at run time).
 PAGE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'self'"
+    "connect-src 'self' ws: wss:; img-src 'self' data: blob:; frame-ancestors 'self'"
 )
 _CONVERSATION_ID = re.compile(CONVERSATION_ID_PATTERN)
 
@@ -158,7 +161,7 @@ async def post_web_conversation(
     the reply socket with them before the first message, so no reply can come before
     the socket."""
     tenant_id = (body.tenant_id if body else None) or state.settings.default_tenant
-    if not await _known_tenant(state, tenant_id):
+    if not await known_tenant(state, tenant_id):
         raise GatewayError(404, "unknown tenant")
     conversation_id = new_conversation_id()
     return WebConversation(
@@ -196,7 +199,7 @@ async def post_web_message(
         MESSAGES.labels(outcome="forbidden").inc()
         raise
     tenant_id = owner.tenant_id
-    if not await _known_tenant(state, tenant_id):
+    if not await known_tenant(state, tenant_id):
         MESSAGES.labels(outcome="unknown_tenant").inc()
         raise GatewayError(404, "unknown tenant")
     msg = to_inbound(body, owner)
@@ -245,7 +248,8 @@ async def admit_or_refuse(state: GatewayState, messages: Sequence[InboundMessage
         raise GatewayError(503, "database unavailable; retry") from err
 
 
-async def _known_tenant(state: GatewayState, tenant_id: str) -> bool:
+async def known_tenant(state: GatewayState, tenant_id: str) -> bool:
+    """Whether the tenant exists (503 when Postgres does not answer)."""
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             return await tenant_exists(state.pool, tenant_id)
@@ -276,16 +280,47 @@ Visitor = Annotated[Owner, Depends(visitor)]
 
 @router.get("/api/web/conversations/{conversation_id}/messages")
 async def get_history(
-    conversation_id: ConversationId, state: State, _owner: Visitor
+    conversation_id: ConversationId, state: State, request: Request, _owner: Visitor
 ) -> list[HistoryItem]:
     """The conversation's stored messages, oldest first (only with its token)."""
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             stored = await fetch_history(state.pool, conversation_id)
+            images = await conversation_images(state, request, conversation_id)
     except (psycopg.Error, TimeoutError) as err:
         log.warning("history lookup failed", extra={"error": repr(err)})
         raise GatewayError(503, "database unavailable") from err
-    return [HistoryItem.of(m) for m in stored]
+    return [HistoryItem.of(m, images.get(m.id)) for m in stored]
+
+
+async def conversation_images(
+    state: GatewayState, conn: HTTPConnection, conversation_id: str
+) -> dict[str, list[WebImage]]:
+    """The conversation's stored images by message id, each as a short-lived link."""
+    files = await attachments.of_conversation(state.pool, conversation_id)
+    secret = conversation_tokens(conn).secret
+    ttl = state.settings.attachment_url_ttl_s
+    found: dict[str, list[WebImage]] = {}
+    for f in files:
+        if f.object_key and (f.content_type or "").startswith("image/"):
+            url = attachments.signed_path(secret, f.id, ttl)
+            found.setdefault(f.message_id, []).append(
+                WebImage(url=url, content_type=f.content_type)
+            )
+    return found
+
+
+def reply_images(state: GatewayState, conn: HTTPConnection, reply: Reply) -> list[WebImage]:
+    """Links to a reply's stored images (an agent's), for the push."""
+    secret = conversation_tokens(conn).secret
+    ttl = state.settings.attachment_url_ttl_s
+    return [
+        WebImage(
+            url=attachments.signed_path(secret, a.attachment_id, ttl), content_type=a.content_type
+        )
+        for a in reply.attachments
+        if a.attachment_id and a.object_key
+    ]
 
 
 @router.get("/api/web/conversations/{conversation_id}/deliveries")
@@ -368,7 +403,7 @@ async def reply_socket(websocket: WebSocket, conversation_id: str) -> None:
         await websocket.accept()
         if after and not await _replay(websocket, state, conversation_id, after):
             return
-        await _serve_socket(websocket, inbox)
+        await _serve_socket(websocket, inbox, partial(reply_images, state, websocket))
 
 
 async def _replay(
@@ -378,6 +413,7 @@ async def _replay(
     try:
         async with asyncio.timeout(state.settings.stage_timeout_s):
             missed = await replies_after(state.pool, conversation_id, after[:200])
+            images = await conversation_images(state, websocket, conversation_id)
     except (psycopg.Error, TimeoutError) as err:
         log.warning("replay lookup failed", extra={"error": repr(err)})
         missed = None  # the client re-reads the history once the database is back
@@ -393,6 +429,7 @@ async def _replay(
                 sources=[],
                 handoff=False,
                 author="agent" if message.author == "agent" else "bot",
+                images=images.get(message.id, []),
             )
             await websocket.send_text(push.model_dump_json())
             REPLIES.labels(outcome="replayed").inc()
@@ -402,7 +439,9 @@ async def _replay(
     return True
 
 
-async def _serve_socket(websocket: WebSocket, inbox: Inbox) -> None:
+async def _serve_socket(
+    websocket: WebSocket, inbox: Inbox, images: Callable[[Reply], list[WebImage]]
+) -> None:
     # Whichever ends first (the client leaves, or the inbox asks for a resync) ends both.
     # An anyio task group, not bare asyncio tasks, so a cancelled handler (shutdown)
     # cancels both cleanly under Starlette's own anyio cancel scopes.
@@ -412,14 +451,16 @@ async def _serve_socket(websocket: WebSocket, inbox: Inbox) -> None:
             await job()
             tasks.cancel_scope.cancel()
 
-        tasks.start_soon(run, partial(_push_replies, websocket, inbox))
+        tasks.start_soon(run, partial(_push_replies, websocket, inbox, images))
         tasks.start_soon(run, partial(_until_client_leaves, websocket))
 
 
-async def _push_replies(websocket: WebSocket, inbox: Inbox) -> None:
+async def _push_replies(
+    websocket: WebSocket, inbox: Inbox, images: Callable[[Reply], list[WebImage]]
+) -> None:
     try:
         while (reply := await inbox.get()) is not None:
-            await websocket.send_text(ReplyPush.of(reply).model_dump_json())
+            await websocket.send_text(ReplyPush.of(reply, images(reply)).model_dump_json())
         # The client fell behind: closing makes it reconnect and re-read the history.
         await websocket.close(code=1013)
     except (WebSocketDisconnect, RuntimeError, OSError) as err:

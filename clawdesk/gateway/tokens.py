@@ -12,21 +12,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import logging
-import os
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
 from starlette.requests import HTTPConnection
 
 from clawdesk.gateway.state import gateway_state
-from clawdesk.settings import AppSettings
 
-log = logging.getLogger(__name__)
+# Re-exported: the secret lives apart so workers can sign links without the gateway.
+from clawdesk.web_secret import SECRET_FILE as SECRET_FILE
+from clawdesk.web_secret import load_secret as load_secret
 
 VERSION = "v1"
-SECRET_FILE = "web-token.secret"
 # Domain separation: this key signs nothing else, but a future use must not collide.
 _CONTEXT = b"clawdesk web conversation\x00"
 
@@ -72,33 +69,6 @@ class ConversationTokens:
 
     def __repr__(self) -> str:
         return "ConversationTokens(secret=***)"
-
-
-def load_secret(settings: AppSettings) -> bytes:
-    """`web_token_secret`, else the one stored in the data dir (created on first use, so
-    tokens survive a gateway restart)."""
-    if settings.web_token_secret and settings.web_token_secret.get_secret_value():
-        return settings.web_token_secret.get_secret_value().encode()
-    return _stored_secret(settings.data_dir / SECRET_FILE)
-
-
-def _stored_secret(path: Path) -> bytes:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Written aside, then linked into place: of two gateways starting at once on one
-        # data dir, one link wins and both read the same complete secret.
-        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(secrets.token_urlsafe(48).encode())
-        try:
-            os.link(draft, path)
-            log.info("generated the web token secret", extra={"path": str(path)})
-        except FileExistsError:
-            pass
-        finally:
-            draft.unlink()
-    return path.read_bytes().strip()
 
 
 def conversation_tokens(conn: HTTPConnection) -> ConversationTokens:

@@ -122,7 +122,8 @@ async def take(
     fetch = channel_fetcher(msg.channel, channels)
     taken: list[Taken] = []
     for attachment in msg.attachments:
-        att_id = attachment_id(msg, attachment)
+        # A file uploaded to the gateway (web widget) comes stored and keeps its id.
+        att_id = attachment.attachment_id or attachment_id(msg, attachment)
         known = await _recorded(pool, attachment, att_id)
         if known is not None:  # a redelivered message: its files are taken already
             taken.append(known)

@@ -14,9 +14,24 @@ import asyncio
 import io
 import os
 import tempfile
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
+
+T = TypeVar("T")
+
+# S3 error codes that mean the store will not take our credentials: no retry helps.
+_CREDENTIAL_ERRORS = frozenset(
+    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken"}
+)
+
+
+class ObjectStoreError(Exception):
+    """The object store refused the request for a reason an operator must fix
+    (credentials, a bucket that cannot be created); the message says which."""
+
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./")
 
@@ -88,7 +103,7 @@ class FilesystemStore:
 
 class S3Store:
     """Objects in an S3-compatible bucket through the `minio` client (sync calls run in
-    a thread). Not exercised by the test suite, which has no S3 service."""
+    a thread). Tested against moto's S3 server (tests/storage/test_s3_store.py)."""
 
     def __init__(
         self,
@@ -119,6 +134,20 @@ class S3Store:
     def _name(self, key: str) -> str:
         return f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
 
+    async def _call(self, job: Callable[[], T]) -> T:
+        """Run a client call in a thread; refused credentials become ObjectStoreError."""
+        from minio.error import S3Error  # deferred: optional extra (clawdesk[s3])
+
+        try:
+            return await asyncio.to_thread(job)
+        except S3Error as err:
+            if err.code in _CREDENTIAL_ERRORS:
+                raise ObjectStoreError(
+                    f"the object store refused the credentials for bucket {self.bucket!r}"
+                    f" ({err.code}): check CLAWDESK_ATTACHMENT_STORE_ACCESS_KEY / _SECRET_KEY"
+                ) from err
+            raise
+
     def _ensure_bucket(self) -> None:
         # Once per process: a fresh MinIO has no bucket yet.
         if not self._bucket_checked:
@@ -128,15 +157,15 @@ class S3Store:
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         """Upload the object (S3 makes a single PUT atomic)."""
-        await asyncio.to_thread(self._ensure_bucket)
-        await asyncio.to_thread(
-            self.client.put_object,
-            self.bucket,
-            self._name(key),
-            io.BytesIO(data),
-            len(data),
-            content_type=content_type,
-        )
+        name = self._name(key)
+
+        def upload() -> None:
+            self._ensure_bucket()
+            self.client.put_object(
+                self.bucket, name, io.BytesIO(data), len(data), content_type=content_type
+            )
+
+        await self._call(upload)
 
     async def get(self, key: str) -> bytes:
         """Download the object; KeyError if there is none."""
@@ -151,15 +180,25 @@ class S3Store:
                 response.release_conn()
 
         try:
-            return await asyncio.to_thread(read)
+            return await self._call(read)
         except S3Error as err:
-            if err.code == "NoSuchKey":
+            if err.code in ("NoSuchKey", "NoSuchBucket"):
                 raise KeyError(key) from err
             raise
 
     async def delete(self, key: str) -> None:
         """Remove the object."""
-        await asyncio.to_thread(self.client.remove_object, self.bucket, self._name(key))
+        name = self._name(key)
+        await self._call(lambda: self.client.remove_object(self.bucket, name))
+
+    async def presigned_url(self, key: str, ttl_s: int) -> str:
+        """A URL that GETs the object straight from the store for `ttl_s` seconds
+        (signed locally: no request is made)."""
+        name = self._name(key)
+        expires = timedelta(seconds=ttl_s)
+        return await self._call(
+            lambda: self.client.presigned_get_object(self.bucket, name, expires=expires)
+        )
 
 
 def open_store(

@@ -16,7 +16,7 @@
   ["sign-in", "api-key", "sign-in-error", "sign-in-button", "workspace", "who", "sign-out",
    "conversations", "no-conversations", "placeholder", "detail-header", "detail-title",
    "detail-sub", "ticket", "hand-back", "history", "notice", "composer", "reply-input",
-   "reply-send"].forEach(function (id) { els[id] = document.getElementById(id); });
+   "reply-send", "reply-image", "reply-image-name"].forEach(function (id) { els[id] = document.getElementById(id); });
 
   var state = {
     key: null, selected: null, listTimer: null, detailTimer: null, sending: false, pending: null,
@@ -41,10 +41,11 @@
 
   function api(method, path, body) {
     var headers = { Accept: "application/json", Authorization: "Bearer " + state.key };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
+    var form = body instanceof FormData; // multipart: the browser sets its boundary
+    if (body !== undefined && !form) headers["Content-Type"] = "application/json";
     return fetch(path, {
       method: method, headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined || form ? body : JSON.stringify(body),
     }).then(function (res) {
       return res.json().catch(function () { return {}; }).then(function (data) {
         if (res.status === 401) { signOut(data.error || "Signed out."); throw data; }
@@ -242,17 +243,30 @@
 
   function sendReply(text) {
     var id = state.selected;
-    // A retry of the same text keeps its client_message_id, so it is sent only once.
-    if (!state.pending || state.pending.text !== text || state.pending.conversation !== id) {
-      state.pending = { text: text, conversation: id, clientId: randomId() };
+    var image = els["reply-image"].files[0] || null;
+    // A retry of the same message keeps its client_message_id, so it is sent only once.
+    if (!state.pending || state.pending.text !== text || state.pending.conversation !== id ||
+        state.pending.image !== image) {
+      state.pending = { text: text, conversation: id, image: image, clientId: randomId() };
     }
     var body = { text: text, client_message_id: state.pending.clientId };
+    var path = conversationPath(id) + "/replies";
+    if (image) { // an image (the text its caption) goes as a multipart form
+      body = new FormData();
+      body.append("file", image, image.name || "image");
+      body.append("conversation_id", id);
+      body.append("client_message_id", state.pending.clientId);
+      body.append("caption", text);
+      path = "/api/inbox/images";
+    }
     state.sending = true;
     refreshSendButton();
     notice("Sending…");
-    return api("POST", conversationPath(id) + "/replies", body).then(function () {
+    return api("POST", path, body).then(function () {
       state.pending = null;
       els["reply-input"].value = "";
+      els["reply-image"].value = "";
+      els["reply-image-name"].textContent = "";
       notice("");
       return refreshDetail();
     }, function (err) {
@@ -275,7 +289,8 @@
   }
 
   function refreshSendButton() {
-    els["reply-send"].disabled = state.sending || els["reply-input"].value.trim() === "";
+    var empty = els["reply-input"].value.trim() === "" && !els["reply-image"].files.length;
+    els["reply-send"].disabled = state.sending || empty;
   }
 
   /* ---- signing in and out ---- */
@@ -325,7 +340,13 @@
   els.composer.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = els["reply-input"].value.trim();
-    if (text && state.selected && !state.sending) sendReply(text);
+    var image = els["reply-image"].files.length;
+    if ((text || image) && state.selected && !state.sending) sendReply(text);
+  });
+  els["reply-image"].addEventListener("change", function () {
+    var file = els["reply-image"].files[0];
+    els["reply-image-name"].textContent = file ? file.name : "";
+    refreshSendButton();
   });
 
   var saved = store.get();

@@ -10,6 +10,13 @@
  * gateway no longer accepts (socket closed with 1008, or 401/403) starts a new conversation.
  * The shop's name (page title) and welcome come from the tenant's profile
  * (GET /api/web/profile); the texts below are the neutral ones until it answers.
+ *
+ * Images: picked, dropped on the chat or pasted, one at a time, posted as a multipart
+ * form to /api/web/images with the typed text as its caption; the gateway checks size
+ * and type and answers a 4xx with the reason, shown under the message.
+ * Delivery state: each of the customer's messages shows sending → sent (the gateway
+ * took it) → answered (a reply names it, or a later one, as `in_reply_to`), or failed
+ * with a retry button; the state is text plus an icon in a polite live region.
  */
 (function () {
   "use strict";
@@ -36,6 +43,17 @@
       helpfulNo: "No, this didn't help",
       helpfulThanks: "Thanks for your feedback.",
       helpfulFailed: "Feedback not sent. Try again.",
+      attach: "Attach an image",
+      removeImage: "Remove the image",
+      imageOnly: "Only images can be sent.",
+      imageAlt: "Image you sent",
+      replyImageAlt: "Image from support",
+      dropHere: "Drop the image to attach it",
+      stateSending: "Sending",
+      stateSent: "Sent",
+      stateAnswered: "Answered",
+      stateFailed: "Not sent",
+      retry: "Retry",
     },
     zh: {
       title: "在线客服",
@@ -58,6 +76,17 @@
       helpfulNo: "没有帮助",
       helpfulThanks: "感谢您的反馈。",
       helpfulFailed: "反馈未发送，请重试。",
+      attach: "添加图片",
+      removeImage: "移除图片",
+      imageOnly: "只能发送图片。",
+      imageAlt: "您发送的图片",
+      replyImageAlt: "客服发送的图片",
+      dropHere: "松开即可添加图片",
+      stateSending: "发送中",
+      stateSent: "已发送",
+      stateAnswered: "已回复",
+      stateFailed: "发送失败",
+      retry: "重试",
     },
   };
   var KEYS = {
@@ -119,6 +148,7 @@
     reconnectTimer: null,
     typingTimer: null,
     status: "connecting",
+    image: null, // the File attached to the next message
   };
 
   var els = {
@@ -130,6 +160,9 @@
     status: document.getElementById("status"),
     lang: document.getElementById("lang-toggle"),
     newChat: document.getElementById("new-chat"),
+    file: document.getElementById("file"),
+    attachment: document.getElementById("attachment"),
+    chat: document.getElementById("clawdesk-chat"),
   };
 
   function t(key) { return TEXT[state.lang][key]; }
@@ -147,6 +180,9 @@
     });
     document.querySelectorAll("[data-i18n-aria-label]").forEach(function (el) {
       el.setAttribute("aria-label", t(el.getAttribute("data-i18n-aria-label")));
+    });
+    document.querySelectorAll("[data-i18n-alt]").forEach(function (el) {
+      el.alt = t(el.getAttribute("data-i18n-alt"));
     });
     els.lang.textContent = t("langToggle");
     setStatus(state.status);
@@ -172,7 +208,15 @@
     if (msg.id) item.dataset.id = msg.id;
     var bubble = document.createElement("div");
     bubble.className = "bubble";
-    bubble.textContent = msg.text;
+    (msg.images || []).forEach(function (image) {
+      bubble.appendChild(renderImage(image.url, msg.author === "customer" ? "imageAlt" : "replyImageAlt"));
+    });
+    if (msg.text) {
+      var text = document.createElement("span");
+      text.className = "text";
+      text.textContent = msg.text;
+      bubble.appendChild(text);
+    }
     item.appendChild(bubble);
     if (msg.sources && msg.sources.length) item.appendChild(renderSources(msg.sources));
     if (msg.handoff) {
@@ -189,9 +233,70 @@
     meta.className = "meta";
     meta.textContent = formatTime(msg.timestamp ? new Date(msg.timestamp) : new Date());
     item.appendChild(meta);
+    if (msg.author === "customer") item.appendChild(renderDelivery());
     els.list.appendChild(item);
     scrollToEnd();
     return item;
+  }
+
+  function renderImage(url, altKey) {
+    var img = document.createElement("img");
+    img.className = "image";
+    img.src = url;
+    img.setAttribute("data-i18n-alt", altKey);
+    img.alt = t(altKey);
+    img.addEventListener("load", scrollToEnd);
+    return img;
+  }
+
+  /* ---- delivery state of the customer's messages: text + icon, announced politely ---- */
+
+  var DELIVERY = {
+    sending: { icon: "◷", key: "stateSending" },
+    sent: { icon: "✓", key: "stateSent" },
+    answered: { icon: "✓✓", key: "stateAnswered" },
+    failed: { icon: "!", key: "stateFailed" },
+  };
+
+  function renderDelivery() {
+    var box = document.createElement("div");
+    box.className = "delivery";
+    box.setAttribute("role", "status"); // a polite live region: each change is read out
+    var icon = document.createElement("span");
+    icon.className = "delivery-icon";
+    icon.setAttribute("aria-hidden", "true");
+    var label = document.createElement("span");
+    label.className = "delivery-label";
+    box.appendChild(icon);
+    box.appendChild(label);
+    return box;
+  }
+
+  function setDelivery(item, stateName) {
+    var box = item.querySelector(".delivery");
+    if (!box) return;
+    var shown = DELIVERY[stateName];
+    item.dataset.delivery = stateName;
+    box.dataset.state = stateName;
+    box.querySelector(".delivery-icon").textContent = shown.icon;
+    var label = box.querySelector(".delivery-label");
+    label.setAttribute("data-i18n", shown.key);
+    label.textContent = t(shown.key);
+    var retry = box.querySelector(".retry");
+    if (retry && stateName !== "failed") retry.remove();
+  }
+
+  // A reply answers the message it names and every one sent before it.
+  function markAnswered(inReplyTo) {
+    var items = els.list.querySelectorAll(".msg.customer");
+    var upTo = -1;
+    items.forEach(function (item, index) {
+      if (inReplyTo && item.dataset.id === inReplyTo) upTo = index;
+    });
+    if (upTo === -1) upTo = items.length - 1; // unknown id (or none): all so far
+    items.forEach(function (item, index) {
+      if (index <= upTo && item.dataset.delivery === "sent") setDelivery(item, "answered");
+    });
   }
 
   function renderSources(sources) {
@@ -281,7 +386,7 @@
   function showWelcome() {
     var item = addMessage({ author: "bot", text: t("welcome") });
     item.classList.add("welcome");
-    item.querySelector(".bubble").setAttribute("data-i18n", "welcome");
+    item.querySelector(".bubble .text").setAttribute("data-i18n", "welcome");
     item.querySelector(".meta").remove();
   }
 
@@ -319,7 +424,8 @@
     if (msg.id && state.seen.has(msg.id)) return false;
     if (msg.id) state.seen.add(msg.id);
     if (msg.id && msg.author !== "customer") rememberReply(msg.id);
-    addMessage(msg);
+    var item = addMessage(msg);
+    if (msg.author === "customer") setDelivery(item, "sent"); // from the history: taken
     return true;
   }
 
@@ -377,7 +483,8 @@
         state.historyLoaded = true;
         var gotReply = false;
         items.forEach(function (item) {
-          if (receive(item) && item.author !== "customer") gotReply = true;
+          if (!receive(item)) return;
+          if (item.author !== "customer") { gotReply = true; markAnswered(null); }
         });
         if (gotReply) hideTyping();
       })
@@ -424,8 +531,9 @@
       hideTyping();
       receive({
         id: data.reply_id, author: data.author === "agent" ? "agent" : "bot", text: data.text,
-        sources: data.sources, handoff: data.handoff,
+        sources: data.sources, handoff: data.handoff, images: data.images,
       });
+      markAnswered(data.in_reply_to);
     };
     socket.onclose = function (event) {
       clearInterval(keepalive);
@@ -454,11 +562,17 @@
   /* ---- sending: retried with the same client_message_id, which the pipeline dedupes ---- */
 
   function post(body, attempt) {
-    return fetch("/api/web/messages", {
+    var request = body.image ? {
+      // multipart: the browser sets the Content-Type with its boundary
+      method: "POST",
+      headers: authorized({ Accept: "application/json" }),
+      body: imageForm(body),
+    } : {
       method: "POST",
       headers: authorized({ "Content-Type": "application/json", Accept: "application/json" }),
       body: JSON.stringify(body),
-    }).then(function (res) {
+    };
+    return fetch(body.image ? "/api/web/images" : "/api/web/messages", request).then(function (res) {
       if (res.status === 202) return res.json();
       if (res.status === 401 || res.status === 403) restartConversation();
       if (res.status >= 500 && attempt < SEND_ATTEMPTS) return retryPost(body, attempt);
@@ -469,6 +583,17 @@
       if (attempt < SEND_ATTEMPTS) return retryPost(body, attempt);
       throw { permanent: false, message: "network" };
     });
+  }
+
+  function imageForm(body) {
+    var form = new FormData();
+    form.append("file", body.image, body.image.name || "image");
+    form.append("client_message_id", body.client_message_id);
+    form.append("caption", body.text || "");
+    if (body.conversation_id) form.append("conversation_id", body.conversation_id);
+    if (body.customer_id) form.append("customer_id", body.customer_id);
+    if (body.tenant_id) form.append("tenant_id", body.tenant_id);
+    return form;
   }
 
   function retryPost(body, attempt) {
@@ -483,6 +608,7 @@
     item.classList.remove("failed");
     item.classList.add("pending");
     setMeta(item, "sending");
+    setDelivery(item, "sending");
     ensureConversation().then(function () {
       if (body.conversation_id !== state.conversationId) {
         body.conversation_id = state.conversationId;
@@ -494,22 +620,34 @@
       item.dataset.id = accepted.event_id;
       state.seen.add(accepted.event_id);
       setMeta(item, null);
+      setDelivery(item, "sent");
       showTyping();
     }, function (err) {
       item.classList.remove("pending");
       item.classList.add("failed");
       setMeta(item, "failed");
+      setDelivery(item, "failed");
       if (err && err.permanent && err.message) {
-        item.querySelector(".meta").textContent = err.message;
+        var meta = item.querySelector(".meta");
+        meta.removeAttribute("data-i18n");
+        meta.textContent = err.message; // the gateway's reason, e.g. the image is too large
       }
-      item.onclick = function () {
-        item.onclick = null;
+      var again = function () {
+        item.querySelector(".bubble").onclick = null;
         deliver(item, body);
       };
+      item.querySelector(".bubble").onclick = again;
+      var retry = document.createElement("button");
+      retry.type = "button";
+      retry.className = "retry";
+      retry.setAttribute("data-i18n", "retry");
+      retry.textContent = t("retry");
+      retry.addEventListener("click", function (event) { event.stopPropagation(); again(); });
+      item.querySelector(".delivery").appendChild(retry);
     });
   }
 
-  function send(text) {
+  function send(text, image) {
     var body = {
       conversation_id: null, // set by deliver() once the conversation exists
       customer_id: state.customerId,
@@ -517,20 +655,89 @@
       text: text,
     };
     if (tenant) body.tenant_id = tenant;
-    deliver(addMessage({ author: "customer", text: text }), body);
+    var shown = { author: "customer", text: text };
+    if (image) {
+      body.image = image;
+      shown.images = [{ url: URL.createObjectURL(image) }]; // shown at once, from memory
+    }
+    deliver(addMessage(shown), body);
   }
+
+  /* ---- attaching an image: picker, drop, paste ---- */
+
+  function attach(file) {
+    if (!file) return;
+    if (file.type && file.type.indexOf("image/") !== 0) {
+      showAttachmentNote(t("imageOnly"));
+      return;
+    }
+    state.image = file;
+    els.attachment.textContent = "";
+    els.attachment.hidden = false;
+    var name = document.createElement("span");
+    name.className = "attachment-name";
+    name.textContent = file.name || "image";
+    var remove = document.createElement("button");
+    remove.type = "button";
+    remove.id = "remove-image";
+    remove.textContent = "×";
+    remove.setAttribute("data-i18n-aria-label", "removeImage");
+    remove.setAttribute("aria-label", t("removeImage"));
+    remove.addEventListener("click", detach);
+    els.attachment.appendChild(name);
+    els.attachment.appendChild(remove);
+    refreshSendButton();
+  }
+
+  function showAttachmentNote(text) {
+    els.attachment.hidden = false;
+    els.attachment.textContent = text;
+  }
+
+  function detach() {
+    state.image = null;
+    els.file.value = "";
+    els.attachment.textContent = "";
+    els.attachment.hidden = true;
+    refreshSendButton();
+  }
+
+  function firstFile(list) { return list && list.length ? list[0] : null; }
+
+  els.file.addEventListener("change", function () { attach(firstFile(els.file.files)); });
+  els.input.addEventListener("paste", function (event) {
+    var file = firstFile(event.clipboardData && event.clipboardData.files);
+    if (file) { event.preventDefault(); attach(file); }
+  });
+  ["dragenter", "dragover"].forEach(function (name) {
+    els.chat.addEventListener(name, function (event) {
+      event.preventDefault();
+      els.chat.classList.add("dragging");
+    });
+  });
+  els.chat.addEventListener("dragleave", function (event) {
+    if (event.target === els.chat) els.chat.classList.remove("dragging");
+  });
+  els.chat.addEventListener("drop", function (event) {
+    event.preventDefault();
+    els.chat.classList.remove("dragging");
+    attach(firstFile(event.dataTransfer && event.dataTransfer.files));
+  });
 
   /* ---- wiring ---- */
 
-  function refreshSendButton() { els.send.disabled = els.input.value.trim() === ""; }
+  function refreshSendButton() {
+    els.send.disabled = els.input.value.trim() === "" && !state.image;
+  }
 
   els.form.addEventListener("submit", function (event) {
     event.preventDefault();
     var text = els.input.value.trim();
-    if (!text) return;
+    var image = state.image;
+    if (!text && !image) return;
     els.input.value = "";
-    refreshSendButton();
-    send(text);
+    detach();
+    send(text, image);
     els.input.focus();
   });
   els.input.addEventListener("input", refreshSendButton);

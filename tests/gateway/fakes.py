@@ -129,6 +129,8 @@ class FakeConnection:
             # Six values per message; the event id comes first.
             self.pool.logged.extend(str(params[i]) for i in range(0, len(params), 6))
             return FakeCursor([])
+        if "FROM attachments WHERE conversation_id" in query:
+            return FakeCursor([])  # no files in these conversations (real Postgres has its own)
         if "FROM worker_heartbeats" in query:
             return FakeCursor([{"n": self.pool.ready_workers}])
         if query.strip() == "SELECT 1":

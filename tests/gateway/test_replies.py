@@ -43,6 +43,8 @@ def test_reply_is_pushed_only_to_its_conversation(gateway: Gateway) -> None:
         "sources": ["shipping.md#delivery-times"],
         "handoff": False,
         "author": "bot",
+        "in_reply_to": "m-1",  # the widget marks the customer's message answered
+        "images": [],
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from clawdesk.settings import AppSettings
-from clawdesk.storage import FilesystemStore, attachments, db, open_store
+from clawdesk.storage import FilesystemStore, attachments, db, open_store, uploads
 from clawdesk.storage.attachments import Refusal
 from connectors import wechat
 from connectors.config import ChannelSettings
@@ -262,3 +262,25 @@ def test_a_file_url_names_the_store_directory(tmp_path: Path) -> None:
     assert isinstance(store, FilesystemStore) and store.root == shared
     with pytest.raises(ValueError, match="unsupported"):
         open_store("ftp://files.example/x", tmp_path)
+
+
+async def test_an_image_uploaded_to_the_gateway_is_taken_as_stored_not_fetched(
+    pool: Any, settings: AppSettings, store: FilesystemStore
+) -> None:
+    photo = media.png()
+    msg = message(Channel.WEB, "upload:cm-1")
+    att_id = uploads.upload_id(msg.conversation_id, "cm-1")
+    key = uploads.upload_key(msg.tenant_id, msg.received_at, att_id, "image/png")
+    uploaded = msg.attachments[0].model_copy(
+        update={"attachment_id": att_id, "object_key": key, "content_type": "image/png"}
+    )
+    msg = msg.model_copy(update={"attachments": [uploaded]})
+    owner = uploads.Owner(msg.event_id, msg.conversation_id, msg.tenant_id, "web")
+    assert await uploads.store_image(pool, store, owner, uploaded, photo)
+    await db.record_inbound(pool, msg)
+
+    # The web channel fetches no files: without the upload's row it would be refused.
+    (taken,) = await attachments.take(msg, pool=pool, store=store, settings=settings)
+
+    assert taken.refused is None
+    assert taken.attachment.object_key == key and await store.get(key) == photo

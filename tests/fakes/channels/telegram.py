@@ -187,6 +187,8 @@ class FakeBotApi:
         self.max_in_flight = 0
         self.app = FastAPI()
         self.app.post("/bot{token}/sendMessage")(self._send_message)
+        self.app.post("/bot{token}/sendPhoto")(self._send_photo)
+        self.photos: list[dict[str, Any]] = []  # sendPhoto calls: form fields and the file
         self.app.get("/bot{token}/getUpdates")(self._get_updates)
         self.app.post("/bot{token}/answerCallbackQuery")(self._answer_callback)
         self.app.post("/bot{token}/getFile")(self._get_file)
@@ -245,6 +247,45 @@ class FakeBotApi:
             "date": 1700000000,
             "chat": {"id": int(sent["chat_id"]), "type": "private"},
             "text": sent["text"],
+        }
+        return JSONResponse({"ok": True, "result": result})
+
+    async def _send_photo(self, token: str, request: Request) -> JSONResponse:
+        """`sendPhoto` with the photo uploaded as multipart/form-data (Bot API: "a new
+        photo using multipart/form-data"); caption up to 1024 characters."""
+        form = await request.form()
+        photo = form.get("photo")
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        data = await photo.read() if photo is not None and not isinstance(photo, str) else b""
+        self.photos.append(
+            {**fields, "photo": data, "content_type": getattr(photo, "content_type", "")}
+        )
+        refusal = self._refusal(token)
+        if refusal is not None:
+            return refusal
+        if not data:
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: there is no photo in the request",
+                },
+                400,
+            )
+        if len(fields.get("caption", "")) > 1024:
+            return JSONResponse(
+                {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: message caption is too long",
+                },
+                400,
+            )
+        result = {
+            "message_id": 500 + len(self.photos),
+            "date": 1700000000,
+            "chat": {"id": int(fields["chat_id"]), "type": "private"},
+            "photo": [{"file_id": f"sent-photo-{len(self.photos)}", "file_size": len(data)}],
         }
         return JSONResponse({"ok": True, "result": result})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -90,6 +91,8 @@ class FakeWeChatApi:
         self.app.get("/cgi-bin/token")(self._token)
         self.app.post("/cgi-bin/message/custom/send")(self._custom_send)
         self.app.get("/cgi-bin/media/get")(self._media_get)
+        self.app.post("/cgi-bin/media/upload")(self._media_upload)
+        self.uploads: list[dict[str, Any]] = []  # temporary media uploads
         self.media: dict[str, tuple[bytes, str]] = {}  # media id → (bytes, content type)
         self.downloads: list[str] = []
 
@@ -104,6 +107,24 @@ class FakeWeChatApi:
         self.downloads.append(media_id)
         data, content_type = self.media[media_id]
         return Response(data, media_type=content_type)
+
+    async def _media_upload(self, request: Request) -> JSONResponse:
+        """`/cgi-bin/media/upload?access_token=&type=image` (multipart field `media`):
+        temporary media, answered `{"type", "media_id", "created_at"}`."""
+        q = request.query_params
+        if self.expired or q.get("access_token") != self.current:
+            return JSONResponse({"errcode": 42001, "errmsg": "access_token expired"})
+        form = await request.form()
+        media = form.get("media")
+        if media is None or isinstance(media, str):
+            return JSONResponse({"errcode": 41005, "errmsg": "media data missing"})
+        if q.get("type") not in ("image", "voice", "video", "thumb"):
+            return JSONResponse({"errcode": 40004, "errmsg": "invalid media type"})
+        data = await media.read()
+        media_id = f"MEDIA_OUT_{len(self.uploads) + 1}"
+        self.uploads.append({"type": q.get("type"), "data": data, "media_id": media_id})
+        self.media[media_id] = (data, media.content_type or "")
+        return JSONResponse({"type": q.get("type"), "media_id": media_id, "created_at": 1700000000})
 
     def expire_tokens(self) -> None:
         self.expired = True

@@ -131,6 +131,8 @@ class FakeGraphApi:
         self.answers: deque[tuple[int, dict[str, Any], dict[str, str]]] = deque()
         self.app = FastAPI()
         self.app.post("/{phone_number_id}/messages")(self._messages)
+        self.app.post("/{phone_number_id}/media")(self._upload)
+        self.uploads: list[dict[str, Any]] = []  # media uploads: fields and the file
         self.closed_windows: set[str] = set()
         self.media: dict[str, tuple[bytes, str]] = {}  # media id → (bytes, declared type)
         self.downloads: list[str] = []
@@ -178,6 +180,26 @@ class FakeGraphApi:
         self.downloads.append(media_id)
         data, mime = self.media[media_id]
         return Response(data, media_type=mime)
+
+    async def _upload(self, phone_number_id: str, request: Request) -> JSONResponse:
+        """`POST /{phone-number-id}/media` (multipart: messaging_product, type, file):
+        the media id to send the file by."""
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(
+                {"error": {"message": "Invalid OAuth access token", "code": 190}}, 401
+            )
+        form = await request.form()
+        file = form.get("file")
+        data = await file.read() if file is not None and not isinstance(file, str) else b""
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if fields.get("messaging_product") != "whatsapp" or not data:
+            return JSONResponse(
+                {"error": {"message": "(#100) Param file is required", "code": 100}}, 400
+            )
+        media_id = f"media-out-{len(self.uploads) + 1}"
+        self.uploads.append({**fields, "file": data, "id": media_id})
+        self.media[media_id] = (data, fields.get("type", ""))
+        return JSONResponse({"id": media_id})
 
     def close_window(self, wa_id: str) -> None:
         """Refuse free-form messages to the customer as Meta does 24 hours after they
