@@ -1,1 +1,1 @@
-"""The embedded system `make up` and the tests run: broker, Postgres, Redis, the supervised processes."""
+"""The embedded system of `make up` and the tests: broker, stores, supervised processes."""
