@@ -80,16 +80,23 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+def slots_of(entities: list[Entity]) -> dict[str, str]:
+    """The slots a message's entities fill (the last of a kind wins)."""
+    return {SLOT_KINDS[e.kind]: e.value for e in entities if e.kind in SLOT_KINDS}
+
+
+def with_slots(raw: dict[str, Any] | None, slots: dict[str, str]) -> dict[str, Any]:
+    """Memory with `slots` filled in over the remembered ones."""
+    memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
+    memory["slots"] = {**memory.get("slots", {}), **slots}
+    return memory
+
+
 def remember_slots(
     raw: dict[str, Any] | None, entities: list[Entity], language: str | None
 ) -> dict[str, Any]:
     """Memory with slots filled from entities (latest wins) and the language."""
-    memory = dict(raw or {"turns": [], "slots": {}, "language": None, "handoff": False})
-    slots = dict(memory.get("slots", {}))
-    for entity in entities:
-        if entity.kind in SLOT_KINDS:
-            slots[SLOT_KINDS[entity.kind]] = entity.value
-    memory["slots"] = slots
+    memory = with_slots(raw, slots_of(entities))
     if language:
         memory["language"] = language
     return memory

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from agents import guard
 from agents.ingest import conversation_memory
-from agents.memory import mark_seen, remember_turn, seen, with_handoff
+from agents.memory import mark_seen, remember_turn, seen, with_handoff, with_slots
 from clawdesk.app import app
 from clawdesk.ops import metrics
 from clawdesk.services import current, ready
@@ -46,6 +46,9 @@ def remember_reply(raw: bytes) -> None:
         current().settings.memory_turns,
         in_time_order=True,
     )
+    # The slots are the nlu stage's view of the conversation ("refund it" after an order
+    # was named): the skills stage keeps its own copy for its decisions.
+    memory = with_slots(memory, reply.slots)
     conversation_memory[conv] = {**memory, "language": reply.language or memory.get("language")}
 
 

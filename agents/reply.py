@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agents import guard
+from agents.memory import slots_of
 from clawdesk.app import app
 from clawdesk.kb.chat_text import chat_text
 from clawdesk.ops import metrics, tracing
@@ -306,6 +307,7 @@ async def respond(raw: bytes) -> None:
         outcome=turn_outcome(result, composed),
         llm=composed.llm,
         proposed=proposal(composed.pending),
+        slots=slots_of(nlu.entities),
     )
     # Before the send: a redelivery finds it stored and stores nothing (idempotent).
     await decisions.record(services.pool, decisions.of_reply(result, reply))

@@ -222,6 +222,12 @@ class Reply(Event):
         description="files sent with the reply (an agent's image), already in the object "
         "store: `object_key` and `attachment_id` set",
     )
+    slots: dict[str, str] = Field(
+        default_factory=dict,
+        description="what the message answered named (order number, tracking number, "
+        "e-mail): the ingest stage remembers them, so the next message's nlu knows the "
+        "order 'it' refers to",
+    )
 
 
 class DeliveryStatus(StrEnum):

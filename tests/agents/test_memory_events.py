@@ -55,6 +55,21 @@ def test_a_bot_reply_is_remembered_once_after_the_message_it_answers(memory: Any
     assert memory["c1"]["language"] == "en"
 
 
+def test_the_order_a_reply_answered_is_remembered_for_the_next_message(memory: Any) -> None:
+    # "Has order 1001 arrived?" ... "ok, refund it": the nlu stage reads the slots of
+    # this memory to know which order "it" is.
+    from agents.memory_events import remember_reply
+
+    memory["c1"] = remember_turn(None, "customer", "has order 1001 arrived?", T0, "m1", 10)
+    reply = bot_reply("Order #1001 was delivered.", T0 + timedelta(seconds=1))
+    remember_reply(reply.model_copy(update={"slots": {"order_number": "1001"}}).to_bytes())
+    assert memory["c1"]["slots"] == {"order_number": "1001"}
+    later = bot_reply("Order #1005 is on its way.", T0 + timedelta(seconds=3), reply_id="r-m2")
+    remember_reply(later.model_copy(update={"slots": {"order_number": "1005"}}).to_bytes())
+    remember_reply(bot_reply("You're welcome!", T0 + timedelta(seconds=5), "r-m3").to_bytes())
+    assert memory["c1"]["slots"] == {"order_number": "1005"}, "the latest order, kept"
+
+
 def test_a_human_agents_reply_is_left_to_the_control_event(memory: Any) -> None:
     from agents.memory_events import remember_reply
 
