@@ -3,7 +3,8 @@
 A channel module builds one `ChannelModule` (named `CHANNEL`) saying how to read its
 settings, which webhook routes it serves (a router the gateway mounts, built on the
 `Intake` the gateway lends it), how it sends a reply, and, where the channel has them,
-how it fetches a customer's file, sends one (an agent's image), polls its provider, or
+how it fetches a customer's file, sends one (an agent's image), polls its provider
+(`PollSource`, which `clawdesk poll <channel>` finds here), or
 refuses a reply the channel would not take now. `connectors.registry` lists the
 channels; the gateway, the dispatcher and ingest ask the registry, never a channel by
 name.
@@ -80,8 +81,28 @@ Send = Callable[[Reply], Awaitable[str]]
 SendMedia = Callable[[Reply, Sequence[Any]], Awaitable[str]]
 Routes = Callable[[Intake], APIRouter]
 FetchMedia = Callable[..., Awaitable[Any]]  # (attachment, *, max_bytes, settings) -> Fetched
-Poll = Callable[[Any, Any], AsyncIterator[InboundMessage]]  # (app settings, own settings)
+# (app settings, own settings, seconds between polls or None: the channel's default)
+Poll = Callable[[Any, Any, float | None], AsyncIterator[InboundMessage]]
 ReplyRefusal = Callable[[Mapping[str, str], Any], str | None]
+
+
+class NotConfigured(RuntimeError):
+    """A channel part cannot start: a setting it needs is unset (the message names it)."""
+
+
+@dataclass(frozen=True)
+class PollSource:
+    """How a channel is read by polling its provider (`clawdesk poll <channel>`).
+
+    `open` yields the channel's messages forever; it raises `NotConfigured` when a
+    credential it needs is unset. `interval_setting` names the setting that spaces the
+    polls when the command gets no `--interval` (None: the channel takes no interval,
+    as a long poll paces itself).
+    """
+
+    open: Poll
+    help: str
+    interval_setting: str | None = None
 
 
 class Channel(Protocol):
@@ -98,6 +119,11 @@ class Channel(Protocol):
 
     def router(self, intake: Intake) -> APIRouter | None:
         """The webhook routes the gateway mounts (None: the channel has none)."""
+        ...
+
+    @property
+    def poll_source(self) -> PollSource | None:
+        """How `clawdesk poll` reads the channel (None: it is not pollable)."""
         ...
 
     async def send(self, reply: Reply) -> str:
@@ -132,7 +158,7 @@ class ChannelModule:
     settings_loader: Callable[[], Any]
     routes: Routes | None = None
     media_fetcher: FetchMedia | None = None
-    poller: Poll | None = None
+    poll_source: PollSource | None = None
     reply_refusal: ReplyRefusal | None = None
     media_sender: SendMedia | None = None
 

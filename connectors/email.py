@@ -30,7 +30,7 @@ from typing import Annotated, Any
 import aiosmtplib
 from fastapi import APIRouter, Header, Request
 
-from connectors.base import ChannelModule, Intake
+from connectors.base import ChannelModule, Intake, NotConfigured, PollSource
 from connectors.config import (
     ChannelSettings,
     DeliveryError,
@@ -525,13 +525,28 @@ def routes(intake: Intake) -> APIRouter:
     return router
 
 
-def poll(app_settings: Any, settings: ChannelSettings) -> AsyncIterator[InboundMessage]:
-    """New mail of the IMAP mailbox every `imap_poll_s` (`clawdesk poll email`)."""
+def poll(
+    app_settings: Any, settings: ChannelSettings, interval_s: float | None = None
+) -> AsyncIterator[InboundMessage]:
+    """New mail of the IMAP mailbox every `interval_s` (None: `imap_poll_s`), for
+    `clawdesk poll email`."""
+    if not settings.imap_host or settings.imap_password is None:
+        raise NotConfigured("CLAWDESK_IMAP_HOST / CLAWDESK_IMAP_PASSWORD are not set")
     return watch_mailbox(
-        tenant_for=tenant_resolver(settings, app_settings.default_tenant), settings=settings
+        tenant_for=tenant_resolver(settings, app_settings.default_tenant),
+        settings=settings,
+        interval_s=interval_s,
     )
 
 
 CHANNEL = ChannelModule(
-    name="email", sender=send, settings_loader=channel_settings, routes=routes, poller=poll
+    name="email",
+    sender=send,
+    settings_loader=channel_settings,
+    routes=routes,
+    poll_source=PollSource(
+        open=poll,
+        help="Poll the IMAP mailbox and enqueue each new mail's text.",
+        interval_setting="CLAWDESK_IMAP_POLL_S",
+    ),
 )

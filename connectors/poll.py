@@ -1,5 +1,5 @@
-"""Channels read by polling instead of webhooks (the `clawdesk poll telegram|email`
-commands are `clawdesk/cli/poll.py`).
+"""The generic half of reading a channel by polling (`clawdesk poll <channel>`,
+`clawdesk/cli/poll.py`); each channel's own source is its module's `PollSource`.
 
 For a deployment without a public URL (development, or a mailbox with no relay), a
 poll loop reads the provider and puts each message on the inbound topic exactly as the
@@ -18,20 +18,13 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
-import typer
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from psycopg_pool import AsyncConnectionPool
 
-from clawdesk.settings import (
-    AppSettings,
-    ChannelSettings,
-    app_settings,
-    connection_settings,
-)
+from clawdesk.settings import AppSettings, app_settings, connection_settings
 from clawdesk.storage import inbound_log
 from clawdesk.storage.db import open_pool
-from connectors import email, telegram
 from schemas import InboundMessage
 from topics import inbound_spec
 
@@ -86,32 +79,6 @@ def producer_enqueue(producer: AIOKafkaProducer, settings: AppSettings) -> Enque
             )
 
     return enqueue
-
-
-def telegram_source(
-    settings: AppSettings, channels: ChannelSettings
-) -> AsyncIterator[InboundMessage]:
-    """Telegram Updates by long polling `getUpdates`."""
-    if channels.telegram_bot_token is None:
-        raise typer.BadParameter("CLAWDESK_TELEGRAM_BOT_TOKEN is not set")
-    return telegram.poll_updates(
-        tenant_id=channels.telegram_tenant or settings.default_tenant,
-        settings=channels,
-        timeout_s=channels.telegram_poll_timeout_s,
-    )
-
-
-def email_source(
-    settings: AppSettings, channels: ChannelSettings, interval_s: float | None
-) -> AsyncIterator[InboundMessage]:
-    """New mail of the IMAP mailbox, every `interval_s` (default `imap_poll_s`)."""
-    if not channels.imap_host or channels.imap_password is None:
-        raise typer.BadParameter("CLAWDESK_IMAP_HOST / CLAWDESK_IMAP_PASSWORD are not set")
-    return email.watch_mailbox(
-        tenant_for=email.tenant_resolver(channels, settings.default_tenant),
-        settings=channels,
-        interval_s=interval_s,
-    )
 
 
 async def run(source: AsyncIterator[InboundMessage], bootstrap: str, limit: int | None) -> int:

@@ -36,7 +36,7 @@ import httpx
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connectors.base import ChannelModule, Intake
+from connectors.base import ChannelModule, Intake, NotConfigured, PollSource
 from connectors.choices import intent_of, text_of
 from connectors.config import (
     ChannelSettings,
@@ -613,8 +613,13 @@ def routes(intake: Intake) -> APIRouter:
     return router
 
 
-def poll(app_settings: Any, settings: ChannelSettings) -> AsyncIterator[InboundMessage]:
-    """Updates by long polling `getUpdates` (`clawdesk poll telegram`)."""
+def poll(
+    app_settings: Any, settings: ChannelSettings, interval_s: float | None = None
+) -> AsyncIterator[InboundMessage]:
+    """Updates by long polling `getUpdates` (`clawdesk poll telegram`); a long poll
+    paces itself, so there is no interval."""
+    if settings.telegram_bot_token is None:
+        raise NotConfigured("CLAWDESK_TELEGRAM_BOT_TOKEN is not set")
     return poll_updates(
         tenant_id=settings.telegram_tenant or app_settings.default_tenant,
         settings=settings,
@@ -628,6 +633,9 @@ CHANNEL = ChannelModule(
     settings_loader=channel_settings,
     routes=routes,
     media_fetcher=fetch_media,
-    poller=poll,
+    poll_source=PollSource(
+        open=poll,
+        help="Long-poll the Telegram Bot API (getUpdates) and enqueue each text message.",
+    ),
     media_sender=send_media,
 )

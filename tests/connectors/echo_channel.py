@@ -1,18 +1,21 @@
 """A channel defined outside `connectors/`, the way a plugin adds one: its own settings
-section, webhook route and sender, registered with `connectors.registry.register`.
+section, webhook route, sender and poll source, registered with
+`connectors.registry.register`.
 
 It reads `POST /webhooks/echo` with `{"id", "from", "text"}` signed by a shared secret
-in `X-Echo-Secret`, and "sends" a reply by keeping it (a real channel calls its API)."""
+in `X-Echo-Secret`, and "sends" a reply by keeping it (a real channel calls its API).
+Polled, it yields one message per name in CLAWDESK_ECHO_INBOX."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors.base import ChannelModule, Intake
+from connectors.base import ChannelModule, Intake, NotConfigured, PollSource
 from connectors.signatures import PayloadError, SignatureError, secrets_equal
 from schemas import Channel, InboundMessage, Reply
 
@@ -22,8 +25,10 @@ class EchoSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLAWDESK_ECHO_", extra="ignore", frozen=True)
 
-    secret: SecretStr | None = None
-    tenant: str = "demo"
+    secret: SecretStr | None = Field(default=None, description="shared webhook secret")
+    tenant: str = Field(default="demo", description="tenant of echo messages")
+    inbox: list[str] = Field(default_factory=list, description="senders a poll reads")
+    poll_s: float = Field(default=1.0, description="seconds between polls")
 
 
 class _Message(BaseModel):
@@ -75,4 +80,40 @@ def routes(intake: Intake) -> APIRouter:
     return router
 
 
-CHANNEL = ChannelModule(name="echo", sender=send, settings_loader=EchoSettings, routes=routes)
+POLLED_EVERY: list[float | None] = []
+
+
+async def poll(
+    app_settings: Any, settings: EchoSettings, interval_s: float | None
+) -> AsyncIterator[InboundMessage]:
+    """One message per sender of the inbox (`clawdesk poll echo`)."""
+    POLLED_EVERY.append(interval_s)
+    for n, sender in enumerate(settings.inbox):
+        yield InboundMessage(
+            conversation_id=f"echo:{sender}",
+            tenant_id=settings.tenant,
+            channel=Channel("echo"),
+            channel_message_id=f"polled-{n}",
+            customer_id=sender,
+            text="hello",
+        )
+
+
+def open_poll(
+    app_settings: Any, settings: EchoSettings, interval_s: float | None
+) -> AsyncIterator[InboundMessage]:
+    """The poll, refused before it starts when the inbox is unset."""
+    if not settings.inbox:
+        raise NotConfigured("CLAWDESK_ECHO_INBOX is not set")
+    return poll(app_settings, settings, interval_s)
+
+
+CHANNEL = ChannelModule(
+    name="echo",
+    sender=send,
+    settings_loader=EchoSettings,
+    routes=routes,
+    poll_source=PollSource(
+        open=open_poll, help="Read the echo inbox.", interval_setting="CLAWDESK_ECHO_POLL_S"
+    ),
+)

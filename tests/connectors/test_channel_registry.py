@@ -3,11 +3,16 @@ settings come from its own section, and replies on it go through its sender."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+import clawdesk.cli.poll as poll_command
+import connectors.poll
+from clawdesk.cli import cli
+from clawdesk.settings import ConnectionSettings
 from connectors import registry, send_reply
 from connectors.config import ChannelSettings
 from schemas import Channel, InboundMessage, Reply, utc_now
@@ -65,6 +70,37 @@ async def test_a_channel_registered_from_a_module_gets_routes_settings_and_sende
     )
     assert await send_reply(reply) == "echo-1"  # the dispatcher's way out
     assert echo_channel.SENT == [reply]
+
+
+def test_clawdesk_poll_finds_a_registered_channels_poll_source(
+    echo: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forwarded: list[InboundMessage] = []
+
+    async def run(source: AsyncIterator[InboundMessage], bootstrap: str, limit: int | None) -> int:
+        # The broker side is connectors/poll.py's (tests/connectors/test_poll.py).
+        assert (bootstrap, limit) == ("fake:9092", 5)
+        forwarded.extend([m async for m in source])
+        return len(forwarded)
+
+    monkeypatch.setattr(connectors.poll, "run", run)
+    monkeypatch.setattr(
+        poll_command,
+        "connection_settings",
+        lambda: ConnectionSettings(_env_file=None, kafka_bootstrap_servers="fake:9092"),  # type: ignore[call-arg]
+    )
+    echo_channel.POLLED_EVERY.clear()
+    listed = CliRunner().invoke(cli, ["poll", "--help"])
+    unset = CliRunner().invoke(cli, ["poll", "echo"])
+    monkeypatch.setenv("CLAWDESK_ECHO_INBOX", '["ana", "bo"]')
+    done = CliRunner().invoke(cli, ["poll", "echo", "--max-messages", "5", "--interval", "2"])
+
+    assert "echo" in listed.output and "telegram" in listed.output
+    assert unset.exit_code == 2 and "CLAWDESK_ECHO_INBOX is not set" in unset.output
+    assert done.exit_code == 0, done.output
+    assert [m.customer_id for m in forwarded] == ["ana", "bo"]
+    assert echo_channel.POLLED_EVERY == [2.0]
+    assert "enqueued 2 messages" in done.output
 
 
 def test_an_unregistered_name_is_not_a_channel_and_names_are_not_taken_twice(echo: None) -> None:
