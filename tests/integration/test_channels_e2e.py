@@ -613,6 +613,8 @@ async def test_web_widget_message_is_pushed_over_its_websocket(system: System) -
         "sources": reply.sources,
         "handoff": False,
         "author": "bot",
+        "in_reply_to": event_id,  # the widget marks the customer's message answered
+        "images": [],
     }
     assert await recorded_sent(system, reply.reply_id) == reply.reply_id
 
