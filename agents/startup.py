@@ -22,8 +22,9 @@ _started = time.monotonic()
 tracing.setup(app_settings(), app_settings().stage or "worker")
 
 
+# The task that builds the services: it cannot be one of their parts (it makes them),
+# and it must exist once per process, whichever of the two hooks below starts it.
 _building: asyncio.Task[None] | None = None
-_ready_at: datetime | None = None
 
 
 def worker_id() -> str:
@@ -50,7 +51,6 @@ def _models_needed() -> tuple[bool, bool]:
 
 
 async def _build_and_install() -> None:
-    global _ready_at
     conn = connection_settings()
     try:  # from now until the first beat, an earlier run's "ready" must not count
         await asyncio.wait_for(db.mark_worker_starting(conn.database_url, worker_id()), 3.0)
@@ -58,8 +58,8 @@ async def _build_and_install() -> None:
         log.info("could not mark the worker as starting", extra={"error": repr(err)})
     nlu, kb = _models_needed()
     built = await services.build(app_settings(), conn, nlu=nlu, kb=kb)
+    built.ready_at = datetime.now().astimezone()
     services.install(built)
-    _ready_at = datetime.now().astimezone()
     log.info("services ready", extra={"seconds": round(time.monotonic() - _started, 2)})
     _serve_metrics()
 
@@ -109,14 +109,15 @@ async def report_ready() -> None:
     /ready waits for this, so "ready" means a message sent now is answered now."""
     from topics import inbound_spec
 
-    if _ready_at is None:
+    built = services.installed()
+    if built is None or built.ready_at is None:
         return
     inbound = inbound_spec.name(app_settings())
     if not any(tp.topic == inbound for tp in app.consumer.assignment()):
         return
     try:
         await asyncio.wait_for(
-            db.worker_heartbeat(services.current().pool, worker_id(), _ready_at), timeout=2.0
+            db.worker_heartbeat(built.pool, worker_id(), built.ready_at), timeout=2.0
         )
     except Exception as err:  # a missed beat must not stop the timer
         log.warning("readiness heartbeat failed", extra={"error": repr(err)})
@@ -125,10 +126,11 @@ async def report_ready() -> None:
 @app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def report_stopping(sender: object, **_: object) -> None:
     """Leave the ready list as the worker stops (not 15 s later, when it goes stale)."""
-    if _ready_at is None:
+    built = services.installed()
+    if built is None or built.ready_at is None:
         return
     try:
-        await asyncio.wait_for(db.forget_worker(services.current().pool, worker_id()), timeout=2.0)
+        await asyncio.wait_for(db.forget_worker(built.pool, worker_id()), timeout=2.0)
     except Exception as err:
         log.warning("could not leave the ready list", extra={"error": repr(err)})
 

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from clawdesk.llm import LlmReplier
     from clawdesk.nlu.tenant_models import TenantNlu
 
-__all__ = ["Services", "build", "current", "install", "packaged_data", "ready"]
+__all__ = ["Services", "build", "current", "install", "installed", "packaged_data", "ready"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class Services:
     channels: ChannelSettings | None = None  # None: the environment's
     skills: SkillRuntime | None = None  # the skills the skills and reply stages run
     tickets: HandoffTickets | None = None  # the handoff stage's Zendesk tickets
+    # When this worker could first answer (set as the worker installs these services):
+    # its heartbeats carry it, so the gateway's /ready counts only a current run.
+    ready_at: datetime | None = None
 
     def knowledge_base(self) -> KnowledgeBase:
         """The knowledge base (raises in a worker whose stages load none)."""
@@ -100,6 +104,11 @@ def install(services: Services) -> None:
     global _current
     _current = services
     _ready.set()
+
+
+def installed() -> Services | None:
+    """The installed services, or None before the worker has built them."""
+    return _current
 
 
 def current() -> Services:
