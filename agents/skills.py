@@ -33,7 +33,6 @@ from clawdesk.skills.dialogue import (
 )
 from clawdesk.skills.worker import (
     APP_EMAIL,
-    close_runtime,
     skill_context,
     skill_runtime,
     use_runtime,
@@ -190,9 +189,3 @@ async def remember_proposals(replies: AsyncIterable[bytes]) -> None:
             remember_proposal(raw)
         except Exception:  # a reply the dispatcher dead-letters if it is malformed
             log.warning("reply not read for a proposal", extra={"stage": STAGE}, exc_info=True)
-
-
-@app.on_before_shutdown.connect  # type: ignore[arg-type]
-async def close_skill_runtime(sender: object, **_: object) -> None:
-    """Close the provider clients when the worker stops."""
-    await close_runtime()

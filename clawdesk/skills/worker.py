@@ -22,14 +22,6 @@ def use_runtime(runtime: SkillRuntime) -> None:
     current().skills = runtime
 
 
-async def close_runtime() -> None:
-    """Close the provider clients of the installed services' skill runtime, if any
-    (`Services.aclose` closes it too when the worker stops; closing twice is harmless)."""
-    runtime = current().skills
-    if runtime is not None:
-        await runtime.aclose()
-
-
 def verified_email(msg: InboundMessage) -> str | None:
     """An e-mail the channel vouches for: the sender of an e-mail, or the address an
     in-app backend (authenticated by its API key) gives for its signed-in user. Never

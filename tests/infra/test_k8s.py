@@ -91,7 +91,7 @@ def test_the_schema_refuses_a_misspelt_field() -> None:
     assert keda_problems(doc) == ["spec.maxReplicas"]
 
 
-def test_the_schema_refuses_a_trigger_without_metadata_types() -> None:
+def test_the_schema_refuses_a_wrong_type_and_a_missing_required_field() -> None:
     doc = copy.deepcopy(next(iter(_of_kind("ScaledObject").values())))
     doc["spec"]["triggers"][0]["type"] = 7
     with pytest.raises(ValidationError):
